@@ -1,0 +1,182 @@
+"""The domain as plain, immutable data: what AWS holds, what the state DB remembers, what to do.
+
+Nothing here does I/O or reads the clock. The gateway (``snapworker.aws``) turns AWS answers
+into these types; the store (``snapworker.store``) turns rows into them; the planner turns them
+into a :class:`Plan`. Every datetime is timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+SUPPORT_ALIAS = "amazon-redshift-support"
+"""The account alias AWS support restores through; AWS reports it as ``AccountAlias``."""
+
+# Tags the worker writes on the snapshots it owns. The ownership tag is the source of truth
+# for ownership (it survives the loss of the state DB); see ``snapworker.core.ownership``.
+TAG_POLICY = "snapworker:policy"
+TAG_CLUSTER = "snapworker:cluster"
+TAG_KIND = "snapworker:kind"  # "create" or "copy"
+TAG_SOURCE = "snapworker:source"  # copies: the automated snapshot copied
+TAG_SOURCE_TIME = "snapworker:source-time"  # copies: its SnapshotCreateTime, ISO 8601 UTC
+TAG_FIRE_TIME = "snapworker:fire-time"  # creates: the schedule fire time, ISO 8601 UTC
+
+SnapshotType = Literal["manual", "automated"]
+MadeFor = Literal["create", "copy"]
+ActionKind = Literal["tag", "create", "copy", "share", "revoke", "delete"]
+"""``tag`` restores the ownership tags of a copy whose CreateTags a crash interrupted."""
+ACTION_ORDER: tuple[ActionKind, ...] = ("tag", "create", "copy", "share", "revoke", "delete")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A Redshift cluster as DescribeClusters reports it."""
+
+    id: str
+    status: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A cluster snapshot as DescribeClusterSnapshots reports it.
+
+    ``accounts`` holds every entry of AccountsWithRestoreAccess, AccountId and AccountAlias
+    alike (the support alias appears as ``amazon-redshift-support``).
+    """
+
+    id: str
+    cluster: str
+    type: SnapshotType
+    status: str
+    create_time: datetime
+    tags: Mapping[str, str] = field(default_factory=dict)
+    accounts: tuple[str, ...] = ()
+    owner_account: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.status == "available"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """One observation of the account: every cluster and every snapshot, by id."""
+
+    clusters: Mapping[str, Cluster]
+    snapshots: Mapping[str, Snapshot]
+
+
+@dataclass(frozen=True)
+class OwnedRecord:
+    """What the state DB remembers of a snapshot the worker made (or adopted from its tags).
+
+    ``data_time`` is the point in time the snapshot's data holds: its own create time for a
+    snapshot the worker created, the source's create time for a copy. ``deleted_at`` is set
+    once the worker deleted it; the record stays so that a copy is never made twice.
+    """
+
+    snapshot_id: str
+    policy: str
+    cluster: str
+    made_for: MadeFor
+    data_time: datetime | None
+    source_id: str | None = None
+    fire_time: datetime | None = None
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    """A grant the worker made: when, and when (if ever) it revoked it."""
+
+    snapshot_id: str
+    account: str
+    granted_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PendingEntry:
+    """A journal entry written before its AWS call and never completed (a crash, a kill)."""
+
+    entry_id: int
+    key: str
+    policy: str
+    kind: ActionKind
+    snapshot_id: str
+    cluster: str
+    account: str | None = None
+    source_id: str | None = None
+
+
+@dataclass(frozen=True)
+class State:
+    """What the state DB holds, as the planner needs it."""
+
+    owned: Mapping[str, OwnedRecord] = field(default_factory=dict)
+    grants: tuple[GrantRecord, ...] = ()
+    pending: tuple[PendingEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Action:
+    """One AWS mutation the plan asks for, with the reason a person can read.
+
+    ``key`` identifies the action across runs (the journal's idempotency key), so a rerun
+    after a crash completes the entry it started instead of writing a second one.
+    """
+
+    policy: str
+    cluster: str
+    kind: ActionKind
+    snapshot: str
+    reason: str
+    source: str | None = None
+    account: str | None = None
+    data_time: datetime | None = None
+    fire_time: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        parts = [self.policy, self.kind, self.snapshot]
+        if self.account is not None:
+            parts.append(self.account)
+        return "|".join(parts)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """An owned snapshot the plan keeps, with every rule that keeps it."""
+
+    policy: str
+    cluster: str
+    snapshot: str
+    reason: str
+    data_time: datetime | None = None
+    held: bool = False
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the operator should know that is neither an action nor a kept snapshot."""
+
+    policy: str
+    cluster: str | None
+    message: str
+    snapshot: str | None = None
+    level: Literal["info", "warning"] = "info"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a tick would do now, and why. The dry-run report is this, rendered."""
+
+    generated_at: datetime
+    actions: tuple[Action, ...] = ()
+    kept: tuple[Kept, ...] = ()
+    notes: tuple[Note, ...] = ()
+    drift: tuple[Action, ...] = ()

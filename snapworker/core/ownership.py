@@ -1,0 +1,134 @@
+"""Which snapshots the worker owns, and what it knows of each.
+
+Ownership decides what the worker may ever change, so it is strict:
+
+1. An automated snapshot is never owned.
+2. A snapshot of another AWS account (shared with this one) is never owned.
+3. **Tags are the source of truth.** A manual snapshot is owned by policy P when it carries
+   ``snapworker:policy = P`` and ``snapworker:cluster`` equal to its cluster, *and* its id is
+   exactly the id the worker would have generated from those tags (``ids.create_snapshot_id``
+   from ``snapworker:fire-time``, or ``ids.copy_snapshot_id`` from ``snapworker:source``).
+   A snapshot that merely looks like the worker's (same name pattern, no tags), or whose tags
+   do not match its id, is not owned. Tags live with the snapshot, so they survive the loss
+   of the state DB: after such a loss the worker adopts what its tags prove it owns.
+4. Without the tag, the state DB can prove ownership of a snapshot the worker made itself:
+   a live owned record, or a pending journal entry for the create/copy that made it (the
+   crash window between CopyClusterSnapshot and CreateTags). Such a snapshot is re-tagged.
+   If the tags name a *different* owner than the state DB, the tags win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from snapworker.core import ids
+from snapworker.core.model import (
+    TAG_CLUSTER,
+    TAG_FIRE_TIME,
+    TAG_KIND,
+    TAG_POLICY,
+    TAG_SOURCE,
+    TAG_SOURCE_TIME,
+    OwnedRecord,
+    PendingEntry,
+    Snapshot,
+    State,
+)
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """An owned snapshot: the record, and whether its tags already say so."""
+
+    record: OwnedRecord
+    tagged: bool
+    proof: str  # "tags", "state", "journal"
+
+
+def parse_utc(text: str | None) -> datetime | None:
+    """An ISO 8601 time from a tag, as aware UTC; None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC)
+
+
+def format_utc(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ownership_tags(rec: OwnedRecord) -> dict[str, str]:
+    """The tags that mark ``rec`` as the worker's (written at create, or right after a copy)."""
+    tags = {TAG_POLICY: rec.policy, TAG_CLUSTER: rec.cluster, TAG_KIND: rec.made_for}
+    if rec.made_for == "copy":
+        tags[TAG_SOURCE] = rec.source_id or ""
+        if rec.data_time is not None:
+            tags[TAG_SOURCE_TIME] = format_utc(rec.data_time)
+    elif rec.fire_time is not None:
+        tags[TAG_FIRE_TIME] = format_utc(rec.fire_time)
+    return tags
+
+
+def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
+    tags = snap.tags
+    policy = tags.get(TAG_POLICY)
+    if not policy or tags.get(TAG_CLUSTER) != snap.cluster:
+        return None
+    kind = tags.get(TAG_KIND)
+    if kind == "copy":
+        source = tags.get(TAG_SOURCE)
+        if not source or ids.copy_snapshot_id(policy, snap.cluster, source) != snap.id:
+            return None
+        data_time = parse_utc(tags.get(TAG_SOURCE_TIME))
+        if data_time is None and db is not None and db.policy == policy:
+            data_time = db.data_time
+        # Tag and record both gone: the copy's own time errs towards keeping.
+        return OwnedRecord(
+            snap.id, policy, snap.cluster, "copy", data_time or snap.create_time, source_id=source
+        )
+    if kind == "create":
+        fire = parse_utc(tags.get(TAG_FIRE_TIME))
+        if fire is None or ids.create_snapshot_id(policy, snap.cluster, fire) != snap.id:
+            return None
+        return OwnedRecord(
+            snap.id, policy, snap.cluster, "create", snap.create_time, fire_time=fire
+        )
+    return None
+
+
+def owner_of(
+    snap: Snapshot,
+    state: State,
+    pending_made: Mapping[str, PendingEntry],
+    account: str | None,
+) -> Ownership | None:
+    """Who owns ``snap`` (see the module docstring), or None: not the worker's."""
+    if snap.type != "manual":
+        return None
+    if account is not None and snap.owner_account not in (None, account):
+        return None
+    db = state.owned.get(snap.id)
+    if TAG_POLICY in snap.tags:
+        rec = _from_tags(snap, db)
+        return Ownership(rec, True, "tags") if rec is not None else None
+    if db is not None and db.deleted_at is None and db.cluster == snap.cluster:
+        return Ownership(db, False, "state")
+    entry = pending_made.get(snap.id)
+    if entry is not None and entry.cluster == snap.cluster and entry.kind in ("create", "copy"):
+        rec = OwnedRecord(
+            snap.id,
+            entry.policy,
+            snap.cluster,
+            "copy" if entry.kind == "copy" else "create",
+            None,
+            source_id=entry.source_id,
+        )
+        return Ownership(rec, False, "journal")
+    return None

@@ -1,0 +1,433 @@
+"""The planner: (policies, observed inventory, recorded state, now) -> Plan. Pure.
+
+For each policy it detects events (see ``snapworker.core.events``) and lets their handlers
+turn them into actions; every owned snapshot not acted on is listed as kept, with the rule
+that keeps it. Nothing here does I/O or reads the clock, so the dry-run report, the daemon
+and ``run`` all see the same decisions, and the tests feed it plain data.
+
+Complexity: O(S log S + P * S) for S snapshots and P policies (one pass to classify
+ownership, one sort per (policy, cluster) group, linear retention walks); no step compares
+snapshots pairwise.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from snapworker.core import ids
+from snapworker.core.durations import format_duration
+from snapworker.core.events import (
+    AutomatedSnapshotSeen,
+    Event,
+    GrantDrifted,
+    GrantLapsed,
+    OwnershipTagsMissing,
+    ScheduleDue,
+    SnapshotExpired,
+    SnapshotNeedsShare,
+    handle,
+)
+from snapworker.core.model import (
+    ACTION_ORDER,
+    Action,
+    Cluster,
+    GrantRecord,
+    Inventory,
+    Kept,
+    Note,
+    OwnedRecord,
+    Plan,
+    Snapshot,
+    State,
+)
+from snapworker.core.ownership import Ownership, owner_of
+from snapworker.core.retention import Candidate, RetentionRules, evaluate
+from snapworker.core.schedule import latest_fire
+
+if TYPE_CHECKING:
+    from snapworker.config import Policy
+
+
+def rules_of(policy: Policy) -> RetentionRules:
+    r = policy.retention
+    return RetentionRules(
+        max_age=timedelta(days=r.max_age_days) if r.max_age_days is not None else None,
+        keep_last=r.keep_last,
+        keep_hourly=r.keep_hourly,
+        keep_daily=r.keep_daily,
+        keep_weekly=r.keep_weekly,
+        keep_monthly=r.keep_monthly,
+        keep_yearly=r.keep_yearly,
+        keep_within=r.keep_within,
+        timezone=policy.timezone,
+    )
+
+
+def selects(policy: Policy, cluster: Cluster) -> bool:
+    """Glob patterns over the id (any may match), and every tag must match."""
+    if not any(fnmatch.fnmatchcase(cluster.id, pat) for pat in policy.select.clusters):
+        return False
+    return all(cluster.tags.get(k) == v for k, v in policy.select.tags.items())
+
+
+@dataclass
+class _Owned:
+    snap: Snapshot
+    own: Ownership
+    data_time: datetime
+
+
+@dataclass
+class _Index:
+    """Everything the planner derives once from the inventory and the state."""
+
+    owned: dict[str, list[_Owned]] = field(default_factory=lambda: defaultdict(list))
+    copied: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    last_fire: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    grants: dict[tuple[str, str], GrantRecord] = field(default_factory=dict)
+    automated: dict[str, list[Snapshot]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _note_fire(idx: _Index, rec: OwnedRecord) -> None:
+    if rec.made_for == "create" and rec.fire_time is not None:
+        key = (rec.policy, rec.cluster)
+        if key not in idx.last_fire or idx.last_fire[key] < rec.fire_time:
+            idx.last_fire[key] = rec.fire_time
+
+
+def _index(inv: Inventory, state: State, account: str | None) -> _Index:
+    idx = _Index()
+    pending_made = {e.snapshot_id: e for e in state.pending if e.kind in ("create", "copy")}
+    for rec in state.owned.values():
+        if rec.source_id:
+            idx.copied[rec.policy].add(rec.source_id)
+        _note_fire(idx, rec)
+    for snap in inv.snapshots.values():
+        if snap.type == "automated":
+            idx.automated[snap.cluster].append(snap)
+            continue
+        own = owner_of(snap, state, pending_made, account)
+        if own is None:
+            continue
+        rec = own.record
+        data_time = rec.data_time
+        if data_time is None:
+            src = inv.snapshots.get(rec.source_id or "")
+            data_time = src.create_time if src is not None else snap.create_time
+        idx.owned[rec.policy].append(_Owned(snap, own, data_time))
+        if rec.source_id:
+            idx.copied[rec.policy].add(rec.source_id)
+        _note_fire(idx, rec)
+    for g in sorted(state.grants, key=lambda g: g.granted_at):
+        idx.grants[(g.snapshot_id, g.account)] = g
+    return idx
+
+
+def plan(
+    policies: Sequence[Policy],
+    inventory: Inventory,
+    state: State,
+    now: datetime,
+    account: str | None = None,
+    all_policy_names: Iterable[str] | None = None,
+) -> Plan:
+    """What a tick would do now. ``account``: this AWS account, when known (snapshots of
+    other accounts are never owned). ``all_policy_names``: every policy of the config, to
+    report snapshots owned by a policy that no longer exists."""
+    idx = _index(inventory, state, account)
+    actions: list[Action] = []
+    kept: list[Kept] = []
+    notes: list[Note] = []
+    drift: list[Action] = []
+    for policy in policies:
+        events = _detect(policy, inventory, idx, now, kept, notes)
+        for event in events:
+            if isinstance(event, GrantDrifted):
+                drift.append(
+                    Action(
+                        event.policy,
+                        event.cluster,
+                        "revoke",
+                        event.snapshot,
+                        f"drift: shared with {event.account}, which the policy does not list",
+                        account=event.account,
+                    )
+                )
+            actions.extend(handle(event))
+    known = set(all_policy_names or ()) | {p.name for p in policies}
+    for name in sorted(set(idx.owned) - known):
+        for o in idx.owned[name]:
+            notes.append(
+                Note(name, o.snap.cluster, "owned by a policy not in the config; left alone", o.snap.id)
+            )
+    return Plan(
+        generated_at=now,
+        actions=tuple(sorted(actions, key=_action_order)),
+        kept=tuple(sorted(kept, key=lambda k: (k.policy, k.cluster, k.snapshot))),
+        notes=tuple(notes),
+        drift=tuple(sorted(drift, key=_action_order)),
+    )
+
+
+def _action_order(a: Action) -> tuple[str, str, int, str, str]:
+    return (a.policy, a.cluster, ACTION_ORDER.index(a.kind), a.snapshot, a.account or "")
+
+
+def _detect(
+    policy: Policy,
+    inv: Inventory,
+    idx: _Index,
+    now: datetime,
+    kept: list[Kept],
+    notes: list[Note],
+) -> list[Event]:
+    rules = rules_of(policy)
+    events: list[Event] = []
+    owned = sorted(idx.owned.get(policy.name, []), key=lambda o: o.snap.id)
+    by_cluster: dict[str, list[_Owned]] = defaultdict(list)
+    for o in owned:
+        by_cluster[o.snap.cluster].append(o)
+    owned_ids = {o.snap.id for o in owned}
+
+    selected = sorted((c for c in inv.clusters.values() if selects(policy, c)), key=lambda c: c.id)
+    if not selected:
+        notes.append(Note(policy.name, None, "selects no cluster", level="warning"))
+    for cluster in selected:
+        cands = [Candidate(o.snap.id, o.data_time) for o in by_cluster.get(cluster.id, [])]
+        if policy.copy_automated:
+            events.extend(_copies(policy, cluster, inv, idx, cands, owned_ids, rules, now, notes))
+        if policy.create is not None:
+            events.extend(_creates(policy, cluster, inv, idx, owned_ids, now, notes))
+
+    for o in owned:
+        if not o.own.tagged:
+            events.append(OwnershipTagsMissing(o.own.record, o.own.proof))
+
+    expired: list[tuple[_Owned, str]] = []
+    for cluster_id in sorted(by_cluster):
+        expired.extend(_retention(policy, by_cluster[cluster_id], rules, now, kept))
+    expired.sort(key=lambda e: (e[0].data_time, e[0].snap.id))
+    cap = policy.limits.max_deletes_per_run
+    deleting = set()
+    for o, reason in expired[:cap]:
+        deleting.add(o.snap.id)
+        events.append(
+            SnapshotExpired(policy.name, o.snap.cluster, o.snap.id, o.data_time, o.snap.accounts, reason)
+        )
+    for o, reason in expired[cap:]:
+        kept.append(
+            Kept(
+                policy.name,
+                o.snap.cluster,
+                o.snap.id,
+                f"expired ({reason}) but over max_deletes_per_run {cap}: deferred to a later run",
+                o.data_time,
+            )
+        )
+        notes.append(
+            Note(
+                policy.name,
+                o.snap.cluster,
+                f"deletion deferred: over max_deletes_per_run {cap}",
+                o.snap.id,
+                "warning",
+            )
+        )
+
+    for o in owned:
+        if o.snap.available and o.snap.id not in deleting:
+            events.extend(_grants(policy, o, idx, now))
+    return events
+
+
+def _copies(
+    policy: Policy,
+    cluster: Cluster,
+    inv: Inventory,
+    idx: _Index,
+    cands: list[Candidate],
+    owned_ids: set[str],
+    rules: RetentionRules,
+    now: datetime,
+    notes: list[Note],
+) -> list[Event]:
+    copied = idx.copied.get(policy.name, set())
+    sources: list[tuple[Snapshot, str]] = []
+    for src in sorted(idx.automated.get(cluster.id, []), key=lambda s: (s.create_time, s.id)):
+        if src.id in copied or not src.available:
+            continue
+        target = ids.copy_snapshot_id(policy.name, cluster.id, src.id)
+        if target in owned_ids:
+            continue
+        if target in inv.snapshots:
+            notes.append(
+                Note(
+                    policy.name,
+                    cluster.id,
+                    f"cannot copy {src.id}: target id {target} is taken by a snapshot "
+                    "snapworker does not own",
+                    target,
+                    "warning",
+                )
+            )
+            continue
+        sources.append((src, target))
+    # "Already past retention": retention over the owned snapshots plus the sources copied
+    # in this tick would not keep it. Judging the sources together (not one by one) avoids
+    # copying an old source that the next tick would delete again.
+    verdicts = {
+        v.id: v
+        for v in evaluate([*cands, *(Candidate(t, s.create_time) for s, t in sources)], rules, now)
+    }
+    out: list[Event] = []
+    for src, target in sources:
+        verdict = verdicts[target]
+        if not verdict.kept:
+            notes.append(
+                Note(
+                    policy.name,
+                    cluster.id,
+                    f"not copied: {src.id} is already past retention ({verdict.expire_reason})",
+                    src.id,
+                )
+            )
+            continue
+        out.append(AutomatedSnapshotSeen(policy.name, cluster.id, src.id, src.create_time, target))
+    return out
+
+
+def _creates(
+    policy: Policy,
+    cluster: Cluster,
+    inv: Inventory,
+    idx: _Index,
+    owned_ids: set[str],
+    now: datetime,
+    notes: list[Note],
+) -> list[Event]:
+    spec = policy.create
+    assert spec is not None
+    fire = latest_fire(spec.schedule, spec.timezone, now)
+    last = idx.last_fire.get((policy.name, cluster.id))
+    if last is not None and last >= fire:
+        return []
+    sid = ids.create_snapshot_id(policy.name, cluster.id, fire)
+    if sid in inv.snapshots:
+        if sid not in owned_ids:
+            notes.append(
+                Note(
+                    policy.name,
+                    cluster.id,
+                    f"cannot create {sid}: the id is taken by a snapshot snapworker does not own",
+                    sid,
+                    "warning",
+                )
+            )
+        return []
+    if cluster.status != "available":
+        notes.append(
+            Note(
+                policy.name,
+                cluster.id,
+                f"snapshot due (fire time {fire:%Y-%m-%d %H:%M}Z) but the cluster is "
+                f"'{cluster.status}'; it is taken once the cluster is available",
+                sid,
+                "warning",
+            )
+        )
+        return []
+    return [ScheduleDue(policy.name, cluster.id, fire, sid, spec.schedule)]
+
+
+def _retention(
+    policy: Policy, items: list[_Owned], rules: RetentionRules, now: datetime, kept: list[Kept]
+) -> list[tuple[_Owned, str]]:
+    """Kept snapshots go to ``kept``; the expired ones are returned with their reason."""
+    by_id = {o.snap.id: o for o in items}
+    expired: list[tuple[_Owned, str]] = []
+    for o in items:
+        if not o.snap.available:
+            kept.append(
+                Kept(
+                    policy.name,
+                    o.snap.cluster,
+                    o.snap.id,
+                    f"status '{o.snap.status}': not counted by retention, never deleted until available",
+                    o.data_time,
+                )
+            )
+    cands = [Candidate(o.snap.id, o.data_time) for o in items if o.snap.available]
+    for v in evaluate(cands, rules, now):
+        o = by_id[v.id]
+        hold = o.snap.tags.get(policy.hold_tag)
+        if v.kept:
+            reason = "; ".join(v.keep_reasons)
+            if hold is not None:
+                reason += f"; held ({policy.hold_tag}={hold})"
+            kept.append(Kept(policy.name, o.snap.cluster, v.id, reason, o.data_time, hold is not None))
+        elif hold is not None:
+            kept.append(
+                Kept(
+                    policy.name,
+                    o.snap.cluster,
+                    v.id,
+                    f"held ({policy.hold_tag}={hold}); retention alone would expire it: {v.expire_reason}",
+                    o.data_time,
+                    True,
+                )
+            )
+        else:
+            expired.append((o, v.expire_reason))
+    return expired
+
+
+def _grants(policy: Policy, o: _Owned, idx: _Index, now: datetime) -> list[Event]:
+    out: list[Event] = []
+    snap = o.snap
+    held = policy.hold_tag in snap.tags
+    wanted = policy.share.accounts
+    after = policy.share.unshare_after
+    for account in wanted:
+        grant = idx.grants.get((snap.id, account))
+        if account in snap.accounts:
+            if after is not None and grant is not None and grant.revoked_at is None and not held:
+                if grant.granted_at + after <= now:
+                    out.append(
+                        GrantLapsed(
+                            policy.name,
+                            snap.cluster,
+                            snap.id,
+                            account,
+                            grant.granted_at,
+                            format_duration(after),
+                        )
+                    )
+        elif after is not None and grant is not None and grant.revoked_at is not None:
+            continue  # lapsed under unshare_after: not made again
+        else:
+            out.append(SnapshotNeedsShare(policy.name, snap.cluster, snap.id, account))
+    for account in snap.accounts:
+        if account not in wanted:
+            out.append(
+                GrantDrifted(
+                    policy.name,
+                    snap.cluster,
+                    snap.id,
+                    account,
+                    revoke=policy.share.revoke_unlisted and not held,
+                )
+            )
+    return out
+
+
+def owned_snapshots(
+    policies: Sequence[Policy], inventory: Inventory, state: State, account: str | None = None
+) -> Mapping[str, OwnedRecord]:
+    """Every snapshot the worker owns, by id (used by ``hold``/``release`` and reports)."""
+    idx = _index(inventory, state, account)
+    return {o.snap.id: o.own.record for items in idx.owned.values() for o in items}
