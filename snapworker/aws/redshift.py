@@ -1,0 +1,398 @@
+"""The boto3 gateway to Redshift: inventory reads, snapshot mutations, errors, retries.
+
+Retries are layered on purpose, each layer owning one kind of failure:
+
+- **botocore** (``standard`` mode, ``aws.max_attempts`` calls in all, default 3) absorbs the
+  brief faults of one HTTP exchange: throttling, 5xx, connection resets and read timeouts,
+  with its own jittered backoff.
+- **tenacity** (``retry.attempts`` per action, default 5, exponential backoff with jitter
+  from ``retry.wait_initial_seconds`` up to ``retry.wait_max_seconds``) retries what outlasts
+  that: throttling that persists after botocore gave up, and Redshift's *state* faults that
+  mean "busy, try later" (a cluster that is modifying, a source snapshot still creating),
+  which botocore never retries.
+
+So the worst case of HTTP calls for one action is ``max_attempts * attempts`` (15 with the
+defaults). Permanent errors (access denied, invalid parameter, quota exceeded, not found)
+are raised at once as :class:`AwsError` with AWS's code and message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from snapworker.core.model import SUPPORT_ALIAS, Cluster, Snapshot
+
+if TYPE_CHECKING:
+    from snapworker.config import AwsConfig, RetryConfig
+
+T = TypeVar("T")
+
+PAGE_SIZE = 100
+
+THROTTLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "DependentServiceRequestThrottlingFault",
+        "DependentServiceRequestThrottling",
+    }
+)
+SERVER_CODES = frozenset(
+    {"InternalFailure", "InternalError", "ServiceUnavailable", "ServiceUnavailableException"}
+)
+# Redshift's "busy" faults: the resource exists but is changing; later it will not be.
+BUSY_CODES: dict[str, frozenset[str]] = {
+    "CreateClusterSnapshot": frozenset({"InvalidClusterState"}),
+    "CopyClusterSnapshot": frozenset({"InvalidClusterSnapshotState"}),
+    "AuthorizeSnapshotAccess": frozenset({"InvalidClusterSnapshotState"}),
+}
+
+
+class AwsError(Exception):
+    """An AWS call that failed for good (after the retries its kind allows)."""
+
+    def __init__(
+        self, operation: str, code: str, message: str, snapshot: str | None = None, status: int = 0
+    ) -> None:
+        self.operation = operation
+        self.code = code
+        self.message = message
+        self.snapshot = snapshot
+        self.status = status
+        where = f" on {snapshot}" if snapshot else ""
+        super().__init__(f"{operation}{where}: {code}: {message}")
+
+    @property
+    def transient(self) -> bool:
+        if self.code in THROTTLE_CODES or self.code in SERVER_CODES or self.status >= 500:
+            return True
+        if self.code in ("ConnectionError", "ReadTimeout"):
+            return True
+        return self.code in BUSY_CODES.get(self.operation, frozenset())
+
+
+@dataclass
+class CallStats:
+    """API calls by operation (one per logical call) and HTTP attempts (retries included)."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    attempts: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, counter: Counter[str], op: str) -> None:
+        with self._lock:
+            counter[op] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self.calls.items()))
+
+
+def make_client(aws: AwsConfig, stats: CallStats | None = None) -> Any:
+    """A boto3 Redshift client honouring the config, then the standard AWS chain
+    (AWS_REGION/AWS_PROFILE/AWS_ENDPOINT_URL are read by boto3 itself)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    session = boto3.session.Session(profile_name=aws.profile, region_name=aws.region)
+    cfg = BotoConfig(
+        retries={"mode": "standard", "total_max_attempts": aws.max_attempts},
+        connect_timeout=10,
+        read_timeout=60,
+        user_agent_extra="snapworker",
+    )
+    client = session.client("redshift", endpoint_url=aws.endpoint_url, config=cfg)
+    if stats is not None:
+        instrument(client, stats)
+    return client
+
+
+def instrument(client: Any, stats: CallStats) -> None:
+    """Count calls by operation (``before-call``) and HTTP attempts (``before-send``)."""
+    events = client.meta.events
+
+    def on_call(model: Any, **_: Any) -> None:
+        stats.count(stats.calls, model.name)
+
+    def on_send(request: Any, **_: Any) -> None:
+        op = request.context.get("operation_name") if hasattr(request, "context") else None
+        stats.count(stats.attempts, op or "unknown")
+
+    events.register("before-call.redshift", on_call, unique_id="snapworker-calls")
+    events.register("before-send.redshift", on_send, unique_id="snapworker-attempts")
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _accounts(entries: list[dict[str, Any]] | None) -> tuple[str, ...]:
+    out = []
+    for e in entries or []:
+        acc = e.get("AccountId") or e.get("AccountAlias")
+        if acc:
+            out.append(acc)
+    return tuple(sorted(set(out)))
+
+
+def snapshot_from_aws(raw: dict[str, Any]) -> Snapshot:
+    snap_type = "automated" if raw.get("SnapshotType") == "automated" else "manual"
+    return Snapshot(
+        id=raw["SnapshotIdentifier"],
+        cluster=raw["ClusterIdentifier"],
+        type=snap_type,
+        status=str(raw.get("Status", "")).lower(),
+        create_time=_utc(raw.get("SnapshotCreateTime") or datetime(1970, 1, 1, tzinfo=UTC)),
+        tags={t["Key"]: t.get("Value", "") for t in raw.get("Tags") or []},
+        accounts=_accounts(raw.get("AccountsWithRestoreAccess")),
+        owner_account=raw.get("OwnerAccount"),
+    )
+
+
+class RedshiftGateway:
+    """Every Redshift call snapworker makes, with its error handling and retry policy."""
+
+    def __init__(
+        self,
+        client: Any,
+        retry: RetryConfig,
+        stats: CallStats | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[str, AwsError, int], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.retry_cfg = retry
+        self.stats = stats or CallStats()
+        self.sleep = sleep
+        self.on_retry = on_retry
+        self._account: str | None = None
+        self.region: str = client.meta.region_name
+
+    # -- errors and retries -------------------------------------------------------------
+
+    def _call(self, operation: str, snapshot: str | None, fn: Callable[[], T]) -> T:
+        from tenacity import (
+            RetryCallState,
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
+        def before_sleep(rs: RetryCallState) -> None:
+            exc = rs.outcome.exception() if rs.outcome else None
+            self.stats.count(self.stats.retries, operation)
+            if self.on_retry is not None and isinstance(exc, AwsError):
+                self.on_retry(operation, exc, rs.attempt_number)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retry_cfg.attempts),
+            wait=wait_exponential_jitter(
+                initial=self.retry_cfg.wait_initial_seconds,
+                max=self.retry_cfg.wait_max_seconds,
+                jitter=self.retry_cfg.wait_initial_seconds,
+            ),
+            retry=retry_if_exception(lambda e: isinstance(e, AwsError) and e.transient),
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(self._translate, operation, snapshot, fn)
+
+    @staticmethod
+    def _translate(operation: str, snapshot: str | None, fn: Callable[[], T]) -> T:
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionError,
+            HTTPClientError,
+            ReadTimeoutError,
+        )
+        from botocore.parsers import ResponseParserError
+
+        try:
+            return fn()
+        except ClientError as e:
+            err = e.response.get("Error", {})
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            raise AwsError(
+                operation,
+                str(err.get("Code", "Unknown")),
+                str(err.get("Message", "")),
+                snapshot,
+                status,
+            ) from None
+        except ReadTimeoutError as e:
+            raise AwsError(operation, "ReadTimeout", str(e), snapshot) from None
+        except (ConnectionError, HTTPClientError) as e:
+            raise AwsError(operation, "ConnectionError", str(e), snapshot) from None
+        except ResponseParserError as e:
+            raise AwsError(operation, "InternalFailure", str(e)[:300], snapshot, 500) from None
+
+    # -- reads --------------------------------------------------------------------------
+
+    def account_id(self) -> str | None:
+        """This account's id, from the first owned snapshot's OwnerAccount or STS (cached)."""
+        return self._account
+
+    def _pages(self, operation: str, method: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
+        marker: str | None = None
+        while True:
+            args = dict(params, MaxRecords=PAGE_SIZE)
+            if marker:
+                args["Marker"] = marker
+            page = self._call(operation, None, lambda a=args: getattr(self.client, method)(**a))  # type: ignore[misc]
+            yield from page.get(key, [])
+            marker = page.get("Marker")
+            if not marker:
+                return
+
+    def list_clusters(self) -> dict[str, Cluster]:
+        out = {}
+        for raw in self._pages("DescribeClusters", "describe_clusters", "Clusters"):
+            cid = raw["ClusterIdentifier"]
+            out[cid] = Cluster(
+                id=cid,
+                status=str(raw.get("ClusterStatus", "")).lower(),
+                tags={t["Key"]: t.get("Value", "") for t in raw.get("Tags") or []},
+            )
+            ns = raw.get("ClusterNamespaceArn") or ""
+            if self._account is None and ns.count(":") >= 5:
+                self._account = ns.split(":")[4] or None
+        return out
+
+    def list_snapshots(self) -> dict[str, Snapshot]:
+        """One account-wide, paginated listing of every snapshot (manual and automated)."""
+        out = {}
+        for raw in self._pages(
+            "DescribeClusterSnapshots", "describe_cluster_snapshots", "Snapshots"
+        ):
+            snap = snapshot_from_aws(raw)
+            out[snap.id] = snap
+        return out
+
+    def get_snapshot(self, snapshot_id: str, cluster: str) -> Snapshot | None:
+        """Re-read one snapshot (the safety read before a delete); None if it is gone."""
+        try:
+            page = self._call(
+                "DescribeClusterSnapshots",
+                snapshot_id,
+                lambda: self.client.describe_cluster_snapshots(
+                    SnapshotIdentifier=snapshot_id, ClusterIdentifier=cluster
+                ),
+            )
+        except AwsError as e:
+            if e.code == "ClusterSnapshotNotFound":
+                return None
+            raise
+        for raw in page.get("Snapshots", []):
+            if raw.get("SnapshotIdentifier") == snapshot_id:
+                return snapshot_from_aws(raw)
+        return None
+
+    # -- mutations ----------------------------------------------------------------------
+
+    def create_snapshot(self, snapshot_id: str, cluster: str, tags: dict[str, str]) -> Snapshot:
+        raw = self._call(
+            "CreateClusterSnapshot",
+            snapshot_id,
+            lambda: self.client.create_cluster_snapshot(
+                SnapshotIdentifier=snapshot_id,
+                ClusterIdentifier=cluster,
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            ),
+        )
+        return snapshot_from_aws(raw["Snapshot"])
+
+    def copy_snapshot(self, source: str, cluster: str, target: str) -> Snapshot:
+        raw = self._call(
+            "CopyClusterSnapshot",
+            target,
+            lambda: self.client.copy_cluster_snapshot(
+                SourceSnapshotIdentifier=source,
+                SourceSnapshotClusterIdentifier=cluster,
+                TargetSnapshotIdentifier=target,
+            ),
+        )
+        return snapshot_from_aws(raw["Snapshot"])
+
+    def snapshot_arn(self, snapshot_id: str, cluster: str, owner: str | None) -> str:
+        account = owner or self._account or self._sts_account()
+        return f"arn:aws:redshift:{self.region}:{account}:snapshot:{cluster}/{snapshot_id}"
+
+    def _sts_account(self) -> str:
+        import boto3
+
+        sts = boto3.session.Session(region_name=self.region).client(
+            "sts", endpoint_url=self.client.meta.endpoint_url
+        )
+        self._account = str(sts.get_caller_identity()["Account"])
+        return self._account
+
+    def tag_snapshot(
+        self, snapshot_id: str, cluster: str, owner: str | None, tags: dict[str, str]
+    ) -> None:
+        arn = self.snapshot_arn(snapshot_id, cluster, owner)
+        self._call(
+            "CreateTags",
+            snapshot_id,
+            lambda: self.client.create_tags(
+                ResourceName=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+            ),
+        )
+
+    def untag_snapshot(
+        self, snapshot_id: str, cluster: str, owner: str | None, keys: list[str]
+    ) -> None:
+        arn = self.snapshot_arn(snapshot_id, cluster, owner)
+        self._call(
+            "DeleteTags",
+            snapshot_id,
+            lambda: self.client.delete_tags(ResourceName=arn, TagKeys=keys),
+        )
+
+    def authorize(self, snapshot_id: str, cluster: str, account: str) -> None:
+        self._call(
+            "AuthorizeSnapshotAccess",
+            snapshot_id,
+            lambda: self.client.authorize_snapshot_access(
+                SnapshotIdentifier=snapshot_id,
+                SnapshotClusterIdentifier=cluster,
+                AccountWithRestoreAccess=account,
+            ),
+        )
+
+    def revoke(self, snapshot_id: str, cluster: str, account: str) -> None:
+        self._call(
+            "RevokeSnapshotAccess",
+            snapshot_id,
+            lambda: self.client.revoke_snapshot_access(
+                SnapshotIdentifier=snapshot_id,
+                SnapshotClusterIdentifier=cluster,
+                AccountWithRestoreAccess=account,
+            ),
+        )
+
+    def delete_snapshot(self, snapshot_id: str, cluster: str) -> None:
+        self._call(
+            "DeleteClusterSnapshot",
+            snapshot_id,
+            lambda: self.client.delete_cluster_snapshot(
+                SnapshotIdentifier=snapshot_id, SnapshotClusterIdentifier=cluster
+            ),
+        )
+
+
+__all__ = ["SUPPORT_ALIAS", "AwsError", "CallStats", "RedshiftGateway", "make_client"]

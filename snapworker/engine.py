@@ -1,0 +1,195 @@
+"""One tick: observe -> plan -> apply. ``run`` is one tick, ``plan`` one tick that applies and
+records nothing, and the daemon is a loop of them.
+
+The tick is the only place where the adapters (gateway, store, clock) meet the pure core.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from snapworker.apply import Executor, Outcome, apply, reconcile_pending
+from snapworker.core import planner
+from snapworker.core.model import Inventory, Plan, State
+
+if TYPE_CHECKING:
+    from snapworker.aws.redshift import RedshiftGateway
+    from snapworker.config import Config, Policy
+    from snapworker.store.repository import StateStore
+
+
+@dataclass
+class Runtime:
+    """The wired adapters (see ``snapworker.bootstrap``)."""
+
+    config: Config
+    gateway: RedshiftGateway
+    store: StateStore
+    clock: Callable[[], datetime]
+    log: Any
+
+
+@dataclass
+class TickResult:
+    plan: Plan
+    outcomes: list[Outcome] = field(default_factory=list)
+    run_id: int | None = None
+    reconciled: int = 0
+    adopted: int = 0
+    inventory: Inventory | None = None
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+class UnknownPolicy(ValueError):
+    pass
+
+
+def select_policies(config: Config, names: Sequence[str] | None) -> list[Policy]:
+    if not names:
+        return list(config.policies)
+    known = {p.name: p for p in config.policies}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise UnknownPolicy(
+            f"no policy named {', '.join(repr(m) for m in missing)} "
+            f"(the config has {', '.join(known)})"
+        )
+    return [known[n] for n in names]
+
+
+def observe(rt: Runtime) -> Inventory:
+    """One paginated account-wide listing of clusters and of snapshots."""
+    clusters = rt.gateway.list_clusters()
+    snapshots = rt.gateway.list_snapshots()
+    return Inventory(clusters=clusters, snapshots=snapshots)
+
+
+def make_plan(rt: Runtime, policies: Sequence[Policy], inv: Inventory, state: State) -> Plan:
+    return planner.plan(
+        policies,
+        inv,
+        state,
+        rt.clock(),
+        account=rt.gateway.account_id(),
+        all_policy_names=[p.name for p in rt.config.policies],
+    )
+
+
+def tick(
+    rt: Runtime,
+    policy_names: Sequence[str] | None = None,
+    dry_run: bool = False,
+    mode: str = "run",
+    progress: Callable[[Outcome], None] | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TickResult:
+    """Observe, plan and (unless ``dry_run``) apply, for the named policies (default: all)."""
+    policies = select_policies(rt.config, policy_names)
+    if dry_run:
+        inv = observe(rt)
+        plan = make_plan(rt, policies, inv, rt.store.load_state())
+        return TickResult(plan, inventory=inv)
+
+    run_id = rt.store.begin_run(mode, os.getpid(), rt.clock())
+    try:
+        result = _tick(rt, policies, run_id, progress, on_plan, should_stop)
+    except BaseException as e:
+        rt.store.finish_run(
+            run_id, "failed", 0, 0, rt.gateway.stats.snapshot(), f"{type(e).__name__}: {e}", rt.clock()
+        )
+        raise
+    ok = sum(1 for o in result.outcomes if o.ok)
+    failed = len(result.outcomes) - ok
+    rt.store.finish_run(
+        run_id,
+        "failed" if failed else "ok",
+        ok,
+        failed,
+        rt.gateway.stats.snapshot(),
+        None,
+        rt.clock(),
+    )
+    return result
+
+
+def _tick(
+    rt: Runtime,
+    policies: Sequence[Policy],
+    run_id: int,
+    progress: Callable[[Outcome], None] | None,
+    on_plan: Callable[[Plan], None] | None,
+    should_stop: Callable[[], bool],
+) -> TickResult:
+    inv = observe(rt)
+    state = rt.store.load_state()
+    reconciled = 0
+    if state.pending:
+        reconciled = reconcile_pending(rt.store, state.pending, inv, rt.clock())
+        if reconciled:
+            state = rt.store.load_state()
+    adopted = _adopt(rt, policies, inv, state)
+    if adopted:
+        state = rt.store.load_state()
+    plan = make_plan(rt, policies, inv, state)
+    if on_plan is not None:
+        on_plan(plan)
+    planned = {a.key for a in plan.actions}
+    names = {p.name for p in policies}
+    for entry in state.pending:
+        if entry.policy in names and entry.key not in planned:
+            rt.store.supersede(entry.entry_id, rt.clock())
+    executor = Executor(
+        gateway=rt.gateway,
+        store=rt.store,
+        run_id=run_id,
+        policies={p.name: p for p in rt.config.policies},
+        state=state,
+        clock=rt.clock,
+        account=rt.gateway.account_id(),
+    )
+
+    def report(o: Outcome) -> None:
+        a = o.action
+        fields = {
+            "policy": a.policy,
+            "cluster": a.cluster,
+            "action": a.kind,
+            "snapshot": a.snapshot,
+            "outcome": o.outcome,
+        }
+        if a.account:
+            fields["account"] = a.account
+        if o.ok:
+            rt.log.info("action", **fields)
+        else:
+            rt.log.error("action failed", error=o.error, **fields)
+        if progress is not None:
+            progress(o)
+
+    outcomes = apply(plan.actions, executor, report, should_stop)
+    return TickResult(plan, outcomes, run_id, reconciled, adopted, inv)
+
+
+def _adopt(rt: Runtime, policies: Sequence[Policy], inv: Inventory, state: State) -> int:
+    """Record owned snapshots the state DB does not know (their tags prove ownership: the
+    state DB was lost or is new). Adoption writes the state DB only, never AWS."""
+    owned = planner.owned_snapshots(policies, inv, state, rt.gateway.account_id())
+    count = 0
+    for sid, rec in owned.items():
+        if sid not in state.owned and rec.policy in {p.name for p in policies}:
+            rt.store.record_owned(rec, adopted=True, at=rt.clock())
+            rt.log.info("adopted", snapshot=sid, policy=rec.policy, cluster=rec.cluster)
+            count += 1
+    return count
