@@ -1,0 +1,215 @@
+"""Renderers of a plan (table, JSON, Markdown) and of what a run did.
+
+The table reads like restic's ``forget --dry-run``: grouped by policy and cluster, every
+owned snapshot listed newest first as kept (with every rule that keeps it) or acted on
+(with the reason), its shares and revokes beneath it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from snapworker.core.model import Action, Kept, Note, Plan
+
+
+def _t(t: datetime | None) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if t else "-"
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+def action_dict(a: Action) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "policy": a.policy,
+        "cluster": a.cluster,
+        "action": a.kind,
+        "snapshot": a.snapshot,
+    }
+    if a.source is not None:
+        d["source"] = a.source
+    if a.account is not None:
+        d["account"] = a.account
+    if a.data_time is not None:
+        d["data_time"] = _iso(a.data_time)
+    if a.fire_time is not None:
+        d["fire_time"] = _iso(a.fire_time)
+    d["reason"] = a.reason
+    return d
+
+
+def kept_dict(k: Kept) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "policy": k.policy,
+        "cluster": k.cluster,
+        "snapshot": k.snapshot,
+        "reason": k.reason,
+    }
+    if k.data_time is not None:
+        d["data_time"] = _iso(k.data_time)
+    if k.held:
+        d["held"] = True
+    return d
+
+
+def note_dict(n: Note) -> dict[str, Any]:
+    d: dict[str, Any] = {"policy": n.policy, "level": n.level, "message": n.message}
+    if n.cluster:
+        d["cluster"] = n.cluster
+    if n.snapshot:
+        d["snapshot"] = n.snapshot
+    return d
+
+
+def plan_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "generated_at": _iso(plan.generated_at),
+        "actions": [action_dict(a) for a in plan.actions],
+        "kept": [kept_dict(k) for k in plan.kept],
+        "drift": [action_dict(a) for a in plan.drift],
+        "notes": [note_dict(n) for n in plan.notes],
+    }
+
+
+def render_json(plan: Plan) -> str:
+    return json.dumps(plan_dict(plan), indent=2)
+
+
+def summary(plan: Plan) -> str:
+    counts: dict[str, int] = defaultdict(int)
+    for a in plan.actions:
+        counts[a.kind] += 1
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items())
+    n = len(plan.actions)
+    acts = f"{n} action{'s' if n != 1 else ''}" + (f" ({parts})" if parts else "")
+    return f"{acts}, {len(plan.kept)} kept"
+
+
+Row = tuple[str, str, str, str]  # verb, snapshot, when, detail
+
+
+def _group_rows(actions: Sequence[Action], kept: Sequence[Kept]) -> list[Row]:
+    """One group's rows: creates/copies first, then each owned snapshot newest first with
+    its shares, revokes and delete beneath it."""
+    rows: list[Row] = []
+    per_snap: dict[str, list[Action]] = defaultdict(list)
+    when: dict[str, datetime | None] = {}
+    for a in actions:
+        if a.kind in ("create", "copy"):
+            src = f"from {a.source}" if a.source else ""
+            rows.append((a.kind, a.snapshot, _t(a.data_time or a.fire_time), f"{src} {a.reason}".strip()))
+        else:
+            per_snap[a.snapshot].append(a)
+            if a.data_time is not None:
+                when[a.snapshot] = a.data_time
+    kept_by = {k.snapshot: k for k in kept}
+    for k in kept:
+        when.setdefault(k.snapshot, k.data_time)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for sid in sorted(set(per_snap) | set(kept_by), key=lambda s: (when.get(s) or epoch, s), reverse=True):
+        k = kept_by.get(sid)
+        acts = per_snap.get(sid, [])
+        delete = next((a for a in acts if a.kind == "delete"), None)
+        if k is not None:
+            rows.append(("held" if k.held else "keep", sid, _t(k.data_time), k.reason))
+        elif delete is None:
+            rows.append(("", sid, _t(when.get(sid)), ""))
+        for a in acts:
+            if a.kind == "delete":
+                continue
+            verb = "tag" if a.kind == "tag" else f"  {a.kind}"
+            rows.append((verb, "", "", f"{a.account + ': ' if a.account else ''}{a.reason}"))
+        if delete is not None:
+            rows.append(("delete", sid, _t(delete.data_time), delete.reason))
+    return rows
+
+
+def render_table(plan: Plan) -> str:
+    out = [f"Plan at {_t(plan.generated_at)} UTC: {summary(plan)}"]
+    groups: dict[tuple[str, str], tuple[list[Action], list[Kept]]] = defaultdict(lambda: ([], []))
+    for a in plan.actions:
+        groups[(a.policy, a.cluster)][0].append(a)
+    for k in plan.kept:
+        groups[(k.policy, k.cluster)][1].append(k)
+    notes_by: dict[tuple[str, str | None], list[Note]] = defaultdict(list)
+    for n in plan.notes:
+        notes_by[(n.policy, n.cluster)].append(n)
+    drift_by: dict[tuple[str, str], list[Action]] = defaultdict(list)
+    for d in plan.drift:
+        drift_by[(d.policy, d.cluster)].append(d)
+    keys = sorted(set(groups) | set(drift_by) | {(p, c) for p, c in notes_by if c})
+    policies = sorted({k[0] for k in keys} | {p for p, _ in notes_by})
+    for policy in policies:
+        for n in notes_by.get((policy, None), []):
+            out.append(f"\npolicy {policy}: {n.level}: {n.message}")
+        for key in (k for k in keys if k[0] == policy):
+            actions, kept = groups.get(key, ([], []))
+            out.append(f"\npolicy {key[0]}  cluster {key[1]}")
+            rows = _group_rows(actions, kept)
+            if rows:
+                w0 = max(len(r[0]) for r in rows)
+                w1 = max(len(r[1]) for r in rows)
+                for verb, sid, when, detail in rows:
+                    out.append(f"  {verb:<{w0}}  {sid:<{w1}}  {when:<16}  {detail}".rstrip())
+            for d in drift_by.get(key, []):
+                out.append(f"  drift  {d.snapshot}: shared with {d.account}, not listed by the policy")
+            for n in notes_by.get(key, []):
+                where = f" {n.snapshot}" if n.snapshot else ""
+                out.append(f"  {n.level}:{where} {n.message}")
+    if not plan.actions:
+        out.append("\nNothing to do.")
+    return "\n".join(out)
+
+
+def render_markdown(plan: Plan) -> str:
+    out = [f"# snapworker plan, {_t(plan.generated_at)} UTC", "", summary(plan), ""]
+    groups: dict[tuple[str, str], tuple[list[Action], list[Kept]]] = defaultdict(lambda: ([], []))
+    for a in plan.actions:
+        groups[(a.policy, a.cluster)][0].append(a)
+    for k in plan.kept:
+        groups[(k.policy, k.cluster)][1].append(k)
+    for (policy, cluster), (actions, kept) in sorted(groups.items()):
+        out += [f"## {policy} / {cluster}", "", "| | snapshot | data time | why |", "|---|---|---|---|"]
+        for verb, sid, when, detail in _group_rows(actions, kept):
+            out.append(f"| {verb.strip()} | {sid} | {when} | {detail.replace('|', '/')} |")
+        out.append("")
+    if plan.drift:
+        out += ["## Drift", ""]
+        out += [f"- {d.policy} / {d.cluster}: {d.snapshot} shared with {d.account}" for d in plan.drift]
+        out.append("")
+    if plan.notes:
+        out += ["## Notes", ""]
+        for n in plan.notes:
+            where = f" / {n.cluster}" if n.cluster else ""
+            out.append(f"- **{n.level}** {n.policy}{where}: {n.message}")
+        out.append("")
+    return "\n".join(out)
+
+
+def render(plan: Plan, fmt: str) -> str:
+    if fmt == "json":
+        return render_json(plan)
+    if fmt == "markdown":
+        return render_markdown(plan)
+    return render_table(plan)
+
+
+def render_outcomes(outcomes: Iterable[Any]) -> str:
+    lines = []
+    ok = failed = 0
+    for o in outcomes:
+        a = o.action
+        target = f" {a.account}" if a.account else ""
+        if o.ok:
+            ok += 1
+            lines.append(f"  ok      {a.kind:<6} {a.snapshot}{target}  ({o.outcome})")
+        else:
+            failed += 1
+            lines.append(f"  FAILED  {a.kind:<6} {a.snapshot}{target}  {o.error}")
+    lines.append(f"{ok} succeeded, {failed} failed")
+    return "\n".join(lines)

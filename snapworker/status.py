@@ -1,0 +1,98 @@
+"""``snapworker status``: what the state DB holds, for a person (table) or a script (json)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from snapworker.store.repository import StateStore
+
+
+def _t(t: datetime | None) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if t else "-"
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+def status_dict(store: StateStore, runs: int = 10) -> dict[str, Any]:
+    summary = store.owned_summary()
+    owned = []
+    for policy, clusters in summary.owned.items():
+        for cluster, views in clusters.items():
+            for v in views:
+                owned.append(
+                    {
+                        "policy": policy,
+                        "cluster": cluster,
+                        "snapshot": v.snapshot_id,
+                        "made_for": v.made_for,
+                        "source": v.source_id,
+                        "data_time": _iso(v.data_time),
+                        "adopted": v.adopted,
+                        "deleted_at": _iso(v.deleted_at),
+                    }
+                )
+    grants = [
+        {"snapshot": g.snapshot_id, "account": g.account, "granted_at": _iso(g.granted_at)}
+        for g in summary.open_grants
+    ]
+    recent = []
+    for r in store.recent_runs(runs):
+        recent.append(
+            {
+                "id": r.id,
+                "mode": r.mode,
+                "status": r.status,
+                "started_at": _iso(r.started_at),
+                "finished_at": _iso(r.finished_at),
+                "actions_ok": r.actions_ok,
+                "actions_failed": r.actions_failed,
+                "api_calls": dict(r.api_calls),
+                "error": r.error,
+                "failures": [
+                    {
+                        "action": f.kind,
+                        "snapshot": f.snapshot_id,
+                        "account": f.account,
+                        "error": f.error,
+                    }
+                    for f in r.failures
+                ],
+            }
+        )
+    return {"owned": owned, "open_grants": grants, "runs": recent}
+
+
+def render_status(store: StateStore, fmt: str = "table") -> str:
+    data = status_dict(store)
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    live = [o for o in data["owned"] if not o["deleted_at"]]
+    deleted = len(data["owned"]) - len(live)
+    out = [f"Owned snapshots: {len(live)} live, {deleted} deleted by snapworker"]
+    per: Counter[tuple[str, str]] = Counter((o["policy"], o["cluster"]) for o in live)
+    for (policy, cluster), n in sorted(per.items()):
+        newest = max((o["data_time"] or "") for o in live if (o["policy"], o["cluster"]) == (policy, cluster))
+        out.append(f"  {policy:<20} {cluster:<24} {n:>4} owned, newest data {newest or '-'}")
+    out.append(f"\nOpen grants: {len(data['open_grants'])}")
+    for g in data["open_grants"][:20]:
+        out.append(f"  {g['snapshot']} -> {g['account']} (since {g['granted_at'] or 'unknown'})")
+    out.append("\nRecent runs:")
+    if not data["runs"]:
+        out.append("  none yet")
+    for r in data["runs"]:
+        calls = sum(r["api_calls"].values())
+        out.append(
+            f"  #{r['id']:<5} {r['mode']:<6} {r['status']:<8} {r['started_at']}  "
+            f"{r['actions_ok']} ok, {r['actions_failed']} failed, {calls} AWS calls"
+        )
+        if r["error"]:
+            out.append(f"         error: {r['error']}")
+        for f in r["failures"]:
+            acc = f" {f['account']}" if f["account"] else ""
+            out.append(f"         FAILED {f['action']} {f['snapshot']}{acc}: {f['error']}")
+    return "\n".join(out)
