@@ -1,0 +1,136 @@
+"""The state DB's tables, as SQLModel models.
+
+The schema itself is created and upgraded by the Alembic migrations in ``migrations/`` (never
+by ``create_all`` at run time); ``tests/test_store.py`` checks that these models and the
+migrations agree. Every datetime column is SQLModel's ``UTCDateTime``: writes must be
+timezone-aware and reads come back aware UTC, on SQLite too.
+
+There are no foreign keys on purpose: the journal records an action before the snapshot it
+names exists, and a revoke is recorded even for a grant the worker did not make.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, Text
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "CopiedSourceRow",
+    "GrantRow",
+    "JournalRow",
+    "LeaseRow",
+    "OwnedSnapshotRow",
+    "RunRow",
+    "metadata",
+]
+
+metadata = SQLModel.metadata
+
+
+class OwnedSnapshotRow(SQLModel, table=True):
+    """A manual snapshot the worker made (or adopted from its tags after losing the state DB).
+
+    The row stays after the worker deleted the snapshot (``deleted_at`` set).
+    """
+
+    __tablename__ = "owned_snapshot"
+    __table_args__ = (Index("ix_owned_snapshot_policy_cluster", "policy", "cluster"),)
+
+    snapshot_id: str = Field(primary_key=True)
+    policy: str
+    cluster: str
+    made_for: str  # "create" | "copy"
+    source_id: str | None = None
+    data_time: datetime | None = None
+    fire_time: datetime | None = None
+    recorded_at: datetime
+    adopted: bool = False
+    deleted_at: datetime | None = None
+
+
+class GrantRow(SQLModel, table=True):
+    """A grant of restore access, open while ``revoked_at`` is NULL.
+
+    ``granted_at`` is NULL for a revoke of a grant the worker has no record of making (made
+    by someone else, or before the state DB was lost): the revoke is recorded all the same.
+    """
+
+    __tablename__ = "grant"
+    __table_args__ = (Index("ix_grant_snapshot_account", "snapshot_id", "account"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    snapshot_id: str
+    account: str
+    granted_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class CopiedSourceRow(SQLModel, table=True):
+    """An automated snapshot a policy copied: each is copied at most once, ever, per policy."""
+
+    __tablename__ = "copied_source"
+
+    policy: str = Field(primary_key=True)
+    source_id: str = Field(primary_key=True)
+    target_id: str
+    copied_at: datetime
+
+
+class JournalRow(SQLModel, table=True):
+    """One AWS mutation: written ``pending`` before the call, finished after it."""
+
+    __tablename__ = "journal"
+    __table_args__ = (
+        Index("ix_journal_key", "key"),
+        Index("ix_journal_status", "status"),
+        Index("ix_journal_run_id", "run_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int
+    key: str
+    policy: str
+    cluster: str
+    kind: str
+    snapshot_id: str
+    account: str | None = None
+    source_id: str | None = None
+    reason: str = Field(sa_type=Text)
+    status: str  # "pending" | "completed" | "failed" | "superseded"
+    started_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = Field(default=None, sa_type=Text)
+    attempts: int = 1
+    outcome: str | None = None  # e.g. "done", "adopted", "already-absent"
+
+
+class RunRow(SQLModel, table=True):
+    """One tick of ``run``, ``daemon`` or ``plan``."""
+
+    __tablename__ = "run"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = Field(default=None, primary_key=True)
+    mode: str  # "run" | "daemon" | "plan"
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str  # "running" | "ok" | "failed"
+    actions_ok: int = 0
+    actions_failed: int = 0
+    api_calls: str = Field(default="{}", sa_type=Text)  # JSON object: operation -> count
+    error: str | None = Field(default=None, sa_type=Text)
+    pid: int
+
+
+class LeaseRow(SQLModel, table=True):
+    """A named lease (e.g. ``policy:prod-nightly``) held by one process until it expires."""
+
+    __tablename__ = "lease"
+
+    name: str = Field(primary_key=True)
+    holder: str
+    acquired_at: datetime
+    expires_at: datetime
