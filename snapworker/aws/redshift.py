@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from snapworker import crashpoints
 from snapworker.core.model import SUPPORT_ALIAS, Cluster, Snapshot
 
 if TYPE_CHECKING:
@@ -51,6 +52,17 @@ THROTTLE_CODES = frozenset(
 )
 SERVER_CODES = frozenset(
     {"InternalFailure", "InternalError", "ServiceUnavailable", "ServiceUnavailableException"}
+)
+MUTATIONS = frozenset(
+    {
+        "CreateClusterSnapshot",
+        "CopyClusterSnapshot",
+        "CreateTags",
+        "DeleteTags",
+        "AuthorizeSnapshotAccess",
+        "RevokeSnapshotAccess",
+        "DeleteClusterSnapshot",
+    }
 )
 # Redshift's "busy" faults: the resource exists but is changing; later it will not be.
 BUSY_CODES: dict[str, frozenset[str]] = {
@@ -184,6 +196,14 @@ class RedshiftGateway:
     # -- errors and retries -------------------------------------------------------------
 
     def _call(self, operation: str, snapshot: str | None, fn: Callable[[], T]) -> T:
+        if operation in MUTATIONS:
+            crashpoints.mutation("before")
+            result = self._retrying_call(operation, snapshot, fn)
+            crashpoints.mutation("after")
+            return result
+        return self._retrying_call(operation, snapshot, fn)
+
+    def _retrying_call(self, operation: str, snapshot: str | None, fn: Callable[[], T]) -> T:
         from tenacity import (
             RetryCallState,
             Retrying,

@@ -1,0 +1,3 @@
+from snapworker.cli import main
+
+main()

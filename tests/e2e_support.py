@@ -1,0 +1,168 @@
+"""End-to-end support: moto's server (with snapworker's extension) in this process, and the
+``snapworker`` CLI run as a real subprocess against it, on a real SQLite file.
+
+The server runs in-process so tests can seed back-dated snapshots through moto's backend;
+the CLI only ever talks HTTP to it, exactly as it would to AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from snapworker.aws import moto_ext
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+CONFIG = """\
+state_url: sqlite:///{db}
+aws:
+  region: us-east-1
+retry:
+  attempts: 4
+  wait_initial_seconds: 0
+  wait_max_seconds: 0
+policies:
+  - name: prod-nightly
+    select:
+      clusters: ["prod-*"]
+      tags: {{env: prod}}
+    copy_automated: true
+    share:
+      accounts: ["111122223333", "amazon-redshift-support"]
+    retention:
+      max_age_days: 35
+      keep_last: 3
+    limits:
+      max_deletes_per_run: 20
+"""
+
+
+@dataclass
+class Sandbox:
+    url: str
+    tmp: Path
+
+    @property
+    def db(self) -> Path:
+        return self.tmp / "state.db"
+
+    @property
+    def config(self) -> Path:
+        return self.tmp / "snapworker.yaml"
+
+    def client(self) -> Any:
+        return boto3.client("redshift", region_name=REGION, endpoint_url=self.url, **_creds())
+
+    def backend(self) -> Any:
+        return moto_ext.backend(ACCOUNT, REGION)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SNAPWORKER_"))}
+        env.update(CREDS)
+        env.update(
+            AWS_REGION=REGION,
+            AWS_ENDPOINT_URL=self.url,
+            SNAPWORKER_CONFIG=str(self.config),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def cli(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "snapworker", *args],
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.tmp,
+        )
+
+    def write_config(self, text: str = CONFIG) -> None:
+        self.config.write_text(text.format(db=self.db))
+
+    # -- seeding ------------------------------------------------------------------------
+
+    def cluster(self, cid: str, **tags: str) -> None:
+        self.client().create_cluster(
+            ClusterIdentifier=cid,
+            NodeType="ra3.xlplus",
+            MasterUsername="admin",
+            MasterUserPassword="Passw0rd-demo",
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+        # Drop the automated snapshot moto makes at CreateCluster: tests seed their own.
+        be = self.backend()
+        for sid in [s for s, snap in be.snapshots.items() if snap.cluster_identifier == cid]:
+            moto_ext.drop_snapshot(be, sid)
+
+    def automated(self, cid: str, age_days: float, now: datetime | None = None) -> str:
+        t = (now or datetime.now(UTC)) - timedelta(days=age_days)
+        return str(moto_ext.add_automated_snapshot(self.backend(), cid, create_time=t).snapshot_identifier)
+
+    def manual(self, sid: str, cid: str, age_days: float, **tags: str) -> None:
+        t = datetime.now(UTC) - timedelta(days=age_days)
+        moto_ext.add_manual_snapshot(self.backend(), cid, sid, create_time=t, tags=tags)
+
+    # -- observing ----------------------------------------------------------------------
+
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        """Every snapshot as AWS reports it: id -> {type, status, tags, accounts}."""
+        out: dict[str, dict[str, Any]] = {}
+        marker = None
+        while True:
+            kw: dict[str, Any] = {"MaxRecords": 100}
+            if marker:
+                kw["Marker"] = marker
+            page = self.client().describe_cluster_snapshots(**kw)
+            for s in page["Snapshots"]:
+                out[s["SnapshotIdentifier"]] = {
+                    "type": s["SnapshotType"],
+                    "status": s["Status"],
+                    "cluster": s["ClusterIdentifier"],
+                    "tags": {t["Key"]: t["Value"] for t in s.get("Tags", [])},
+                    "accounts": sorted(
+                        a.get("AccountId") or a.get("AccountAlias")
+                        for a in s.get("AccountsWithRestoreAccess", [])
+                    ),
+                }
+            marker = page.get("Marker")
+            if not marker:
+                return out
+
+    def journal(self) -> list[dict[str, Any]]:
+        con = sqlite3.connect(self.db)
+        con.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in con.execute("select * from journal order by id")]
+        finally:
+            con.close()
+
+
+def _creds() -> dict[str, str]:
+    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def reset(url: str) -> None:
+    req = urllib.request.Request(url + "/moto-api/reset", method="POST", data=b"")
+    urllib.request.urlopen(req, timeout=10).read()
+    moto_ext.reset_call_counts()
+    moto_ext.set_creating_polls(0)
+
+
+def plan_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
