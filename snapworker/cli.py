@@ -9,13 +9,14 @@ Exit codes: 0 success, 1 some action failed (the others still ran), 2 bad usage 
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 if TYPE_CHECKING:
     from snapworker.config import Config
+    from snapworker.core.model import Plan
     from snapworker.engine import Runtime
 
 app = typer.Typer(
@@ -47,7 +48,7 @@ PolicyOpt = Annotated[
 ]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     markdown = "markdown"
@@ -112,13 +113,13 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
     from snapworker.report import render_outcomes, summary
 
     progress = _Progress()
+
+    def on_plan(p: Plan) -> None:
+        typer.echo(f"plan: {summary(p)}")
+        progress.start(len(p.actions))
+
     try:
-        result = tick(
-            rt,
-            policy,
-            progress=progress.update,
-            on_plan=lambda p: (typer.echo(f"plan: {summary(p)}"), progress.start(len(p.actions))),
-        )
+        result = tick(rt, policy, progress=progress.update, on_plan=on_plan)
     except UnknownPolicy as e:
         fail(str(e))
     except Exception as e:

@@ -33,5 +33,5 @@ def mutation(stage: str) -> None:
         return
     if stage == "before":
         _count += 1
-    if _TARGET == (stage, _count):
+    if (stage, _count) == _TARGET:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -14,7 +15,7 @@ import structlog
 _SECRET_KEYS = frozenset({"password", "dbpassword", "secret", "token", "aws_secret_access_key"})
 
 
-def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Last line of defence: a field named like a secret is never rendered."""
     for key in list(event):
         if key.lower() in _SECRET_KEYS:

@@ -102,7 +102,9 @@ def _group_rows(actions: Sequence[Action], kept: Sequence[Kept]) -> list[Row]:
     for a in actions:
         if a.kind in ("create", "copy"):
             src = f"from {a.source}" if a.source else ""
-            rows.append((a.kind, a.snapshot, _t(a.data_time or a.fire_time), f"{src} {a.reason}".strip()))
+            rows.append(
+                (a.kind, a.snapshot, _t(a.data_time or a.fire_time), f"{src} {a.reason}".strip())
+            )
         else:
             per_snap[a.snapshot].append(a)
             if a.data_time is not None:
@@ -111,12 +113,15 @@ def _group_rows(actions: Sequence[Action], kept: Sequence[Kept]) -> list[Row]:
     for k in kept:
         when.setdefault(k.snapshot, k.data_time)
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    for sid in sorted(set(per_snap) | set(kept_by), key=lambda s: (when.get(s) or epoch, s), reverse=True):
-        k = kept_by.get(sid)
+    for sid in sorted(
+        set(per_snap) | set(kept_by), key=lambda s: (when.get(s) or epoch, s), reverse=True
+    ):
+        kept_row = kept_by.get(sid)
         acts = per_snap.get(sid, [])
         delete = next((a for a in acts if a.kind == "delete"), None)
-        if k is not None:
-            rows.append(("held" if k.held else "keep", sid, _t(k.data_time), k.reason))
+        if kept_row is not None:
+            verb = "held" if kept_row.held else "keep"
+            rows.append((verb, sid, _t(kept_row.data_time), kept_row.reason))
         elif delete is None:
             rows.append(("", sid, _t(when.get(sid)), ""))
         for a in acts:
@@ -157,7 +162,9 @@ def render_table(plan: Plan) -> str:
                 for verb, sid, when, detail in rows:
                     out.append(f"  {verb:<{w0}}  {sid:<{w1}}  {when:<16}  {detail}".rstrip())
             for d in drift_by.get(key, []):
-                out.append(f"  drift  {d.snapshot}: shared with {d.account}, not listed by the policy")
+                out.append(
+                    f"  drift  {d.snapshot}: shared with {d.account}, not listed by the policy"
+                )
             for n in notes_by.get(key, []):
                 where = f" {n.snapshot}" if n.snapshot else ""
                 out.append(f"  {n.level}:{where} {n.message}")
@@ -174,13 +181,20 @@ def render_markdown(plan: Plan) -> str:
     for k in plan.kept:
         groups[(k.policy, k.cluster)][1].append(k)
     for (policy, cluster), (actions, kept) in sorted(groups.items()):
-        out += [f"## {policy} / {cluster}", "", "| | snapshot | data time | why |", "|---|---|---|---|"]
+        out += [
+            f"## {policy} / {cluster}",
+            "",
+            "| | snapshot | data time | why |",
+            "|---|---|---|---|",
+        ]
         for verb, sid, when, detail in _group_rows(actions, kept):
             out.append(f"| {verb.strip()} | {sid} | {when} | {detail.replace('|', '/')} |")
         out.append("")
     if plan.drift:
         out += ["## Drift", ""]
-        out += [f"- {d.policy} / {d.cluster}: {d.snapshot} shared with {d.account}" for d in plan.drift]
+        out += [
+            f"- {d.policy} / {d.cluster}: {d.snapshot} shared with {d.account}" for d in plan.drift
+        ]
         out.append("")
     if plan.notes:
         out += ["## Notes", ""]

@@ -40,8 +40,10 @@ def test_copies_each_automated_snapshot_not_yet_copied():
     p = plan([policy()], inv, EMPTY, NOW)
     copies = [a for a in p.actions if a.kind == "copy"]
     assert [(c.source, c.snapshot) for c in copies] == sorted(
-        [(a1.id, ids.copy_snapshot_id("prod-nightly", "prod-a", a1.id)),
-         (a2.id, ids.copy_snapshot_id("prod-nightly", "prod-a", a2.id))],
+        [
+            (a1.id, ids.copy_snapshot_id("prod-nightly", "prod-a", a1.id)),
+            (a2.id, ids.copy_snapshot_id("prod-nightly", "prod-a", a2.id)),
+        ],
         key=lambda x: x[1],
     )
     assert all(c.data_time in (a1.create_time, a2.create_time) for c in copies)
@@ -54,8 +56,13 @@ def test_copy_is_made_at_most_once_ever_even_after_retention_deleted_it():
     state = State(
         owned={
             target: OwnedRecord(
-                target, "prod-nightly", "prod-a", "copy", a1.create_time,
-                source_id=a1.id, deleted_at=NOW,
+                target,
+                "prod-nightly",
+                "prod-a",
+                "copy",
+                a1.create_time,
+                source_id=a1.id,
+                deleted_at=NOW,
             )
         }
     )
@@ -65,7 +72,9 @@ def test_copy_is_made_at_most_once_ever_even_after_retention_deleted_it():
 
 def test_existing_owned_copy_is_not_copied_again():
     a1 = automated("prod-a", days_ago(1))
-    p = plan([policy()], inventory([cluster("prod-a")], [a1, owned_copy("prod-nightly", a1)]), EMPTY, NOW)
+    p = plan(
+        [policy()], inventory([cluster("prod-a")], [a1, owned_copy("prod-nightly", a1)]), EMPTY, NOW
+    )
     assert not [a for a in p.actions if a.kind == "copy"]
 
 
@@ -188,7 +197,7 @@ def _estate(ages, accounts=(ACC, SUPPORT_ALIAS)):
 
 
 def test_expired_snapshot_is_revoked_for_every_account_then_deleted():
-    autos, copies = _estate([1, 2, 3, 40])
+    _, copies = _estate([1, 2, 3, 40])
     p = plan([policy()], inventory([cluster("prod-a")], copies), EMPTY, NOW)
     old = copies[3].id
     assert kinds(p) == [
@@ -203,7 +212,7 @@ def test_expired_snapshot_is_revoked_for_every_account_then_deleted():
 
 
 def test_exactly_at_max_age_is_kept_one_second_more_expires():
-    autos, copies = _estate([1, 2, 3, 35])
+    _, copies = _estate([1, 2, 3, 35])
     inv = inventory([cluster("prod-a")], copies)
     assert [a.kind for a in plan([policy()], inv, EMPTY, NOW).actions] == []
     later = NOW + timedelta(seconds=1)
@@ -211,7 +220,7 @@ def test_exactly_at_max_age_is_kept_one_second_more_expires():
 
 
 def test_keep_last_is_a_floor_whatever_the_ages():
-    autos, copies = _estate([100, 200, 300, 400])
+    _, copies = _estate([100, 200, 300, 400])
     p = plan([policy()], inventory([cluster("prod-a")], copies), EMPTY, NOW)
     deleted = [a.snapshot for a in p.actions if a.kind == "delete"]
     assert deleted == [copies[3].id]
@@ -219,7 +228,7 @@ def test_keep_last_is_a_floor_whatever_the_ages():
 
 
 def test_keep_last_larger_than_the_number_of_snapshots_keeps_all():
-    autos, copies = _estate([100, 200])
+    _, copies = _estate([100, 200])
     pol = policy(retention={"max_age_days": 35, "keep_last": 10})
     p = plan([pol], inventory([cluster("prod-a")], copies), EMPTY, NOW)
     assert not [a for a in p.actions if a.kind in ("revoke", "delete")]
@@ -243,7 +252,7 @@ def test_ties_in_create_time_are_broken_by_id_deterministically():
 
 
 def test_cap_smaller_than_expired_set_deletes_oldest_first_and_reports_the_rest():
-    autos, copies = _estate([1, 2, 3, 40, 50, 60, 70], accounts=())
+    _, copies = _estate([1, 2, 3, 40, 50, 60, 70], accounts=())
     pol = policy(limits={"max_deletes_per_run": 2})
     p = plan([pol], inventory([cluster("prod-a")], copies), EMPTY, NOW)
     assert [a.snapshot for a in p.actions if a.kind == "delete"] == [copies[6].id, copies[5].id]
@@ -253,7 +262,7 @@ def test_cap_smaller_than_expired_set_deletes_oldest_first_and_reports_the_rest(
 
 
 def test_cap_zero_deletes_nothing():
-    autos, copies = _estate([1, 2, 3, 40], accounts=())
+    _, copies = _estate([1, 2, 3, 40], accounts=())
     pol = policy(limits={"max_deletes_per_run": 0})
     p = plan([pol], inventory([cluster("prod-a")], copies), EMPTY, NOW)
     assert not [a for a in p.actions if a.kind in ("revoke", "delete")]
@@ -261,7 +270,7 @@ def test_cap_zero_deletes_nothing():
 
 
 def test_no_retention_rule_expires_nothing():
-    autos, copies = _estate([100, 200, 300, 400, 500], accounts=())
+    _, copies = _estate([100, 200, 300, 400, 500], accounts=())
     pol = policy(retention={}, share={"accounts": []})
     p = plan([pol], inventory([cluster("prod-a")], copies), EMPTY, NOW)
     assert p.actions == ()
@@ -269,14 +278,14 @@ def test_no_retention_rule_expires_nothing():
 
 
 def test_retention_continues_after_the_cluster_is_gone():
-    autos, copies = _estate([1, 2, 3, 40], accounts=())
+    _, copies = _estate([1, 2, 3, 40], accounts=())
     p = plan([policy()], inventory([], copies), EMPTY, NOW)
     assert [a.snapshot for a in p.actions if a.kind == "delete"] == [copies[3].id]
     assert any("selects no cluster" in n.message for n in p.notes)
 
 
 def test_expiring_snapshot_is_not_shared_first():
-    autos, copies = _estate([1, 2, 3, 40], accounts=())
+    _, copies = _estate([1, 2, 3, 40], accounts=())
     p = plan([policy()], inventory([cluster("prod-a")], copies), EMPTY, NOW)
     assert not [a for a in p.actions if a.kind == "share" and a.snapshot == copies[3].id]
 
@@ -309,17 +318,22 @@ def test_unowned_and_automated_snapshots_are_never_acted_on():
 
 
 def test_tags_that_do_not_match_the_id_do_not_prove_ownership():
-    autos, copies = _estate([400], accounts=())
+    _, copies = _estate([400], accounts=())
     forged = copies[0].__class__(
-        "sw-prod-nightly-forged", "prod-a", "manual", "available", days_ago(400),
-        dict(copies[0].tags), (),
+        "sw-prod-nightly-forged",
+        "prod-a",
+        "manual",
+        "available",
+        days_ago(400),
+        dict(copies[0].tags),
+        (),
     )
     pol = policy(retention={"max_age_days": 1}, copy_automated=False)
     assert plan([pol], inventory([cluster("prod-a")], [forged]), EMPTY, NOW).actions == ()
 
 
 def test_snapshot_of_another_account_is_never_owned():
-    autos, copies = _estate([400], accounts=())
+    _, copies = _estate([400], accounts=())
     foreign = copies[0].__class__(**{**copies[0].__dict__, "owner_account": "999999999999"})
     pol = policy(retention={"max_age_days": 1}, copy_automated=False)
     p = plan([pol], inventory([], [foreign]), EMPTY, NOW, account="123456789012")
@@ -327,7 +341,7 @@ def test_snapshot_of_another_account_is_never_owned():
 
 
 def test_snapshot_of_another_policy_is_left_to_it():
-    autos, copies = _estate([1, 2, 3, 400], accounts=())
+    _, copies = _estate([1, 2, 3, 400], accounts=())
     other = policy("other", retention={"max_age_days": 1}, copy_automated=False)
     p = plan([other], inventory([cluster("prod-a")], copies), EMPTY, NOW)
     assert p.actions == ()
@@ -337,24 +351,32 @@ def test_untagged_copy_recorded_in_state_is_owned_and_retagged():
     a1 = automated("prod-a", days_ago(1))
     c = owned_copy("prod-nightly", a1, shared(None))
     bare = c.__class__(**{**c.__dict__, "tags": {}})
-    state = State(owned={c.id: OwnedRecord(c.id, "prod-nightly", "prod-a", "copy", a1.create_time, source_id=a1.id)})
+    state = State(
+        owned={
+            c.id: OwnedRecord(
+                c.id, "prod-nightly", "prod-a", "copy", a1.create_time, source_id=a1.id
+            )
+        }
+    )
     p = plan([policy()], inventory([cluster("prod-a")], [a1, bare]), state, NOW)
     assert kinds(p) == [("tag", c.id, None)]
     assert p.actions[0].source == a1.id
 
 
 def test_drift_is_reported_not_revoked_unless_configured():
-    autos, copies = _estate([1], accounts=(ACC, SUPPORT_ALIAS, "444455556666"))
+    _, copies = _estate([1], accounts=(ACC, SUPPORT_ALIAS, "444455556666"))
     inv = inventory([cluster("prod-a")], copies)
     p = plan([policy(copy_automated=False)], inv, EMPTY, NOW)
     assert [(d.snapshot, d.account) for d in p.drift] == [(copies[0].id, "444455556666")]
     assert p.actions == ()
-    pol = policy(copy_automated=False, share={"accounts": [ACC, SUPPORT_ALIAS], "revoke_unlisted": True})
+    pol = policy(
+        copy_automated=False, share={"accounts": [ACC, SUPPORT_ALIAS], "revoke_unlisted": True}
+    )
     assert kinds(plan([pol], inv, EMPTY, NOW)) == [("revoke", copies[0].id, "444455556666")]
 
 
 def test_unshare_after_revokes_a_lapsed_grant_and_never_regrants():
-    autos, copies = _estate([1], accounts=(ACC,))
+    _, copies = _estate([1], accounts=(ACC,))
     pol = policy(copy_automated=False, share={"accounts": [ACC], "unshare_after": "30d"})
     grant = GrantRecord(copies[0].id, ACC, NOW - timedelta(days=31))
     inv = inventory([cluster("prod-a")], copies)
@@ -363,14 +385,22 @@ def test_unshare_after_revokes_a_lapsed_grant_and_never_regrants():
     assert "unshare_after 30d" in p.actions[0].reason
     revoked = GrantRecord(copies[0].id, ACC, grant.granted_at, NOW)
     after = copies[0].__class__(**{**copies[0].__dict__, "accounts": ()})
-    assert plan([pol], inventory([cluster("prod-a")], [after]), State(grants=(revoked,)), NOW).actions == ()
+    assert (
+        plan([pol], inventory([cluster("prod-a")], [after]), State(grants=(revoked,)), NOW).actions
+        == ()
+    )
 
 
 def test_plan_is_deterministic_and_json_shaped_by_kind():
     autos, copies = _estate([1, 2, 3, 40, 50])
     inv = inventory([cluster("prod-a"), cluster("prod-b")], [*autos, *copies[1:]])
     p1 = plan([policy()], inv, EMPTY, NOW)
-    p2 = plan([policy()], inventory(reversed(list(inv.clusters.values())), reversed(list(inv.snapshots.values()))), EMPTY, NOW)
+    p2 = plan(
+        [policy()],
+        inventory(reversed(list(inv.clusters.values())), reversed(list(inv.snapshots.values()))),
+        EMPTY,
+        NOW,
+    )
     assert p1 == p2
     for a in p1.actions:
         assert (a.source is not None) == (a.kind == "copy")

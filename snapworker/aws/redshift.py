@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from snapworker import crashpoints
-from snapworker.core.model import SUPPORT_ALIAS, Cluster, Snapshot
+from snapworker.core.model import SUPPORT_ALIAS, Cluster, Snapshot, SnapshotType
 
 if TYPE_CHECKING:
     from snapworker.config import AwsConfig, RetryConfig
@@ -161,7 +161,7 @@ def _accounts(entries: list[dict[str, Any]] | None) -> tuple[str, ...]:
 
 
 def snapshot_from_aws(raw: dict[str, Any]) -> Snapshot:
-    snap_type = "automated" if raw.get("SnapshotType") == "automated" else "manual"
+    snap_type: SnapshotType = "automated" if raw.get("SnapshotType") == "automated" else "manual"
     return Snapshot(
         id=raw["SnapshotIdentifier"],
         cluster=raw["ClusterIdentifier"],
@@ -267,7 +267,9 @@ class RedshiftGateway:
         """This account's id, from the first owned snapshot's OwnerAccount or STS (cached)."""
         return self._account
 
-    def _pages(self, operation: str, method: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
+    def _pages(
+        self, operation: str, method: str, key: str, **params: Any
+    ) -> Iterator[dict[str, Any]]:
         marker: str | None = None
         while True:
             args = dict(params, MaxRecords=PAGE_SIZE)

@@ -106,7 +106,9 @@ Event = (
 def on_automated(e: AutomatedSnapshotSeen) -> list[Action]:
     reason = f"automated snapshot {e.source} ({e.source_time:%Y-%m-%d %H:%M}Z) not yet copied"
     return [
-        Action(e.policy, e.cluster, "copy", e.target, reason, source=e.source, data_time=e.source_time)
+        Action(
+            e.policy, e.cluster, "copy", e.target, reason, source=e.source, data_time=e.source_time
+        )
     ]
 
 

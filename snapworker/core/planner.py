@@ -163,7 +163,12 @@ def plan(
     for name in sorted(set(idx.owned) - known):
         for o in idx.owned[name]:
             notes.append(
-                Note(name, o.snap.cluster, "owned by a policy not in the config; left alone", o.snap.id)
+                Note(
+                    name,
+                    o.snap.cluster,
+                    "owned by a policy not in the config; left alone",
+                    o.snap.id,
+                )
             )
     return Plan(
         generated_at=now,
@@ -217,7 +222,9 @@ def _detect(
     for o, reason in expired[:cap]:
         deleting.add(o.snap.id)
         events.append(
-            SnapshotExpired(policy.name, o.snap.cluster, o.snap.id, o.data_time, o.snap.accounts, reason)
+            SnapshotExpired(
+                policy.name, o.snap.cluster, o.snap.id, o.data_time, o.snap.accounts, reason
+            )
         )
     for o, reason in expired[cap:]:
         kept.append(
@@ -357,7 +364,8 @@ def _retention(
                     policy.name,
                     o.snap.cluster,
                     o.snap.id,
-                    f"status '{o.snap.status}': not counted by retention, never deleted until available",
+                    f"status '{o.snap.status}': not counted by retention, "
+                    "never deleted until available",
                     o.data_time,
                 )
             )
@@ -369,14 +377,17 @@ def _retention(
             reason = "; ".join(v.keep_reasons)
             if hold is not None:
                 reason += f"; held ({policy.hold_tag}={hold})"
-            kept.append(Kept(policy.name, o.snap.cluster, v.id, reason, o.data_time, hold is not None))
+            kept.append(
+                Kept(policy.name, o.snap.cluster, v.id, reason, o.data_time, hold is not None)
+            )
         elif hold is not None:
             kept.append(
                 Kept(
                     policy.name,
                     o.snap.cluster,
                     v.id,
-                    f"held ({policy.hold_tag}={hold}); retention alone would expire it: {v.expire_reason}",
+                    f"held ({policy.hold_tag}={hold}); "
+                    f"retention alone would expire it: {v.expire_reason}",
                     o.data_time,
                     True,
                 )
@@ -395,18 +406,23 @@ def _grants(policy: Policy, o: _Owned, idx: _Index, now: datetime) -> list[Event
     for account in wanted:
         grant = idx.grants.get((snap.id, account))
         if account in snap.accounts:
-            if after is not None and grant is not None and grant.revoked_at is None and not held:
-                if grant.granted_at + after <= now:
-                    out.append(
-                        GrantLapsed(
-                            policy.name,
-                            snap.cluster,
-                            snap.id,
-                            account,
-                            grant.granted_at,
-                            format_duration(after),
-                        )
+            if (
+                after is not None
+                and grant is not None
+                and grant.revoked_at is None
+                and grant.granted_at + after <= now
+                and not held
+            ):
+                out.append(
+                    GrantLapsed(
+                        policy.name,
+                        snap.cluster,
+                        snap.id,
+                        account,
+                        grant.granted_at,
+                        format_duration(after),
                     )
+                )
         elif after is not None and grant is not None and grant.revoked_at is not None:
             continue  # lapsed under unshare_after: not made again
         else:

@@ -182,7 +182,9 @@ def evaluate(cands: Sequence[Candidate], rules: RetentionRules, now: datetime) -
             within = format_duration(rules.keep_within)
             for c in ordered:
                 if floor <= c.data_time <= newest:
-                    reasons[c.id].append(f"keep_within {within} of the newest ({newest:%Y-%m-%d %H:%M}Z)")
+                    reasons[c.id].append(
+                        f"keep_within {within} of the newest ({newest:%Y-%m-%d %H:%M}Z)"
+                    )
 
     if rules.max_age is not None:
         for c in ordered:
