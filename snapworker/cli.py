@@ -149,9 +149,10 @@ class _Progress:
     def start(self, total: int) -> None:
         if total < self.THRESHOLD or not sys.stderr.isatty():
             return
+        from rich.console import Console
         from rich.progress import Progress
 
-        self._bar = Progress(transient=True)
+        self._bar = Progress(console=Console(stderr=True), transient=True)
         self._bar.start()
         self._task = self._bar.add_task("applying", total=total)
 
