@@ -175,14 +175,18 @@ def test_stamped_base_database_is_migrated(db_path: Path) -> None:
 
 def test_newer_schema_is_a_clear_error(db_path: Path) -> None:
     open_store(url_for(db_path)).close()
+    newer = f"{int(HEAD_REVISION) + 1:04d}"
     with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0002'")
+        conn.execute("UPDATE alembic_version SET version_num = ?", (newer,))
     with pytest.raises(StateStoreError) as err:
         open_store(url_for(db_path))
     message = str(err.value)
-    assert "schema 0002 is newer than this snapworker (HEAD 0001); upgrade snapworker" in message
+    assert (
+        f"schema {newer} is newer than this snapworker (HEAD {HEAD_REVISION}); upgrade snapworker"
+        in message
+    )
     assert str(db_path) in message
-    assert revision_of(db_path) == ["0002"]  # untouched
+    assert revision_of(db_path) == [newer]  # untouched
 
 
 def test_concurrent_first_opens_migrate_once(db_path: Path) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +36,7 @@ from snapworker.core.model import (
     MadeFor,
     OwnedRecord,
     PendingEntry,
+    Plan,
     State,
 )
 from snapworker.store.schema import (
@@ -47,6 +48,7 @@ from snapworker.store.schema import (
 )
 from snapworker.store.tables import (
     CopiedSourceRow,
+    DriftRow,
     GrantRow,
     JournalRow,
     LeaseRow,
@@ -55,6 +57,8 @@ from snapworker.store.tables import (
 )
 
 __all__ = [
+    "DriftItem",
+    "DriftReport",
     "GrantView",
     "JournalStatus",
     "JournalView",
@@ -64,6 +68,7 @@ __all__ = [
     "RunView",
     "StateStore",
     "StateStoreError",
+    "drift_items",
     "open_store",
 ]
 
@@ -142,6 +147,42 @@ class RunView:
     error: str | None
     pid: int
     failures: tuple[JournalView, ...]  # this run's journal entries that failed
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    """A grant to an account the policy does not list; ``revoked``: the run's plan revoked it
+    (``revoke_unlisted: true``), else it was only reported."""
+
+    policy: str
+    cluster: str
+    snapshot_id: str
+    account: str
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The drift one run saw (``items`` empty: it saw none), and when."""
+
+    run_id: int
+    seen_at: datetime | None
+    items: tuple[DriftItem, ...]
+
+
+def drift_items(plan: Plan) -> list[DriftItem]:
+    """The plan's drift as rows to record; revoked when the plan also revokes that grant."""
+    revoking = {a.key for a in plan.actions if a.kind == "revoke"}
+    return [
+        DriftItem(
+            policy=d.policy,
+            cluster=d.cluster,
+            snapshot_id=d.snapshot,
+            account=d.account or "",
+            revoked=d.key in revoking,
+        )
+        for d in plan.drift
+    ]
 
 
 # --------------------------------------------------------------------------------- opening
@@ -410,6 +451,73 @@ class StateStore:
                 return False  # its revoked_at is set: no open grant exists
             s.add(GrantRow(snapshot_id=snapshot_id, account=account, revoked_at=at))
             return True
+
+    # -- drift
+
+    def record_drift(self, run_id: int, items: Iterable[DriftItem], at: datetime) -> int:
+        """Record the drift run ``run_id`` saw (call it once per run, after planning, even
+        with no items: the run row then says the check happened). Returns rows written."""
+        at = _aware(at)
+        rows = [
+            DriftRow(
+                run_id=run_id,
+                policy=i.policy,
+                cluster=i.cluster,
+                snapshot_id=i.snapshot_id,
+                account=i.account,
+                seen_at=at,
+                revoked=i.revoked,
+            )
+            for i in items
+        ]
+        if not rows:
+            return 0
+        with self._tx("record drift", write=True) as s:
+            s.add_all(rows)
+        return len(rows)
+
+    def latest_drift(self) -> DriftReport | None:
+        """The drift seen by the newest ``run``/``daemon`` tick that got past planning (it
+        finished without an exception; a tick that raised may not have looked, so an older
+        one's view is shown instead). None when no such tick exists yet."""
+        with self._tx("read drift", write=False) as s:
+            run = s.exec(
+                select(RunRow)
+                .where(
+                    col(RunRow.mode) != "plan",
+                    col(RunRow.finished_at).is_not(None),
+                    col(RunRow.error).is_(None),
+                )
+                .order_by(col(RunRow.id).desc())
+            ).first()
+            if run is None or run.id is None:
+                return None
+            rows = list(
+                s.exec(
+                    select(DriftRow)
+                    .where(DriftRow.run_id == run.id)
+                    .order_by(
+                        col(DriftRow.policy),
+                        col(DriftRow.cluster),
+                        col(DriftRow.snapshot_id),
+                        col(DriftRow.account),
+                    )
+                )
+            )
+            return DriftReport(
+                run_id=run.id,
+                seen_at=rows[0].seen_at if rows else run.finished_at,
+                items=tuple(
+                    DriftItem(
+                        policy=r.policy,
+                        cluster=r.cluster,
+                        snapshot_id=r.snapshot_id,
+                        account=r.account,
+                        revoked=r.revoked,
+                    )
+                    for r in rows
+                ),
+            )
 
     # -- runs
 

@@ -18,6 +18,7 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "CopiedSourceRow",
+    "DriftRow",
     "GrantRow",
     "JournalRow",
     "LeaseRow",
@@ -134,3 +135,21 @@ class LeaseRow(SQLModel, table=True):
     holder: str
     acquired_at: datetime
     expires_at: datetime
+
+
+class DriftRow(SQLModel, table=True):
+    """A grant to an account the policy does not list (someone shared by hand), as one run saw
+    it. ``revoked`` says whether that run's plan revoked it (the policy says
+    ``revoke_unlisted: true``); otherwise it is only reported."""
+
+    __tablename__ = "drift"
+    __table_args__ = (Index("ix_drift_run_id", "run_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int
+    policy: str
+    cluster: str
+    snapshot_id: str
+    account: str
+    seen_at: datetime
+    revoked: bool = False
