@@ -78,6 +78,11 @@ class Executor:
             return None
         return own.record
 
+    def _fail_safe_days(self, action: Action) -> int | None:
+        """The policy's ``retention.fail_safe_days`` (ManualSnapshotRetentionPeriod), if set."""
+        policy = self.policies.get(action.policy)
+        return policy.retention.fail_safe_days if policy is not None else None
+
     # -- one action ---------------------------------------------------------------------
 
     def run_one(self, action: Action) -> Outcome:
@@ -125,7 +130,10 @@ class Executor:
         )
         try:
             snap = self.gateway.create_snapshot(
-                action.snapshot, action.cluster, ownership_tags(rec)
+                action.snapshot,
+                action.cluster,
+                ownership_tags(rec),
+                retention_days=self._fail_safe_days(action),
             )
             outcome = "created"
         except AwsError as e:
@@ -139,7 +147,12 @@ class Executor:
     def _do_copy(self, action: Action) -> str:
         assert action.source is not None
         try:
-            snap = self.gateway.copy_snapshot(action.source, action.cluster, action.snapshot)
+            snap = self.gateway.copy_snapshot(
+                action.source,
+                action.cluster,
+                action.snapshot,
+                retention_days=self._fail_safe_days(action),
+            )
             outcome = "copied"
         except AwsError as e:
             if e.code != "ClusterSnapshotAlreadyExists":

@@ -41,6 +41,8 @@ class TickResult:
     reconciled: int = 0
     adopted: int = 0
     inventory: Inventory | None = None
+    skipped: list[str] = field(default_factory=list)
+    """Policies not worked on: another process holds their lease (see snapworker.lease)."""
 
     @property
     def failures(self) -> list[Outcome]:
@@ -48,7 +50,8 @@ class TickResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failures else 0
+        """1 if an action failed, or a policy was skipped (its work was not done by us)."""
+        return 1 if self.failures or self.skipped else 0
 
 
 class UnknownPolicy(ValueError):
@@ -94,20 +97,64 @@ def tick(
     progress: Callable[[Outcome], None] | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    holder: str | None = None,
 ) -> TickResult:
-    """Observe, plan and (unless ``dry_run``) apply, for the named policies (default: all)."""
+    """Observe, plan and (unless ``dry_run``) apply, for the named policies (default: all).
+
+    Applying takes the lease of each policy first (``holder`` names us; default: a new
+    holder id); a policy leased by another process is skipped (``TickResult.skipped``).
+    A dry run takes no lease."""
     policies = select_policies(rt.config, policy_names)
     if dry_run:
         inv = observe(rt)
         plan = make_plan(rt, policies, inv, rt.store.load_state())
         return TickResult(plan, inventory=inv)
 
+    from snapworker.lease import PolicyLeases
+
+    leases = PolicyLeases(rt.store, holder, log=rt.log)
+    acquired, skipped = leases.acquire([p.name for p in policies])
+    try:
+        for name in skipped:
+            rt.log.warning("policy skipped: another snapworker holds its lease", policy=name)
+        if not acquired:
+            return TickResult(Plan(generated_at=rt.clock()), skipped=skipped)
+        policies = [p for p in policies if p.name in acquired]
+        result = _leased_tick(
+            rt,
+            policies,
+            mode,
+            progress,
+            on_plan,
+            lambda: should_stop() or leases.any_lost,
+        )
+        result.skipped = skipped
+        return result
+    finally:
+        leases.release()
+
+
+def _leased_tick(
+    rt: Runtime,
+    policies: Sequence[Policy],
+    mode: str,
+    progress: Callable[[Outcome], None] | None,
+    on_plan: Callable[[Plan], None] | None,
+    should_stop: Callable[[], bool],
+) -> TickResult:
+    calls_before = rt.gateway.stats.snapshot()
     run_id = rt.store.begin_run(mode, os.getpid(), rt.clock())
     try:
         result = _tick(rt, policies, run_id, progress, on_plan, should_stop)
     except BaseException as e:
         rt.store.finish_run(
-            run_id, "failed", 0, 0, rt.gateway.stats.snapshot(), f"{type(e).__name__}: {e}", rt.clock()
+            run_id,
+            "failed",
+            0,
+            0,
+            _calls_since(rt, calls_before),
+            f"{type(e).__name__}: {e}",
+            rt.clock(),
         )
         raise
     ok = sum(1 for o in result.outcomes if o.ok)
@@ -117,11 +164,17 @@ def tick(
         "failed" if failed else "ok",
         ok,
         failed,
-        rt.gateway.stats.snapshot(),
+        _calls_since(rt, calls_before),
         None,
         rt.clock(),
     )
     return result
+
+
+def _calls_since(rt: Runtime, before: dict[str, int]) -> dict[str, int]:
+    """This tick's API calls (a daemon's gateway counts over many ticks)."""
+    now = rt.gateway.stats.snapshot()
+    return {op: n - before.get(op, 0) for op, n in now.items() if n - before.get(op, 0)}
 
 
 def _tick(
@@ -135,14 +188,22 @@ def _tick(
     inv = observe(rt)
     state = rt.store.load_state()
     reconciled = 0
-    if state.pending:
-        reconciled = reconcile_pending(rt.store, state.pending, inv, rt.clock())
+    # Only our leased policies' entries (another process may be mid-action on its own),
+    # and orphans of policies no longer in the config (nobody else will complete them).
+    configured = {p.name for p in rt.config.policies}
+    ours = {p.name for p in policies}
+    pending = [e for e in state.pending if e.policy in ours or e.policy not in configured]
+    if pending:
+        reconciled = reconcile_pending(rt.store, pending, inv, rt.clock())
         if reconciled:
             state = rt.store.load_state()
     adopted = _adopt(rt, policies, inv, state)
     if adopted:
         state = rt.store.load_state()
     plan = make_plan(rt, policies, inv, state)
+    from snapworker.store.repository import drift_items
+
+    rt.store.record_drift(run_id, drift_items(plan), rt.clock())
     if on_plan is not None:
         on_plan(plan)
     planned = {a.key for a in plan.actions}

@@ -64,7 +64,24 @@ def status_dict(store: StateStore, runs: int = 10) -> dict[str, Any]:
                 ],
             }
         )
-    return {"owned": owned, "open_grants": grants, "runs": recent}
+    seen = store.latest_drift()
+    drift = None
+    if seen is not None:
+        drift = {
+            "run_id": seen.run_id,
+            "seen_at": _iso(seen.seen_at),
+            "grants": [
+                {
+                    "policy": d.policy,
+                    "cluster": d.cluster,
+                    "snapshot": d.snapshot_id,
+                    "account": d.account,
+                    "revoked": d.revoked,
+                }
+                for d in seen.items
+            ],
+        }
+    return {"owned": owned, "open_grants": grants, "drift": drift, "runs": recent}
 
 
 def render_status(store: StateStore, fmt: str = "table") -> str:
@@ -76,11 +93,25 @@ def render_status(store: StateStore, fmt: str = "table") -> str:
     out = [f"Owned snapshots: {len(live)} live, {deleted} deleted by snapworker"]
     per: Counter[tuple[str, str]] = Counter((o["policy"], o["cluster"]) for o in live)
     for (policy, cluster), n in sorted(per.items()):
-        newest = max((o["data_time"] or "") for o in live if (o["policy"], o["cluster"]) == (policy, cluster))
+        newest = max(
+            (o["data_time"] or "") for o in live if (o["policy"], o["cluster"]) == (policy, cluster)
+        )
         out.append(f"  {policy:<20} {cluster:<24} {n:>4} owned, newest data {newest or '-'}")
     out.append(f"\nOpen grants: {len(data['open_grants'])}")
     for g in data["open_grants"][:20]:
         out.append(f"  {g['snapshot']} -> {g['account']} (since {g['granted_at'] or 'unknown'})")
+    drift = data["drift"]
+    if drift is None:
+        out.append("\nDrift: not checked yet (no run so far)")
+    else:
+        where = f"run #{drift['run_id']} at {drift['seen_at']}"
+        out.append(
+            f"\nDrift (grants to accounts no policy lists), as seen by {where}: "
+            f"{len(drift['grants'])}"
+        )
+        for d in drift["grants"]:
+            what = "revoked (revoke_unlisted)" if d["revoked"] else "reported, not revoked"
+            out.append(f"  {d['policy']}/{d['cluster']}: {d['snapshot']} -> {d['account']}: {what}")
     out.append("\nRecent runs:")
     if not data["runs"]:
         out.append("  none yet")

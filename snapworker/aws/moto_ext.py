@@ -48,6 +48,14 @@ DeleteClusterSnapshot (replaced)
     Missing -> ``ClusterSnapshotNotFound``; automated, or in a state other than ``available``,
     ``failed`` or ``cancelled`` (the documented deletable states), or with any account still
     authorized -> ``InvalidClusterSnapshotState``. Returns the snapshot with status ``deleted``.
+ModifyClusterSnapshot
+    ``ManualSnapshotRetentionPeriod`` of a manual, ``available`` snapshot (missing ->
+    ``ClusterSnapshotNotFound``; automated or not available -> ``InvalidClusterSnapshotState``;
+    not -1 or 1..3653 -> ``InvalidRetentionPeriodFault``). A period that has already passed
+    (counted from ``SnapshotCreateTime``) is refused with ``InvalidRetentionPeriodFault``
+    unless ``Force`` is true, which deletes the snapshot at once, as documented. AWS lists
+    "other accounts are authorized" under ``InvalidClusterSnapshotState`` for this call too;
+    that generic wording is not enforced here (an assumption).
 RestoreFromClusterSnapshot
     Refused with ``InvalidClusterSnapshotState`` unless the snapshot is ``available``.
 Backend fix
@@ -67,24 +75,66 @@ Call counting: every Redshift request that reaches moto is counted by operation 
 the server's WSGI app with :func:`admin_middleware` (``snapworker.aws.sandbox.serve`` does):
 ``GET /_snapworker/calls`` returns the counts as JSON, ``DELETE /_snapworker/calls`` resets
 them, ``POST /_snapworker/settle`` runs :func:`settle_all`, ``POST
-/_snapworker/creating-polls?n=N`` runs :func:`set_creating_polls`.
+/_snapworker/creating-polls?n=N`` runs :func:`set_creating_polls`; ``/_snapworker/faults``:
+see fault injection below.
 
 Helpers that work on the backend directly (no API call, not counted): :func:`backend`,
 :func:`add_automated_snapshot`, :func:`add_manual_snapshot`, :func:`set_cluster_status`,
 :func:`set_snapshot_status`, :func:`authorized_accounts`, :func:`drop_snapshot`.
+
+Fault injection (server mode only): faults are injected *server-side*, in
+:func:`admin_middleware`, on the HTTP requests that reach the sandbox, so that the worker is
+tested end to end with its real botocore client (real sockets, real retry handling) and the
+same plan works whatever process the client runs in. A :class:`FaultPlan` (set in-process with
+:func:`set_fault_plan`, or ``POST /_snapworker/faults`` with the plan as JSON: ``seed``, ``rate``,
+``kinds``, ``operations``, ``snapshots``, ``max_consecutive``, ``max_timeouts``,
+``stall_seconds``) decides, from a ``random.Random(seed)`` drawn once per matching Redshift
+request, whether that request fails and how (see :data:`FAULT_KINDS`):
+
+- ``throttling`` (400 ``Throttling``), ``internal`` (500 ``InternalFailure``), ``unavailable``
+  (503 ``ServiceUnavailable``): an error response; the request is not processed.
+- ``reset``: the connection is dropped with a TCP reset and no response; not processed
+  (the request never reached the service).
+- ``timeout``: the request *is* processed, then the server stalls ``stall_seconds`` before
+  answering, so a client whose read timeout is shorter gives up and retries a call that
+  succeeded (the answer was lost). At most ``max_timeouts`` per plan: each costs real time.
+- ``busy``: Redshift's "try later" state faults, only on the operations that have one:
+  CreateClusterSnapshot -> ``InvalidClusterState``, CopyClusterSnapshot ->
+  ``InvalidClusterSnapshotState``.
+- permanent faults, meant to be aimed at one operation and snapshot with ``rate`` 1:
+  ``access-denied`` (403 ``AccessDenied``), ``invalid-parameter`` (``InvalidParameterValue``),
+  ``quota-exceeded`` (``ClusterSnapshotQuotaExceeded``), ``unauthorized``
+  (``UnauthorizedOperation``).
+
+``operations`` and ``snapshots`` (empty: all) restrict the requests a plan applies to;
+``max_consecutive`` (0: no cap) bounds the faults in a row on one request (same operation,
+snapshot and account), so a transient plan can be made to always let a call through within
+the client's retry budget. The "creating for several ticks" and "busy cluster for a while"
+conditions are separate tools: :func:`set_creating_polls` and :func:`set_cluster_status`.
+Every Redshift request through the middleware is also logged by (operation, target) —
+faulted or not — so tests can bound the HTTP calls made for one action:
+:func:`fault_report` (``GET /_snapworker/faults``) returns the plan, faults injected by kind
+and the request counts; :func:`clear_faults` (``DELETE /_snapworker/faults``) removes the plan
+and zeroes the counts.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import io
 import json
 import os
+import random
 import re
+import socket
+import struct
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -99,8 +149,11 @@ __all__ = [
     "DEFAULT_ACCOUNT",
     "DEFAULT_REGION",
     "ENV_CREATING_POLLS",
+    "FAULT_KINDS",
     "MAX_ACCOUNTS_PER_SNAPSHOT",
     "SUPPORT_ALIAS",
+    "TRANSIENT_FAULT_KINDS",
+    "FaultPlan",
     "RedshiftFault",
     "add_automated_snapshot",
     "add_manual_snapshot",
@@ -109,13 +162,16 @@ __all__ = [
     "automated_snapshot_id",
     "backend",
     "call_counts",
+    "clear_faults",
     "drop_snapshot",
+    "fault_report",
     "get_creating_polls",
     "install",
     "is_installed",
     "reset_call_counts",
     "set_cluster_status",
     "set_creating_polls",
+    "set_fault_plan",
     "set_snapshot_status",
     "settle_all",
     "uninstall",
@@ -670,6 +726,40 @@ def _delete_cluster_snapshot(self: Any) -> ActionResult:
     return ActionResult({"Snapshot": _snapshot_view(snap, status="deleted")})
 
 
+def _modify_cluster_snapshot(self: Any) -> ActionResult:
+    """ModifyClusterSnapshot: a manual snapshot's ManualSnapshotRetentionPeriod."""
+    be = self.redshift_backend
+    sid = str(_param(self, "SnapshotIdentifier", ""))
+    snap = _lookup(be, sid, None)
+    if snap.snapshot_type != "manual":
+        raise RedshiftFault(
+            "InvalidClusterSnapshotState",
+            f"Snapshot {sid} is an automated snapshot; only a manual snapshot has a manual "
+            "snapshot retention period.",
+        )
+    if snap.status != "available":
+        raise RedshiftFault(
+            "InvalidClusterSnapshotState",
+            f"Snapshot {sid} is in state {snap.status}; it must be available.",
+        )
+    if _param(self, "ManualSnapshotRetentionPeriod") is None:
+        return ActionResult({"Snapshot": _snapshot_view(snap)})
+    retention = _check_retention(_int_param(self, "ManualSnapshotRetentionPeriod"))
+    force = str(_param(self, "Force", "false")).lower() == "true"
+    age = datetime.now(UTC) - _aware_utc(snap.create_time)
+    if retention != -1 and age > timedelta(days=retention):
+        if not force:
+            raise RedshiftFault(
+                "InvalidRetentionPeriodFault",
+                f"The retention period of {retention} days has already passed for snapshot "
+                f"{sid}; specify Force to delete it now.",
+            )
+        del be.snapshots[sid]
+        return ActionResult({"Snapshot": _snapshot_view(snap, status="deleted")})
+    setattr(snap, _RETENTION, retention)
+    return ActionResult({"Snapshot": _snapshot_view(snap)})
+
+
 def _describe_cluster_snapshots(self: Any) -> ActionResult:
     """DescribeClusterSnapshots with filters, grants, tags and MaxRecords/Marker paging."""
     be = self.redshift_backend
@@ -785,6 +875,7 @@ _RESPONSE_METHODS: dict[str, Callable[[Any], ActionResult]] = {
     "authorize_snapshot_access": _authorize_snapshot_access,
     "revoke_snapshot_access": _revoke_snapshot_access,
     "delete_cluster_snapshot": _delete_cluster_snapshot,
+    "modify_cluster_snapshot": _modify_cluster_snapshot,
     "describe_cluster_snapshots": _describe_cluster_snapshots,
     "restore_from_cluster_snapshot": _restore_from_cluster_snapshot,
 }
@@ -837,6 +928,277 @@ def is_installed() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# fault injection (server mode; see the module docstring)
+
+FAULT_KINDS = (
+    "throttling",
+    "internal",
+    "unavailable",
+    "reset",
+    "timeout",
+    "busy",
+    "access-denied",
+    "invalid-parameter",
+    "quota-exceeded",
+    "unauthorized",
+)
+TRANSIENT_FAULT_KINDS = ("throttling", "internal", "unavailable", "reset", "timeout", "busy")
+
+# kind -> (HTTP status, wire code, message); busy and permanent ones may depend on the operation
+_ERROR_FAULTS: dict[str, tuple[int, str, str]] = {
+    "throttling": (400, "Throttling", "Rate exceeded"),
+    "internal": (500, "InternalFailure", "We encountered an internal error. Please try again."),
+    "unavailable": (503, "ServiceUnavailable", "Service is unavailable. Please try again later."),
+    "access-denied": (
+        403,
+        "AccessDenied",
+        "User: arn:aws:iam::123456789012:user/snapworker is not authorized to perform: "
+        "redshift:{op} on resource: {target} because no identity-based policy allows the "
+        "redshift:{op} action",
+    ),
+    "invalid-parameter": (400, "InvalidParameterValue", "Invalid parameter value for {op}."),
+    "quota-exceeded": (
+        400,
+        "ClusterSnapshotQuotaExceeded",
+        "The request would result in the user exceeding the allowed number of cluster "
+        "snapshots.",
+    ),
+    "unauthorized": (
+        400,
+        "UnauthorizedOperation",
+        "Your account is not authorized to perform the requested operation.",
+    ),
+}
+_BUSY_FAULTS: dict[str, tuple[int, str, str]] = {
+    "CreateClusterSnapshot": (
+        400,
+        "InvalidClusterState",
+        "The cluster is in state modifying; a snapshot can only be taken of an available "
+        "cluster.",
+    ),
+    "CopyClusterSnapshot": (
+        400,
+        "InvalidClusterSnapshotState",
+        "The source snapshot is not in the available state.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Which Redshift requests fail, and how (see the module docstring)."""
+
+    seed: int = 0
+    rate: float = 0.0
+    kinds: tuple[str, ...] = ("throttling", "internal", "unavailable", "reset")
+    operations: frozenset[str] = frozenset()
+    snapshots: frozenset[str] = frozenset()
+    max_consecutive: int = 0
+    max_timeouts: int = 2
+    stall_seconds: float = 1.5
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.kinds if k not in FAULT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}: use {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        if self.max_consecutive < 0 or self.max_timeouts < 0 or self.stall_seconds < 0:
+            raise ValueError("max_consecutive, max_timeouts and stall_seconds must be >= 0")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FaultPlan:
+        allowed = set(cls.__dataclass_fields__)
+        extra = set(data) - allowed
+        if extra:
+            raise ValueError(f"unknown fault plan keys {sorted(extra)}: use {sorted(allowed)}")
+        return cls(
+            seed=int(data.get("seed", 0)),
+            rate=float(data.get("rate", 0.0)),
+            kinds=tuple(data.get("kinds", cls.kinds)),
+            operations=frozenset(data.get("operations", ())),
+            snapshots=frozenset(data.get("snapshots", ())),
+            max_consecutive=int(data.get("max_consecutive", 0)),
+            max_timeouts=int(data.get("max_timeouts", 2)),
+            stall_seconds=float(data.get("stall_seconds", 1.5)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "rate": self.rate,
+            "kinds": list(self.kinds),
+            "operations": sorted(self.operations),
+            "snapshots": sorted(self.snapshots),
+            "max_consecutive": self.max_consecutive,
+            "max_timeouts": self.max_timeouts,
+            "stall_seconds": self.stall_seconds,
+        }
+
+
+class _Faults:
+    """The active plan, its random stream and what it did (guarded by ``lock``)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.plan: FaultPlan | None = None
+        self.rng = random.Random(0)
+        self.injected: Counter[str] = Counter()
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.streak: Counter[tuple[str, str]] = Counter()
+        self.timeouts = 0
+
+
+_FAULTS = _Faults()
+
+
+def set_fault_plan(plan: FaultPlan | None) -> None:
+    """Arm *plan* (None: no faults), restarting its random stream; counts are kept."""
+    with _FAULTS.lock:
+        _FAULTS.plan = plan
+        _FAULTS.rng = random.Random(plan.seed if plan else 0)
+        _FAULTS.streak.clear()
+        _FAULTS.timeouts = 0
+
+
+def clear_faults() -> None:
+    """No plan, and every fault and request count zeroed."""
+    with _FAULTS.lock:
+        _FAULTS.plan = None
+        _FAULTS.injected.clear()
+        _FAULTS.requests.clear()
+        _FAULTS.streak.clear()
+        _FAULTS.timeouts = 0
+
+
+def fault_report(reset_requests: bool = False) -> dict[str, Any]:
+    """The plan, faults injected by kind, and Redshift requests by (operation, target).
+
+    ``requests`` is a list of ``[operation, target, count]``, the target naming the snapshot
+    (and account, or listing page) so that one entry is one action's call. With
+    *reset_requests* the request counts restart from zero (per-run figures).
+    """
+    with _FAULTS.lock:
+        report = {
+            "plan": _FAULTS.plan.to_json() if _FAULTS.plan else None,
+            "injected": dict(sorted(_FAULTS.injected.items())),
+            "requests": [[op, target, n] for (op, target), n in sorted(_FAULTS.requests.items())],
+        }
+        if reset_requests:
+            _FAULTS.requests.clear()
+        return report
+
+
+def _redshift_request(environ: dict[str, Any]) -> dict[str, str] | None:
+    """The form parameters of a Redshift query-API request (None for anything else); the body
+    is put back for moto to read."""
+    if str(environ.get("REQUEST_METHOD", "")).upper() != "POST":
+        return None
+    if "/redshift/" not in str(environ.get("HTTP_AUTHORIZATION", "")):
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    params = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+    return params if params.get("Action") else None
+
+
+def _target(params: dict[str, str]) -> tuple[str, str]:
+    """(snapshot id, request key) of a request: one key per action's call."""
+    snapshot = (
+        params.get("SnapshotIdentifier")
+        or params.get("TargetSnapshotIdentifier")
+        or params.get("ResourceName", "").rsplit("/", 1)[-1]
+    )
+    key = snapshot
+    if params.get("AccountWithRestoreAccess"):
+        key += " " + params["AccountWithRestoreAccess"]
+    if not snapshot:
+        key = "page " + params.get("Marker", "1")
+    return snapshot, key
+
+
+def _choose_fault(op: str, params: dict[str, str]) -> tuple[str, str] | None:
+    """(kind, request key) of the fault to inject for this request, if any; logs the request."""
+    snapshot, key = _target(params)
+    with _FAULTS.lock:
+        _FAULTS.requests[(op, key)] += 1
+        plan = _FAULTS.plan
+        if plan is None or plan.rate <= 0:
+            return None
+        if plan.operations and op not in plan.operations:
+            return None
+        if plan.snapshots and snapshot not in plan.snapshots:
+            return None
+        draw = _FAULTS.rng.random()
+        kinds = [k for k in plan.kinds if k != "busy" or op in _BUSY_FAULTS]
+        if _FAULTS.timeouts >= plan.max_timeouts:
+            kinds = [k for k in kinds if k != "timeout"]
+        capped = plan.max_consecutive and _FAULTS.streak[(op, key)] >= plan.max_consecutive
+        if not kinds or capped or draw >= plan.rate:
+            _FAULTS.streak[(op, key)] = 0
+            return None
+        kind = kinds[_FAULTS.rng.randrange(len(kinds))]
+        _FAULTS.streak[(op, key)] += 1
+        _FAULTS.injected[kind] += 1
+        if kind == "timeout":
+            _FAULTS.timeouts += 1
+        return kind, key
+
+
+def _error_body(code: str, message: str, sender: bool) -> bytes:
+    from xml.sax.saxutils import escape
+
+    return (
+        '<ErrorResponse xmlns="http://redshift.amazonaws.com/doc/2012-12-01/">'
+        f"<Error><Type>{'Sender' if sender else 'Receiver'}</Type><Code>{escape(code)}</Code>"
+        f"<Message>{escape(message)}</Message></Error>"
+        "<RequestId>00000000-0000-0000-0000-snapworker00</RequestId></ErrorResponse>"
+    ).encode()
+
+
+_HTTP_REASONS = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}
+
+
+def _inject(
+    kind: str,
+    op: str,
+    key: str,
+    app: WSGIApp,
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+) -> Iterable[bytes]:
+    if kind == "reset":
+        sock = environ.get("werkzeug.socket")
+        if sock is not None:  # linger 0, so the final close sends a TCP RST
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        # werkzeug treats a ConnectionError from the app as a dropped connection: it writes
+        # nothing more and closes the socket.
+        raise ConnectionResetError(f"snapworker fault injection: reset {op}")
+    if kind == "timeout":
+        # Processed now; the answer comes too late for a client with a shorter read timeout.
+        started: list[Any] = []
+        body = b"".join(app(environ, lambda *args: started.append(args)))
+        plan = _FAULTS.plan
+        threading.Event().wait(plan.stall_seconds if plan else 1.5)
+        start_response(*started[0])
+        return [body]
+    status, code, message = _BUSY_FAULTS[op] if kind == "busy" else _ERROR_FAULTS[kind]
+    data = _error_body(code, message.format(op=op, target=key), status < 500)
+    reason = _HTTP_REASONS.get(status, "Service Unavailable")
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))],
+    )
+    return [data]
+
+
+# ---------------------------------------------------------------------------------------------
 # HTTP admin endpoints for server mode
 
 ADMIN_PREFIX = "/_snapworker/"
@@ -850,6 +1212,10 @@ def admin_middleware(app: WSGIApp) -> WSGIApp:
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", ""))
         if not path.startswith(ADMIN_PREFIX):
+            params = _redshift_request(environ)
+            fault = _choose_fault(params["Action"], params) if params else None
+            if params and fault:
+                return _inject(fault[0], params["Action"], fault[1], app, environ, start_response)
             return app(environ, start_response)
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         what = path[len(ADMIN_PREFIX) :].strip("/")
@@ -870,6 +1236,20 @@ def admin_middleware(app: WSGIApp) -> WSGIApp:
                 body = {"creating_polls": get_creating_polls()}
             except ValueError:
                 status, body = "400 Bad Request", {"error": "n must be an integer >= 0"}
+        elif what == "faults" and method == "GET":
+            body = fault_report()
+        elif what == "faults" and method == "DELETE":
+            clear_faults()
+            body = {}
+        elif what == "faults" and method == "POST":
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                raw = environ["wsgi.input"].read(length) if length > 0 else b"{}"
+                plan = FaultPlan.from_json(json.loads(raw or b"{}"))
+                set_fault_plan(plan)
+                body = {"plan": plan.to_json()}
+            except (ValueError, TypeError, AttributeError) as exc:
+                status, body = "400 Bad Request", {"error": f"bad fault plan: {exc}"}
         else:
             status, body = "404 Not Found", {"error": f"no such endpoint: {method} {path}"}
         data = json.dumps(body, sort_keys=True).encode()

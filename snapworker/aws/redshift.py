@@ -62,6 +62,7 @@ MUTATIONS = frozenset(
         "AuthorizeSnapshotAccess",
         "RevokeSnapshotAccess",
         "DeleteClusterSnapshot",
+        "ModifyClusterSnapshot",
     }
 )
 # Redshift's "busy" faults: the resource exists but is changing; later it will not be.
@@ -122,8 +123,8 @@ def make_client(aws: AwsConfig, stats: CallStats | None = None) -> Any:
     session = boto3.session.Session(profile_name=aws.profile, region_name=aws.region)
     cfg = BotoConfig(
         retries={"mode": "standard", "total_max_attempts": aws.max_attempts},
-        connect_timeout=10,
-        read_timeout=60,
+        connect_timeout=aws.connect_timeout_seconds,
+        read_timeout=aws.read_timeout_seconds,
         user_agent_extra="snapworker",
     )
     client = session.client("redshift", endpoint_url=aws.endpoint_url, config=cfg)
@@ -326,7 +327,16 @@ class RedshiftGateway:
 
     # -- mutations ----------------------------------------------------------------------
 
-    def create_snapshot(self, snapshot_id: str, cluster: str, tags: dict[str, str]) -> Snapshot:
+    def create_snapshot(
+        self,
+        snapshot_id: str,
+        cluster: str,
+        tags: dict[str, str],
+        retention_days: int | None = None,
+    ) -> Snapshot:
+        """``retention_days``: ManualSnapshotRetentionPeriod (fail-safe expiry); None leaves
+        AWS's default (the cluster's manual snapshot retention, normally indefinite)."""
+        extra = {} if retention_days is None else {"ManualSnapshotRetentionPeriod": retention_days}
         raw = self._call(
             "CreateClusterSnapshot",
             snapshot_id,
@@ -334,11 +344,16 @@ class RedshiftGateway:
                 SnapshotIdentifier=snapshot_id,
                 ClusterIdentifier=cluster,
                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                **extra,
             ),
         )
         return snapshot_from_aws(raw["Snapshot"])
 
-    def copy_snapshot(self, source: str, cluster: str, target: str) -> Snapshot:
+    def copy_snapshot(
+        self, source: str, cluster: str, target: str, retention_days: int | None = None
+    ) -> Snapshot:
+        """``retention_days``: as for :meth:`create_snapshot`."""
+        extra = {} if retention_days is None else {"ManualSnapshotRetentionPeriod": retention_days}
         raw = self._call(
             "CopyClusterSnapshot",
             target,
@@ -346,9 +361,22 @@ class RedshiftGateway:
                 SourceSnapshotIdentifier=source,
                 SourceSnapshotClusterIdentifier=cluster,
                 TargetSnapshotIdentifier=target,
+                **extra,
             ),
         )
         return snapshot_from_aws(raw["Snapshot"])
+
+    def set_retention(self, snapshot_id: str, days: int) -> None:
+        """ModifyClusterSnapshot: the manual snapshot's retention period (-1: indefinite).
+        Never with ``Force``: a period that already passed is refused by AWS, not turned
+        into an immediate delete."""
+        self._call(
+            "ModifyClusterSnapshot",
+            snapshot_id,
+            lambda: self.client.modify_cluster_snapshot(
+                SnapshotIdentifier=snapshot_id, ManualSnapshotRetentionPeriod=days
+            ),
+        )
 
     def snapshot_arn(self, snapshot_id: str, cluster: str, owner: str | None) -> str:
         account = owner or self._account or self._sts_account()
