@@ -111,7 +111,9 @@ class Sandbox:
 
     def automated(self, cid: str, age_days: float, now: datetime | None = None) -> str:
         t = (now or datetime.now(UTC)) - timedelta(days=age_days)
-        return str(moto_ext.add_automated_snapshot(self.backend(), cid, create_time=t).snapshot_identifier)
+        return str(
+            moto_ext.add_automated_snapshot(self.backend(), cid, create_time=t).snapshot_identifier
+        )
 
     def manual(self, sid: str, cid: str, age_days: float, **tags: str) -> None:
         t = datetime.now(UTC) - timedelta(days=age_days)
@@ -161,6 +163,7 @@ def reset(url: str) -> None:
     urllib.request.urlopen(req, timeout=10).read()
     moto_ext.reset_call_counts()
     moto_ext.set_creating_polls(0)
+    moto_ext.clear_faults()
 
 
 def plan_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -960,8 +960,7 @@ _ERROR_FAULTS: dict[str, tuple[int, str, str]] = {
     "quota-exceeded": (
         400,
         "ClusterSnapshotQuotaExceeded",
-        "The request would result in the user exceeding the allowed number of cluster "
-        "snapshots.",
+        "The request would result in the user exceeding the allowed number of cluster snapshots.",
     ),
     "unauthorized": (
         400,
@@ -973,8 +972,7 @@ _BUSY_FAULTS: dict[str, tuple[int, str, str]] = {
     "CreateClusterSnapshot": (
         400,
         "InvalidClusterState",
-        "The cluster is in state modifying; a snapshot can only be taken of an available "
-        "cluster.",
+        "The cluster is in state modifying; a snapshot can only be taken of an available cluster.",
     ),
     "CopyClusterSnapshot": (
         400,
