@@ -1,0 +1,125 @@
+"""One worker at a time per policy: a lease in the state DB, kept alive while a tick works.
+
+Two processes on the same state DB (the daemon and a `run` from cron, or two `run`s) must
+never act on the same snapshot twice. Before acting on a policy a tick takes the lease
+``policy:<name>`` (``StateStore.acquire_lease``); a policy whose lease another holder has is
+skipped by that tick with a warning. While the tick works, a heartbeat thread renews every
+lease it holds at a third of the TTL, so a long tick (many actions, slow retries) keeps its
+leases however long one AWS call takes; the tick releases them when it ends. A holder that
+crashed (SIGKILL, power loss) stops renewing, and its leases expire after the TTL, so it
+blocks the others for at most ``DEFAULT_TTL``.
+
+Lease times are the real wall clock (UTC), never the tick's clock: ``SNAPWORKER_FAKE_NOW``
+moves one process's idea of "now" for planning, but lease expiry is compared across
+processes and must mean the same instant to all of them.
+
+If a renewal finds the lease gone (this process was suspended for longer than the TTL and
+another holder took over), the keeper marks it lost; the tick's ``should_stop`` sees that
+and starts no further action.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from snapworker.store.repository import StateStore
+
+DEFAULT_TTL = timedelta(seconds=120)
+"""A crashed holder blocks a policy for at most this long."""
+
+
+def lease_name(policy: str) -> str:
+    return f"policy:{policy}"
+
+
+def new_holder() -> str:
+    """Who holds a lease: host, pid and a random part (a pid can be reused after a crash)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class PolicyLeases:
+    """The leases of one tick: acquire, keep alive in a thread, release."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        holder: str | None = None,
+        ttl: timedelta = DEFAULT_TTL,
+        clock: Callable[[], datetime] = wall_clock,
+        log: Any = None,
+    ) -> None:
+        self.store = store
+        self.holder = holder or new_holder()
+        self.ttl = ttl
+        self.clock = clock
+        self.log = log
+        self.held: list[str] = []
+        self.lost: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self, policies: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Take the lease of each policy; returns (acquired, skipped because held elsewhere)."""
+        acquired: list[str] = []
+        skipped: list[str] = []
+        for name in policies:
+            if self.store.acquire_lease(lease_name(name), self.holder, self.ttl, self.clock()):
+                acquired.append(name)
+            else:
+                skipped.append(name)
+        self.held = acquired
+        if acquired:
+            self._thread = threading.Thread(
+                target=self._heartbeat, name="snapworker-lease", daemon=True
+            )
+            self._thread.start()
+        return acquired, skipped
+
+    def renew(self) -> None:
+        """Extend every lease held; one that is no longer ours is marked lost."""
+        for name in self.held:
+            if name in self.lost:
+                continue
+            try:
+                ok = self.store.renew_lease(lease_name(name), self.holder, self.ttl, self.clock())
+            except Exception as e:  # a busy DB: try again at the next beat
+                if self.log is not None:
+                    self.log.warning("lease renewal failed", policy=name, error=str(e))
+                continue
+            if not ok:
+                self.lost.add(name)
+                if self.log is not None:
+                    self.log.error("lease lost: stopping work on the policy", policy=name)
+
+    def _heartbeat(self) -> None:
+        interval = max(self.ttl.total_seconds() / 3, 0.05)
+        while not self._stop.wait(interval):
+            self.renew()
+
+    @property
+    def any_lost(self) -> bool:
+        return bool(self.lost)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        for name in self.held:
+            try:
+                self.store.release_lease(lease_name(name), self.holder)
+            except Exception as e:  # it expires on its own
+                if self.log is not None:
+                    self.log.warning("lease release failed", policy=name, error=str(e))
+        self.held = []
