@@ -133,6 +133,12 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
     for n in result.plan.notes:
         if n.level == "warning":
             typer.echo(f"warning: {n.policy}: {n.message}", err=True)
+    for name in result.skipped:
+        typer.echo(
+            f"warning: {name}: skipped, another snapworker (daemon or run) holds its lease; "
+            "nothing was done for it (exit 1)",
+            err=True,
+        )
     typer.echo(render_outcomes(result.outcomes))
     raise typer.Exit(result.exit_code)
 
@@ -171,6 +177,15 @@ def plan(
     config: ConfigOpt = None,
     policy: PolicyOpt = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    explain: Annotated[
+        str | None,
+        typer.Option(
+            "--explain",
+            metavar="SNAPSHOT",
+            help="Only this snapshot's whole decision: owner, age, each rule, hold, grants, "
+            "drift, actions (an unknown snapshot: exit 2).",
+        ),
+    ] = None,
 ) -> None:
     """The dry-run report: what `run` would do now, and why.
 
@@ -188,10 +203,35 @@ def plan(
         fail(str(e))
     except Exception as e:
         _aws_guard(e)
+    if explain is not None:
+        _explain(rt, cfg, policy, result, explain, format.value)
+        return
     for n in result.plan.notes:
         if n.level == "warning":
             typer.echo(f"warning: {n.policy}: {n.message}", err=True)
     typer.echo(render(result.plan, format.value))
+
+
+def _explain(
+    rt: Runtime, cfg: Config, policy: list[str] | None, result: Any, sid: str, fmt: str
+) -> None:
+    from snapworker.core.explain import UnknownSnapshot, explain
+    from snapworker.engine import select_policies
+    from snapworker.explain_report import render_explanation
+
+    try:
+        e = explain(
+            sid,
+            select_policies(cfg, policy),
+            result.inventory,
+            rt.store.load_state(),
+            result.plan.generated_at,
+            rt.gateway.account_id(),
+            [p.name for p in cfg.policies],
+        )
+    except UnknownSnapshot as exc:
+        fail(str(exc))
+    typer.echo(render_explanation(e, fmt))
 
 
 @app.command()
@@ -287,6 +327,84 @@ def release(snapshot: SnapshotArg, config: ConfigOpt = None) -> None:
     An unknown snapshot, or one snapworker does not own, is refused (exit 2), unchanged.
     """
     _hold_command(snapshot, config, None)
+
+
+@app.command()
+def daemon(config: ConfigOpt = None) -> None:
+    """Run until SIGTERM/SIGINT: scheduled creates, a reconcile tick on an interval, events.
+
+    SIGTERM/SIGINT: the action in flight finishes and is journalled, no new one starts,
+    exit 0. SIGHUP: reload the config (a bad one is reported and the old one kept).
+    """
+    cfg = load(config)
+    from snapworker.config import resolve_config_path
+    from snapworker.daemon import Daemon
+    from snapworker.logs import configure
+    from snapworker.store.repository import StateStoreError
+
+    configure()
+    try:
+        d = Daemon(cfg, resolve_config_path(config))
+    except StateStoreError as e:
+        fail(str(e))
+    raise typer.Exit(d.run())
+
+
+@app.command()
+def credentials(
+    cluster: Annotated[str, typer.Option("--cluster", help="ClusterIdentifier to connect to.")],
+    config: ConfigOpt = None,
+    policy: Annotated[
+        str | None,
+        typer.Option("--policy", "-p", help="Whose verify.connect to use (if several have one)."),
+    ] = None,
+    show_password: Annotated[
+        bool,
+        typer.Option("--show-password", help="Include the password (only to a terminal)."),
+    ] = False,
+) -> None:
+    """Print a ready libpq connection string for an operator, from GetClusterCredentials.
+
+    Uses the policy's verify.connect (db_user, db_name, db_groups, duration_seconds,
+    auto_create, host/port override, sslmode), the same code path as the restore drills.
+    The temporary password is printed only with --show-password, and only when stdout is a
+    terminal (never into a pipe or a file); it is never logged.
+    """
+    cfg = load(config)
+    with_verify = [p for p in cfg.policies if p.verify is not None]
+    if policy is not None:
+        try:
+            chosen = cfg.policy(policy)
+        except KeyError as e:
+            fail(str(e.args[0]))
+        if chosen.verify is None:
+            fail(f"policy {chosen.name!r} has no verify block (verify.connect says how to connect)")
+    elif len(with_verify) == 1:
+        chosen = with_verify[0]
+    elif not with_verify:
+        fail("no policy has a verify block (verify.connect says how to connect)")
+    else:
+        names = ", ".join(p.name for p in with_verify)
+        fail(f"several policies have a verify block ({names}): choose one with --policy")
+    if show_password and not sys.stdout.isatty():
+        fail("--show-password prints the password to a terminal only; stdout is not one")
+    assert chosen.verify is not None
+    rt = runtime(cfg)
+    from snapworker.verify_run import DrillError, connect_params, conninfo
+
+    try:
+        params = connect_params(rt.gateway, cluster, chosen.verify.connect)
+    except DrillError as e:
+        fail(str(e), 1)
+    except Exception as e:
+        _aws_guard(e)
+    typer.echo(conninfo(params, with_password=show_password))
+    if not show_password:
+        typer.echo(
+            "# password not shown: add --show-password (on a terminal); valid "
+            f"{chosen.verify.connect.duration_seconds} s",
+            err=True,
+        )
 
 
 def main() -> None:

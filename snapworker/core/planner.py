@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from snapworker.core import ids
+from snapworker.core import ids, verify
 from snapworker.core.durations import format_duration
 from snapworker.core.events import (
     AutomatedSnapshotSeen,
@@ -34,6 +34,8 @@ from snapworker.core.events import (
 )
 from snapworker.core.model import (
     ACTION_ORDER,
+    TAG_POLICY,
+    TAG_SCRATCH,
     Action,
     Cluster,
     GrantRecord,
@@ -69,7 +71,10 @@ def rules_of(policy: Policy) -> RetentionRules:
 
 
 def selects(policy: Policy, cluster: Cluster) -> bool:
-    """Glob patterns over the id (any may match), and every tag must match."""
+    """Glob patterns over the id (any may match), and every tag must match. A restore
+    drill's scratch cluster (tagged ``snapworker:scratch``) is never selected."""
+    if TAG_SCRATCH in cluster.tags:
+        return False
     if not any(fnmatch.fnmatchcase(cluster.id, pat) for pat in policy.select.clusters):
         return False
     return all(cluster.tags.get(k) == v for k, v in policy.select.tags.items())
@@ -139,13 +144,17 @@ def plan(
     """What a tick would do now. ``account``: this AWS account, when known (snapshots of
     other accounts are never owned). ``all_policy_names``: every policy of the config, to
     report snapshots owned by a policy that no longer exists."""
+    inventory, scratch_notes = _without_scratch(inventory, state)
     idx = _index(inventory, state, account)
     actions: list[Action] = []
     kept: list[Kept] = []
-    notes: list[Note] = []
+    notes: list[Note] = list(scratch_notes)
     drift: list[Action] = []
     for policy in policies:
         events = _detect(policy, inventory, idx, now, kept, notes)
+        if policy.verify is not None:
+            deleting = {e.snapshot for e in events if isinstance(e, SnapshotExpired)}
+            actions.extend(_verifications(policy, idx, state, deleting, now, notes))
         for event in events:
             if isinstance(event, GrantDrifted):
                 drift.append(
@@ -159,9 +168,11 @@ def plan(
                     )
                 )
             actions.extend(handle(event))
+        notes.extend(fail_safe_notes(policy))
     known = set(all_policy_names or ()) | {p.name for p in policies}
     for name in sorted(set(idx.owned) - known):
-        for o in idx.owned[name]:
+        # Sorted: the inventory's order must not change the plan (its notes included).
+        for o in sorted(idx.owned[name], key=lambda o: (o.snap.cluster, o.snap.id)):
             notes.append(
                 Note(
                     name,
@@ -177,6 +188,55 @@ def plan(
         notes=tuple(notes),
         drift=tuple(sorted(drift, key=_action_order)),
     )
+
+
+def _without_scratch(inv: Inventory, state: State) -> tuple[Inventory, list[Note]]:
+    """The inventory without restore drills' scratch clusters (tagged, or recorded in the
+    state DB: a crash may come between the restore and its tag), which no policy may select;
+    a leftover one is noted (``run`` deletes it before anything else)."""
+    recorded = {v.scratch_cluster: v for v in state.verifications}
+    scratch = {
+        cid: c for cid, c in inv.clusters.items() if verify.is_scratch(c, recorded.keys())
+    }
+    if not scratch:
+        return inv, []
+    notes = [
+        Note(
+            c.tags.get(TAG_POLICY) or (recorded[cid].policy if cid in recorded else "?"),
+            cid,
+            f"scratch cluster of a restore drill (status '{c.status}'), not selected by "
+            "any policy; the next run deletes it if no drill is using it",
+            level="warning",
+        )
+        for cid, c in sorted(scratch.items())
+    ]
+    clusters = {cid: c for cid, c in inv.clusters.items() if cid not in scratch}
+    return Inventory(clusters=clusters, snapshots=inv.snapshots), notes
+
+
+def _verifications(
+    policy: Policy,
+    idx: _Index,
+    state: State,
+    deleting: set[str],
+    now: datetime,
+    notes: list[Note],
+) -> list[Action]:
+    """The restore drills due for ``policy`` (see ``snapworker.core.verify``); a snapshot
+    this plan deletes is never restored."""
+    spec = policy.verify
+    assert spec is not None
+    owned: dict[str, list[verify.OwnedSnap]] = defaultdict(list)
+    for o in idx.owned.get(policy.name, []):
+        if o.snap.id not in deleting:
+            owned[o.snap.cluster].append(
+                verify.OwnedSnap(o.snap.id, o.snap.cluster, o.data_time, o.snap.available)
+            )
+    actions, due_notes = verify.due_verifications(
+        policy.name, spec.schedule, spec.timezone, owned, state.verifications, now
+    )
+    notes.extend(due_notes)
+    return actions
 
 
 def _action_order(a: Action) -> tuple[str, str, int, str, str]:
@@ -202,12 +262,18 @@ def _detect(
     selected = sorted((c for c in inv.clusters.values() if selects(policy, c)), key=lambda c: c.id)
     if not selected:
         notes.append(Note(policy.name, None, "selects no cluster", level="warning"))
+    # The fire time depends on the policy and the clock only: computed once, not per cluster.
+    fire = (
+        latest_fire(policy.create.schedule, policy.create.timezone, now)
+        if policy.create is not None and selected
+        else None
+    )
     for cluster in selected:
         cands = [Candidate(o.snap.id, o.data_time) for o in by_cluster.get(cluster.id, [])]
         if policy.copy_automated:
             events.extend(_copies(policy, cluster, inv, idx, cands, owned_ids, rules, now, notes))
-        if policy.create is not None:
-            events.extend(_creates(policy, cluster, inv, idx, owned_ids, now, notes))
+        if fire is not None:
+            events.extend(_creates(policy, cluster, inv, idx, owned_ids, fire, notes))
 
     for o in owned:
         if not o.own.tagged:
@@ -284,12 +350,19 @@ def _copies(
             )
             continue
         sources.append((src, target))
+    if not sources:
+        return []  # nothing to copy: no retention verdict needed
     # "Already past retention": retention over the owned snapshots plus the sources copied
     # in this tick would not keep it. Judging the sources together (not one by one) avoids
     # copying an old source that the next tick would delete again.
     verdicts = {
         v.id: v
-        for v in evaluate([*cands, *(Candidate(t, s.create_time) for s, t in sources)], rules, now)
+        for v in evaluate(
+            [*cands, *(Candidate(t, s.create_time) for s, t in sources)],
+            rules,
+            now,
+            only={t for _, t in sources},
+        )
     }
     out: list[Event] = []
     for src, target in sources:
@@ -314,12 +387,12 @@ def _creates(
     inv: Inventory,
     idx: _Index,
     owned_ids: set[str],
-    now: datetime,
+    fire: datetime,
     notes: list[Note],
 ) -> list[Event]:
+    """``fire``: the schedule's latest fire time at or before now (see ``latest_fire``)."""
     spec = policy.create
     assert spec is not None
-    fire = latest_fire(spec.schedule, spec.timezone, now)
     last = idx.last_fire.get((policy.name, cluster.id))
     if last is not None and last >= fire:
         return []
@@ -447,3 +520,66 @@ def owned_snapshots(
     """Every snapshot the worker owns, by id (used by ``hold``/``release`` and reports)."""
     idx = _index(inventory, state, account)
     return {o.snap.id: o.own.record for items in idx.owned.values() for o in items}
+
+
+def rule_horizons(policy: Policy) -> list[tuple[str, float]]:
+    """How far back (days, ``inf``: no bound) each set rule may keep a snapshot, when one is
+    made at least as often as its buckets: keep_daily n reaches about n days back, keep_weekly
+    7n, keep_monthly 31n, keep_yearly 366n; keep_last has no time bound (it keeps the newest
+    n however old). Used to compare the rules with ``fail_safe_days``."""
+    r = policy.retention
+    out: list[tuple[str, float]] = []
+    per_bucket = {
+        "keep_hourly": 1 / 24,
+        "keep_daily": 1.0,
+        "keep_weekly": 7.0,
+        "keep_monthly": 31.0,
+        "keep_yearly": 366.0,
+    }
+    if r.keep_last is not None and r.keep_last != 0:
+        out.append((f"keep_last {r.keep_last}", float("inf")))
+    for name, days in per_bucket.items():
+        n = getattr(r, name)
+        if n is not None and n != 0:
+            out.append((f"{name} {n}", float("inf") if n == -1 else n * days))
+    if r.keep_within is not None:
+        out.append(
+            (f"keep_within {format_duration(r.keep_within)}", r.keep_within.total_seconds() / 86400)
+        )
+    if r.max_age_days is not None:
+        out.append((f"max_age_days {r.max_age_days}", float(r.max_age_days)))
+    return out
+
+
+def fail_safe_notes(policy: Policy) -> list[Note]:
+    """How ``retention.fail_safe_days`` (AWS's own expiry) meets the policy's rules and holds."""
+    days = policy.retention.fail_safe_days
+    if days is None:
+        return []
+    notes = [
+        Note(
+            policy.name,
+            None,
+            f"fail_safe_days {days}: snapshots this policy makes carry "
+            f"ManualSnapshotRetentionPeriod {days}, so AWS deletes each {days} days after AWS "
+            "made it (not after its data time), even if snapworker is gone; a hold tag does "
+            "not stop AWS: `snapworker hold` sets the period to -1 while held and `release` "
+            "restores it",
+        )
+    ]
+    longer = [(name, reach) for name, reach in rule_horizons(policy) if reach > days]
+    if longer:
+        shown = ", ".join(
+            f"{name} (no time bound)" if reach == float("inf") else f"{name} (~{reach:.0f} d)"
+            for name, reach in longer
+        )
+        notes.append(
+            Note(
+                policy.name,
+                None,
+                f"fail_safe_days {days} is shorter than what these rules keep: {shown}; AWS "
+                f"will delete snapshots older than {days} days that the rules would keep",
+                level="warning",
+            )
+        )
+    return notes

@@ -1,0 +1,132 @@
+"""Rendering of ``plan --explain SNAPSHOT`` (see ``snapworker.core.explain``): text or JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from snapworker.core.explain import Explanation
+from snapworker.report import action_dict, kept_dict, note_dict
+
+
+def _t(t: datetime | None) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if t else "-"
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+def _age(d: timedelta | None) -> str:
+    if d is None:
+        return "-"
+    days = d.total_seconds() / 86400
+    if abs(days) >= 1:
+        return f"{days:.1f} days"
+    return f"{d.total_seconds() / 3600:.1f} hours"
+
+
+def explanation_dict(e: Explanation) -> dict[str, Any]:
+    return {
+        "snapshot": e.snapshot,
+        "cluster": e.cluster,
+        "type": e.type,
+        "status": e.status,
+        "create_time": _iso(e.create_time),
+        "generated_at": _iso(e.now),
+        "owner": {
+            "owned": e.owned,
+            "policy": e.policy,
+            "proof": e.proof,
+            "why": e.ownership,
+        },
+        "data_time": _iso(e.data_time),
+        "age_days": round(e.age.total_seconds() / 86400, 3) if e.age is not None else None,
+        "rules": [{"rule": r.rule, "keeps": r.keeps, "why": r.why} for r in e.rules],
+        "retention": e.retention,
+        "hold": (
+            {"tag": e.hold_tag, "reason": e.hold_reason} if e.hold_reason is not None else None
+        ),
+        "grants": [
+            {
+                "account": g.account,
+                "listed": g.listed,
+                "authorized": g.authorized,
+                "granted_at": _iso(g.granted_at),
+                "revoked_at": _iso(g.revoked_at),
+                "lapses_at": _iso(g.lapses_at),
+                "status": g.status,
+            }
+            for g in e.grants
+        ],
+        "drift": [action_dict(d) for d in e.drift],
+        "actions": [action_dict(a) for a in e.actions],
+        "kept": kept_dict(e.kept) if e.kept is not None else None,
+        "fail_safe_days": e.fail_safe_days,
+        "notes": [note_dict(n) for n in e.notes],
+        "outcome": e.outcome,
+    }
+
+
+def render_explanation(e: Explanation, fmt: str = "table") -> str:
+    if fmt == "json":
+        return json.dumps(explanation_dict(e), indent=2)
+    out = [
+        f"Snapshot {e.snapshot}  (cluster {e.cluster}, {e.type}, {e.status})",
+        f"  as of {_t(e.now)}",
+        "",
+        "Owner",
+        f"  {e.ownership}" if e.owned else f"  not owned: {e.ownership}",
+        "",
+        "Age",
+        f"  data time {_t(e.data_time)}, {_age(e.age)} old"
+        + (f" (AWS create time {_t(e.create_time)})" if e.create_time != e.data_time else ""),
+    ]
+    if e.owned and e.policy is not None:
+        out += ["", "Retention rules"]
+        if not e.rules:
+            out.append(f"  {e.retention}")
+        for r in e.rules:
+            mark = "keeps" if r.keeps else "no   "
+            out.append(f"  {mark}  {r.rule:<20} {r.why}")
+        if e.rules:
+            out.append(f"  => {e.retention}")
+        out += ["", "Hold"]
+        if e.hold_tag is None:
+            out.append("  -")
+        elif e.hold_reason is not None:
+            out.append(
+                f"  held: {e.hold_tag}={e.hold_reason} (never revoked nor deleted while set)"
+            )
+        else:
+            out.append(f"  not held ({e.hold_tag} not set)")
+        if e.fail_safe_days is not None:
+            expiry = "suspended while held (-1)" if e.hold_reason is not None else "active"
+            out.append(
+                f"  fail-safe: AWS deletes it {e.fail_safe_days} days after {_t(e.create_time)} "
+                f"unless its ManualSnapshotRetentionPeriod says otherwise ({expiry})"
+            )
+        out += ["", "Grants"]
+        if not e.grants:
+            out.append("  none (the policy shares with no account)")
+        for g in e.grants:
+            listed = "listed" if g.listed else "unlisted"
+            out.append(f"  {g.account:<24} {listed:<8}  {g.status}")
+        out += ["", "Drift"]
+        if not e.drift:
+            out.append("  none")
+        for d in e.drift:
+            out.append(f"  {d.account}: {d.reason}")
+    out += ["", "Actions"]
+    if not e.actions:
+        out.append("  none")
+    for a in e.actions:
+        who = f" {a.account}" if a.account else ""
+        out.append(f"  {a.kind}{who}: {a.reason}")
+    if e.kept is not None:
+        out.append(f"  {'held' if e.kept.held else 'keep'}: {e.kept.reason}")
+    for n in e.notes:
+        out.append(f"  {n.level}: {n.message}")
+    out += ["", f"Result: {e.outcome}"]
+    return "\n".join(out)
