@@ -520,7 +520,7 @@ REDSHIFT_RESERVED_WORDS = frozenset(
     SYSDATE SYSTEM TABLE TAG TDES TEXT255 TEXT32K THEN TIMESTAMP TO TOP TRAILING TRUE
     TRUNCATECOLUMNS UNION UNIQUE UNNEST UNPIVOT USER USING VERBOSE WALLET WHEN WHERE WITH
     WITHOUT
-    """.split()
+    """.split()  # noqa: SIM905 - the documented list, as documented
 )
 """Amazon Redshift's reserved words; DbUser, DbName and DbGroups must not be one of them."""
 
@@ -542,9 +542,7 @@ def db_identifier_problem(value: str, what: str, *, lowercase_only: bool = False
     chars = _DB_GROUP_CHARS if lowercase_only else _DB_USER_CHARS
     if chars.fullmatch(value) is None:
         allowed = "lowercase letters" if lowercase_only else "letters"
-        return (
-            f"a {what} holds {allowed}, digits and _ + . @ - only (got {_show(value)})"
-        )
+        return f"a {what} holds {allowed}, digits and _ + . @ - only (got {_show(value)})"
     if not value[0].isalpha():
         return f"a {what} must start with a letter (got {_show(value)})"
     if value.upper() in REDSHIFT_RESERVED_WORDS:

@@ -1,0 +1,676 @@
+"""Configuration: the shipped examples load; every hostile input is refused, precisely.
+
+The hostile-input catalogue is ``tests/bad_configs/`` (one small file per case) plus the
+byte-level cases generated below (oversized, binary, NUL, non-UTF-8, ...). Each bad input
+must raise ConfigError and nothing else; every problem names the file first, then the line,
+the policy and the field where there is one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from snapworker.config import (
+    MAX_CONFIG_BYTES,
+    Config,
+    ConfigError,
+    CreateSpec,
+    Policy,
+    Problem,
+    Retention,
+    ShareSpec,
+    load_config,
+    resolve_config_path,
+)
+from snapworker.core.durations import format_duration, parse_duration
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "config"
+BAD = Path(__file__).resolve().parent / "bad_configs"
+
+# --------------------------------------------------------------------------------------------
+# The shipped examples
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["example.yaml", "minimal.yaml", "gfs.yaml", "sandbox.yaml"])
+def test_shipped_examples_load(name: str) -> None:
+    config = load_config(EXAMPLES / name)
+    assert config.policies
+    assert config.source_path == (EXAMPLES / name).absolute()
+
+
+def test_example_is_the_design_example() -> None:
+    config = load_config(EXAMPLES / "example.yaml")
+    assert config.state_url == "sqlite:///snapworker.db"
+    assert config.aws.region == "us-east-1"
+    assert config.aws.profile is None and config.aws.endpoint_url is None
+    (policy,) = config.policies
+    assert policy.name == "prod-nightly"
+    assert policy.select.clusters == ["prod-*"]
+    assert policy.select.tags == {"env": "prod"}
+    assert policy.create == CreateSpec(schedule="0 3 * * *", timezone="UTC")
+    assert policy.copy_automated is True
+    assert policy.share.accounts == ["111122223333", "amazon-redshift-support"]
+    assert policy.retention.max_age_days == 35
+    assert policy.retention.keep_last == 3
+    assert policy.limits.max_deletes_per_run == 20
+
+
+def test_sandbox_config() -> None:
+    config = load_config(EXAMPLES / "sandbox.yaml")
+    assert config.aws.region == "us-east-1"
+    assert config.state_url == "sqlite:///snapworker-demo.db"
+    policy = config.policy("prod-nightly")
+    assert policy.select.clusters == ["prod-*"]
+    assert policy.select.tags == {"env": "prod"}
+    assert policy.create is not None and policy.create.schedule == "0 3 * * *"
+    assert policy.copy_automated
+    assert policy.share.accounts == ["111122223333", "amazon-redshift-support"]
+    assert (policy.retention.max_age_days, policy.retention.keep_last) == (35, 3)
+    assert policy.limits.max_deletes_per_run == 20
+
+
+def test_sandbox_config_is_the_demo_config(tmp_path: Path) -> None:
+    demo = pytest.importorskip("snapworker.demo")
+    path = tmp_path / "demo.yaml"
+    path.write_text(demo.DEMO_CONFIG)
+    demo_config, sandbox = load_config(path), load_config(EXAMPLES / "sandbox.yaml")
+    assert demo_config.model_dump() == sandbox.model_dump()
+
+
+def test_gfs_config() -> None:
+    config = load_config(EXAMPLES / "gfs.yaml")
+    gfs = config.policy("warehouse-gfs")
+    r = gfs.retention
+    assert (r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly, r.keep_yearly) == (
+        3,
+        7,
+        5,
+        12,
+        2,
+    )
+    assert r.keep_within == timedelta(days=2)
+    assert gfs.share.unshare_after == timedelta(days=30)
+    assert gfs.share.revoke_unlisted is False
+    assert gfs.hold_tag == "snapworker:hold"
+    assert gfs.timezone == "Europe/Paris"
+    staging = config.policy("staging-weekly")
+    assert staging.retention.keep_within == timedelta(days=10)
+    assert staging.hold_tag == "legal-hold"
+    assert staging.timezone == "UTC"
+
+
+def test_minimal_config_takes_defaults() -> None:
+    config = load_config(EXAMPLES / "minimal.yaml")
+    assert config.state_url == "sqlite:///snapworker.db"
+    assert config.aws.max_attempts == 3
+    assert (config.retry.attempts, config.retry.wait_initial_seconds) == (5, 1.0)
+    assert config.retry.wait_max_seconds == 30.0
+    d = config.daemon
+    assert (d.reconcile_interval_seconds, d.poll_creating_seconds, d.history_days) == (300, 30, 90)
+    assert d.http is None and d.sqs_queue_url is None and d.delete_bad_messages is True
+    (policy,) = config.policies
+    assert policy.select.clusters == ["*"] and policy.select.tags == {}
+    assert policy.create is None
+    assert policy.share.accounts == [] and policy.share.unshare_after is None
+    assert policy.hold_tag == "snapworker:hold"
+    assert policy.timezone == "UTC"
+    assert policy.limits.max_deletes_per_run == 20
+
+
+# --------------------------------------------------------------------------------------------
+# Models, built in code
+# --------------------------------------------------------------------------------------------
+
+
+def test_models_are_frozen_and_forbid_extras() -> None:
+    config = Config.model_validate({"policies": [{"name": "p"}]})
+    with pytest.raises(ValidationError):
+        setattr(config, "state_url", "sqlite:///other.db")  # noqa: B010
+    with pytest.raises(ValidationError, match="extra"):
+        Policy.model_validate({"name": "p", "colour": "blue"})
+
+
+def test_has_rules() -> None:
+    assert not Retention().has_rules
+    assert Retention(keep_last=0).has_rules
+    assert Retention(keep_within=timedelta(hours=1)).has_rules
+    assert Retention.model_validate({"keep_within": "1d12h"}).keep_within == timedelta(hours=36)
+
+
+def test_retention_accepts_unlimited_and_refuses_other_negatives() -> None:
+    assert Retention(keep_daily=-1).keep_daily == -1
+    with pytest.raises(ValidationError, match=r"must be -1 or between 0 and 100000 \(got -2\)"):
+        Retention(keep_daily=-2)
+
+
+def test_policy_lookup() -> None:
+    config = Config.model_validate({"policies": [{"name": "prod"}, {"name": "Staging"}]})
+    assert config.policy("prod").name == "prod"
+    assert config.policy("staging").name == "Staging"
+    with pytest.raises(KeyError, match="no policy named 'nope'"):
+        config.policy("nope")
+    assert config.source_path is None
+
+
+def test_duplicates_refused_in_code_too() -> None:
+    with pytest.raises(ValidationError, match="duplicate policy name 'P'"):
+        Config.model_validate({"policies": [{"name": "p"}, {"name": "P"}]})
+    with pytest.raises(ValidationError, match="duplicate account"):
+        ShareSpec(accounts=["111122223333", "111122223333"])
+
+
+@pytest.mark.parametrize(
+    ("written", "held"),
+    [
+        ("0 3 * * *", "0 3 * * *"),
+        ("  0  3 *   * * ", "0 3 * * *"),
+        ("@daily", "0 0 * * *"),
+        ("@Hourly", "0 * * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("*/15 1-5 1,15 jan-jun mon-fri", "*/15 1-5 1,15 jan-jun mon-fri"),
+        ("0 3 * * 7", "0 3 * * 7"),
+        ("0 0 29 2 *", "0 0 29 2 *"),
+    ],
+)
+def test_cron_forms_accepted_and_normalised(written: str, held: str) -> None:
+    assert CreateSpec(schedule=written).schedule == held
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["0 3 * * * *", "0 0 3 * * * 2030", "60 * * * *", "0 3 ? * *", "0 3 * * 1#2", "@reboot", ""],
+)
+def test_cron_forms_refused(schedule: str) -> None:
+    with pytest.raises(ValidationError):
+        CreateSpec(schedule=schedule)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/New_York", "Etc/GMT+5"])
+def test_time_zones_accepted(zone: str) -> None:
+    assert CreateSpec(schedule="0 3 * * *", timezone=zone).timezone == zone
+
+
+@pytest.mark.parametrize("zone", ["utc", "Mars/Olympus", "", "../../etc/passwd", "localtime"])
+def test_time_zones_refused(zone: str) -> None:
+    with pytest.raises(ValidationError):
+        CreateSpec(schedule="0 3 * * *", timezone=zone)
+
+
+def test_state_url_message_never_echoes_a_password() -> None:
+    for url in ["nosuchdb://user:hunter2@host/db", "://user:hunter2@"]:
+        with pytest.raises(ValidationError) as info:
+            Config.model_validate({"state_url": url, "policies": [{"name": "p"}]})
+        assert all("hunter2" not in e["msg"] for e in info.value.errors())
+    with pytest.raises(ConfigError) as error:
+        load_config(BAD / "state_url_unknown_backend.yaml")
+    assert "s3cret" not in str(error.value)
+
+
+def test_postgres_state_url_is_accepted() -> None:
+    url = "postgresql+psycopg://snapworker@db.internal:5432/snapworker"
+    assert Config.model_validate({"state_url": url, "policies": [{"name": "p"}]}).state_url == url
+
+
+# --------------------------------------------------------------------------------------------
+# Durations
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("12h", timedelta(hours=12)),
+        ("2d", timedelta(days=2)),
+        ("1w", timedelta(weeks=1)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("2w3d", timedelta(days=17)),
+        ("1w1d1h", timedelta(days=8, hours=1)),
+        ("0d1h", timedelta(hours=1)),
+        ("36500d", timedelta(days=36500)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("3x", "must be a duration"),
+        ("", "must be a duration"),
+        ("d", "must be a duration"),
+        ("1d1w", "must be a duration"),
+        ("1h1h", "must be a duration"),
+        ("1.5d", "must be a duration"),
+        ("-1d", "must be a duration"),
+        ("1 d", "must be a duration"),
+        ("1D", "must be a duration"),
+        ("0h", "longer than zero"),
+        ("0w0d0h", "longer than zero"),
+        ("36501d", "at most 100 years"),
+        ("9" * 5000 + "w", "at most 100 years"),
+    ],
+)
+def test_parse_duration_refuses(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_duration(text)
+
+
+def test_parse_duration_refuses_non_strings() -> None:
+    with pytest.raises(ValueError, match="must be a duration"):
+        parse_duration(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("td", "text"),
+    [
+        (timedelta(hours=36), "1d12h"),
+        (timedelta(days=14), "2w"),
+        (timedelta(days=30), "30d"),
+        (timedelta(hours=5), "5h"),
+        (timedelta(0), "0h"),
+        (timedelta(minutes=90), "1h30m"),
+        (timedelta(seconds=-3600), "-1h"),
+    ],
+)
+def test_format_duration(td: timedelta, text: str) -> None:
+    assert format_duration(td) == text
+
+
+@given(st.integers(min_value=1, max_value=36500 * 24))
+def test_format_is_the_inverse_of_parse(hours: int) -> None:
+    td = timedelta(hours=hours)
+    assert parse_duration(format_duration(td)) == td
+
+
+# --------------------------------------------------------------------------------------------
+# Loading details
+# --------------------------------------------------------------------------------------------
+
+
+def test_resolve_config_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SNAPWORKER_CONFIG", raising=False)
+    assert resolve_config_path(None) == Path("snapworker.yaml")
+    monkeypatch.setenv("SNAPWORKER_CONFIG", "/etc/snapworker/prod.yaml")
+    assert resolve_config_path(None) == Path("/etc/snapworker/prod.yaml")
+    assert resolve_config_path("here.yaml") == Path("here.yaml")
+    monkeypatch.setenv("SNAPWORKER_CONFIG", "")
+    assert resolve_config_path(None) == Path("snapworker.yaml")
+
+
+def _write(tmp_path: Path, text: str | bytes, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_accepted_yaml_details(tmp_path: Path) -> None:
+    text = (
+        "\ufeff# a BOM, CRLF line ends, an explicit core tag and a date-like string\r\n"
+        "policies:\r\n"
+        "  - name: !!str p1\r\n"
+        "    select:\r\n"
+        "      tags: {since: 2026-01-01, 'on': 'yes'}\r\n"
+    )
+    config = load_config(_write(tmp_path, text))
+    assert config.policies[0].name == "p1"
+    assert config.policies[0].select.tags == {"since": "2026-01-01", "on": "yes"}
+
+
+def test_yaml_keys_are_always_text(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, "policies:\n  - name: p\n    no: 1\n"))
+    assert "config.yaml:3: policy 'p': no: unknown key 'no'" in str(info.value)
+
+
+def test_problem_format() -> None:
+    problem = Problem(
+        "config.yaml", 14, "prod-nightly", "retention.keep_last", "must be -1 or between ..."
+    )
+    assert str(problem) == (
+        "config.yaml:14: policy 'prod-nightly': retention.keep_last: must be -1 or between ..."
+    )
+    assert str(Problem("c.yaml", None, None, "", "no such file")) == "c.yaml: no such file"
+
+
+def test_config_error_lists_every_problem_one_per_line() -> None:
+    path = BAD / "many_errors_at_once.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    assert len(lines) == len(info.value.problems) >= 9
+    assert lines == [str(p) for p in info.value.problems]
+    assert [p.line for p in info.value.problems] == sorted(p.line or 0 for p in info.value.problems)
+
+
+# --------------------------------------------------------------------------------------------
+# The hostile-input catalogue
+# --------------------------------------------------------------------------------------------
+
+P = "policy 'prod-nightly'"
+
+# file -> fragments, each of which must appear in one problem (after the file name).
+# A fragment starting with ":N:" pins the line.
+CATALOGUE: dict[str, list[str]] = {
+    # --- not YAML, or YAML we refuse
+    "malformed_unclosed_flow_sequence.yaml": [":5: invalid YAML: expected ',' or ']'"],
+    "malformed_bad_indentation.yaml": [":4: invalid YAML:", "check the indentation"],
+    "tab_indentation.yaml": [":3: invalid YAML: found character '\\t'", "not tabs"],
+    "multiple_documents.yaml": [":3: invalid YAML: expected a single document"],
+    "duplicate_top_level_key.yaml": [":4: duplicate key 'state_url' (first at line 3)"],
+    "duplicate_key_in_retention.yaml": [":6: duplicate key 'keep_last' (first at line 4)"],
+    "yaml_alias.yaml": [":5: YAML aliases are not allowed (*defaults)"],
+    "yaml_alias_bomb.yaml": [":2: YAML aliases are not allowed (*a)"],
+    "python_object_tag.yaml": [":3: YAML tag '!!python/object/apply:os.system' is not allowed"],
+    "merge_key.yaml": [":4: YAML merge keys (<<) are not allowed"],
+    "deeply_nested.yaml": [":1: nested more than 32 levels deep"],
+    "huge_integer.yaml": [":4: number too long (5000 characters)"],
+    # --- not a configuration at the top
+    "top_level_list.yaml": [":1: the top level must be a mapping", "not a list"],
+    "top_level_scalar.yaml": [":1: the top level must be a mapping", "'just a string'"],
+    "empty_file.yaml": [": is empty"],
+    "only_comments.yaml": [": is empty"],
+    "policies_missing.yaml": [":1: policies: is required"],
+    "policies_empty_list.yaml": [":2: policies: must define at least one policy"],
+    # --- unknown keys, at every level
+    "unknown_top_level_key.yaml": [":2: polices: unknown key 'polices' (did you mean 'policies'?)"],
+    "unknown_key_in_aws.yaml": [":3: aws.regoin: unknown key 'regoin' (did you mean 'region'?)"],
+    "unknown_key_in_retry.yaml": [":3: retry.backoff: unknown key 'backoff' (allowed: attempts,"],
+    "unknown_key_in_daemon_http.yaml": [":5: daemon.http.tls: unknown key 'tls'"],
+    "unknown_key_in_policy.yaml": [f":3: {P}: copy_automatic: unknown key", "'copy_automated'"],
+    "unknown_key_in_select.yaml": [f":4: {P}: select.cluster: unknown key 'cluster'"],
+    "unknown_key_in_create.yaml": [f":5: {P}: create.tz: unknown key 'tz'"],
+    "unknown_key_in_share.yaml": [f":5: {P}: share.unshare_afer: unknown key", "'unshare_after'"],
+    "unknown_key_in_retention.yaml": [
+        f":5: {P}: retention.keep_lst: unknown key 'keep_lst' (did you mean 'keep_last'?)"
+    ],
+    "unknown_key_in_limits.yaml": [f":4: {P}: limits.max_deletes: unknown key"],
+    # --- wrong types, everywhere
+    "wrong_type_policies_mapping.yaml": [":2: policies: must be a list (got a mapping)"],
+    "wrong_type_policy_scalar.yaml": [":2: policies[0]: must be a mapping (got 'prod-nightly')"],
+    "wrong_type_aws_list.yaml": [":2: aws: must be a mapping (got a list)"],
+    "wrong_type_keep_last_string.yaml": [
+        f":4: {P}: retention.keep_last: must be an integer (got '3')"
+    ],
+    "wrong_type_keep_last_float.yaml": [f":4: {P}: retention.keep_last: must be an integer"],
+    "wrong_type_copy_automated_string.yaml": [
+        f":3: {P}: copy_automated: must be true or false (got 'true')"
+    ],
+    "wrong_type_clusters_string.yaml": [f":4: {P}: select.clusters: must be a list"],
+    "wrong_type_tags_list.yaml": [f":4: {P}: select.tags: must be a mapping (got a list)"],
+    "wrong_type_tag_value_number.yaml": [f":4: {P}: select.tags.version: must be a string"],
+    "wrong_type_http_port_string.yaml": [":2: daemon.http.port: must be an integer (got '9108')"],
+    "wrong_type_max_attempts_bool.yaml": [":2: aws.max_attempts: must be an integer (got true)"],
+    "wrong_type_policy_name_number.yaml": [":2: policies[0].name: must be a string (got 42)"],
+    # --- accounts
+    "account_11_digits.yaml": [f":4: {P}: share.accounts[0]: an AWS account id has exactly 12"],
+    "account_letters.yaml": [f":4: {P}: share.accounts[0]: must be a 12-digit AWS account id"],
+    "account_support_alias_trailing_space.yaml": [
+        f":6: {P}: share.accounts[1]: must not have leading or trailing spaces"
+    ],
+    "account_duplicated.yaml": [
+        f":7: {P}: share.accounts[2]: duplicate account '111122223333' (already at accounts[0])"
+    ],
+    "account_unquoted_number.yaml": [f":4: {P}: share.accounts[0]: write account ids as quoted"],
+    # --- schedules and time zones
+    "cron_six_fields.yaml": [f":4: {P}: create.schedule: has 6 fields; only standard 5-field"],
+    "cron_out_of_range.yaml": [f":4: {P}: create.schedule: is not a valid cron expression"],
+    "cron_garbage.yaml": [f":4: {P}: create.schedule: must be a 5-field cron expression"],
+    "cron_never_fires.yaml": [f":4: {P}: create.schedule: never fires"],
+    "cron_nonstandard_last_day.yaml": [f":4: {P}: create.schedule: the day-of-month field 'L'"],
+    "cron_missing_schedule.yaml": [f":4: {P}: create.schedule: is required"],
+    "bad_timezone.yaml": [f":5: {P}: create.timezone: unknown time zone", "'Europe/Paris'?"],
+    "bad_timezone_offset.yaml": [f":5: {P}: create.timezone: unknown time zone '+02:00'"],
+    # --- retention and durations
+    "retention_negative_keep_last.yaml": [
+        f":5: {P}: retention.keep_last: must be -1 or between 0 and 100000 (got -5)"
+    ],
+    "retention_absurd_max_age.yaml": [
+        f":4: {P}: retention.max_age_days: must be between 1 and 36500 (got 1000000)"
+    ],
+    "retention_zero_max_age.yaml": [f":4: {P}: retention.max_age_days: must be between 1"],
+    "retention_absurd_keep_daily.yaml": [f":4: {P}: retention.keep_daily: must be -1 or between"],
+    "keep_within_bad_unit.yaml": [f":4: {P}: retention.keep_within: must be a duration", "'3x'"],
+    "keep_within_number.yaml": [f":4: {P}: retention.keep_within: must be a duration"],
+    "unshare_after_zero.yaml": [f":5: {P}: share.unshare_after: must be longer than zero"],
+    "max_deletes_negative.yaml": [
+        f":4: {P}: limits.max_deletes_per_run: must be between 0 and 10000 (got -1)"
+    ],
+    # --- policy names
+    "duplicate_policy_names.yaml": [f":4: {P}: name: duplicate policy name 'prod-nightly'"],
+    "duplicate_policy_names_case.yaml": [
+        ":3: policy 'Prod-Nightly': name: duplicate policy name",
+        "case-insensitively",
+    ],
+    "duplicate_policy_names_with_other_errors.yaml": [
+        f":4: {P}: retention.keep_last: must be -1",
+        ":5: policy 'PROD-NIGHTLY': name: duplicate policy name",
+    ],
+    "policy_name_starts_with_digit.yaml": [":2: policy '1abc': name: must start with a letter"],
+    "policy_name_double_hyphen.yaml": [":2: policy 'a--b': name: must not contain two"],
+    "policy_name_trailing_hyphen.yaml": [":2: policy 'ab-': name: must not end with a hyphen"],
+    "policy_name_underscore.yaml": [":2: policy 'a_b': name: may hold only letters, digits"],
+    "policy_name_64_chars.yaml": [": name: must be at most 63 characters (got 64)"],
+    "policy_name_empty.yaml": [":2: policies[0].name: must not be empty"],
+    "policy_name_missing.yaml": [":3: policies[1].name: is required"],
+    # --- AWS, state, daemon
+    "state_url_unparsable.yaml": [":1: state_url: is not a SQLAlchemy database URL"],
+    "state_url_unknown_backend.yaml": [":1: state_url: names a database backend", "'nosuchdb'"],
+    "endpoint_url_ftp.yaml": [":2: aws.endpoint_url: must be an http:// or https:// URL"],
+    "endpoint_url_no_host.yaml": [":2: aws.endpoint_url: must be an http:// or https:// URL"],
+    "region_bad.yaml": [":2: aws.region: must be an AWS region name"],
+    "max_attempts_out_of_range.yaml": [":2: aws.max_attempts: must be between 1 and 10 (got 0)"],
+    "retry_waits_reversed.yaml": [":2: retry: wait_initial_seconds (60.0) must not exceed"],
+    "poll_creating_too_slow.yaml": [":2: daemon.poll_creating_seconds: must be between 1 and 30"],
+    "http_port_out_of_range.yaml": [":3: daemon.http.port: must be between 1 and 65535"],
+    "hold_tag_aws_prefix.yaml": [f":3: {P}: hold_tag: must not start with 'aws:'"],
+    "hold_tag_empty.yaml": [f":3: {P}: hold_tag: an AWS tag key has 1 to 128 characters"],
+    "cluster_pattern_empty.yaml": [f":4: {P}: select.clusters[1]: must not be empty"],
+    # --- everything at once: every problem is reported, not just the first
+    "many_errors_at_once.yaml": [
+        ":4: aws.max_attempts: must be between 1 and 10 (got 11)",
+        f":8: {P}: create.schedule: has 6 fields",
+        f":10: {P}: share.accounts[0]: an AWS account id has exactly 12 digits",
+        f":12: {P}: retention.keep_last: must be -1 or between 0 and 100000 (got -5)",
+        f":13: {P}: retention.keep_within: must be a duration",
+        f":15: {P}: limits.max_deletes_per_run: must be between 0 and 10000 (got -1)",
+        ":17: policy 'staging': hold_tag: must not start with 'aws:'",
+        ":18: policies[2].name: is required",
+        ":18: policies[2].copy_automated: must be true or false (got 'maybe')",
+    ],
+}
+
+
+def _refused(path: Path) -> ConfigError:
+    """Load ``path``; it must raise ConfigError, and nothing else."""
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        error = exc
+    except Exception as exc:  # pragma: no cover - the failure being tested for
+        pytest.fail(f"{path.name}: {type(exc).__name__} escaped instead of ConfigError: {exc}")
+    else:  # pragma: no cover
+        pytest.fail(f"{path.name} loaded; it should have been refused")
+    assert error.problems, "a ConfigError must carry at least one problem"
+    for problem in error.problems:
+        assert str(problem).startswith(str(path)), problem
+        assert problem.file == str(path)
+        assert "Traceback" not in str(problem)
+    return error
+
+
+def _check(path: Path, fragments: list[str]) -> None:
+    error = _refused(path)
+    messages = [str(p) for p in error.problems]
+    for fragment in fragments:
+        assert any(fragment in m[len(str(path)) :] for m in messages), (
+            f"{path.name}: no problem contains {fragment!r}; got:\n" + "\n".join(messages)
+        )
+
+
+def test_catalogue_is_complete() -> None:
+    on_disk = {p.name for p in BAD.iterdir()}
+    assert on_disk == set(CATALOGUE), on_disk ^ set(CATALOGUE)
+    assert len(CATALOGUE) >= 35
+    for path in BAD.iterdir():
+        assert path.stat().st_size < 16 * 1024, f"{path.name}: keep catalogue files small"
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_bad_config_is_refused(name: str) -> None:
+    _check(BAD / name, CATALOGUE[name])
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_bad_config_refused_under_any_path_spelling(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The message names the file as the operator wrote it (here: relative).
+    monkeypatch.chdir(BAD)
+    error = _refused(Path(name))
+    assert all(str(p).startswith(f"{name}:") for p in error.problems)
+
+
+# --- byte-level and file-system cases, generated here rather than committed
+
+
+def _oversized(tmp: Path) -> Path:
+    filler = "# " + "x" * 98 + "\n"
+    text = "policies:\n  - name: p\n" + filler * (MAX_CONFIG_BYTES // len(filler) + 1)
+    return _write(tmp, text, "oversized.yaml")
+
+
+def _binary(tmp: Path) -> Path:
+    return _write(tmp, b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "binary.png.yaml")
+
+
+def _binary_without_nul(tmp: Path) -> Path:
+    return _write(tmp, b"\x1f\x8b\x08\x08" + bytes(range(0x80, 0x100)) * 4, "gzip.yaml")
+
+
+def _nul_byte(tmp: Path) -> Path:
+    return _write(tmp, b"policies:\n  - name: p\x00\n", "nul.yaml")
+
+
+def _latin1(tmp: Path) -> Path:
+    return _write(tmp, "policies:\n  - name: p\n# caf\xe9\n".encode("latin-1"), "latin1.yaml")
+
+
+def _utf16(tmp: Path) -> Path:
+    return _write(tmp, "policies:\n  - name: p\n".encode("utf-16"), "utf16.yaml")
+
+
+def _control_character(tmp: Path) -> Path:
+    return _write(tmp, "policies:\n  - name: p\x07\n", "bell.yaml")
+
+
+def _directory(tmp: Path) -> Path:
+    path = tmp / "a-directory.yaml"
+    path.mkdir()
+    return path
+
+
+def _missing(tmp: Path) -> Path:
+    return tmp / "does-not-exist.yaml"
+
+
+def _under_a_file(tmp: Path) -> Path:
+    return _write(tmp, "policies: []\n", "file.yaml") / "child.yaml"
+
+
+def _fifo(tmp: Path) -> Path:
+    if not hasattr(os, "mkfifo"):  # pragma: no cover
+        pytest.skip("no FIFOs here")
+    path = tmp / "pipe.yaml"
+    os.mkfifo(path)
+    return path
+
+
+GENERATED: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "oversized": (_oversized, ": is too large: the limit is 1 MiB"),
+    "binary": (_binary, ":3: contains a NUL byte: not a text file"),
+    "binary without NUL": (_binary_without_nul, ":1: is not UTF-8 text (byte 0x8b)"),
+    "NUL byte": (_nul_byte, ":2: contains a NUL byte"),
+    "non-UTF-8": (_latin1, ":3: is not UTF-8 text (byte 0xe9)"),
+    "UTF-16": (_utf16, ":1: contains a NUL byte"),
+    "control character": (
+        _control_character,
+        ":2: invalid YAML: control character U+0007 is not allowed",
+    ),
+    "directory": (_directory, ": is a directory"),
+    "missing file": (_missing, ": no such file"),
+    "path under a file": (_under_a_file, ": no such file"),
+    "FIFO": (_fifo, ": is not a regular file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GENERATED))
+def test_generated_bad_input_is_refused(case: str, tmp_path: Path) -> None:
+    make, fragment = GENERATED[case]
+    _check(make(tmp_path), [fragment])
+
+
+def test_hostile_inputs_covered() -> None:
+    assert len(CATALOGUE) + len(GENERATED) >= 90
+
+
+# --- fuzz: whatever the bytes, a Config or a ConfigError, never anything else
+
+VALID = (EXAMPLES / "example.yaml").read_bytes()
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=len(VALID)),
+            st.integers(min_value=0, max_value=8),
+            st.binary(max_size=8)
+            | st.sampled_from(
+                [b"\t", b"&a ", b"*a", b"!!python/name:os.system ", b"- ", b": ", b"["]
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_mutated_config_never_escapes(tmp_path: Path, edits: list[tuple[int, int, bytes]]) -> None:
+    data = bytearray(VALID)
+    for at, cut, insert in edits:
+        data[at : at + cut] = insert
+    path = tmp_path / "fuzzed.yaml"
+    path.write_bytes(bytes(data))
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert all(str(p).startswith(str(path)) for p in exc.problems)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(max_size=300))
+def test_arbitrary_text_never_escapes(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "arbitrary.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert all(str(p).startswith(str(path)) for p in exc.problems)
