@@ -1,0 +1,490 @@
+"""`snapworker daemon`: ticks under APScheduler until SIGTERM/SIGINT, for months.
+
+Jobs (APScheduler 3 ``BackgroundScheduler`` in UTC; every job coalesces missed runs into
+one, runs one instance at a time, and is still run if it fires up to ``MISFIRE_GRACE``
+late):
+
+- ``reconcile``: a tick over every policy every ``daemon.reconcile_interval_seconds``, and
+  once at start-up (copy, share, expire, and creates that came due);
+- ``create:<policy>``: for a policy with a ``create`` schedule, a tick of that policy at each
+  of the schedule's fire times in the policy's time zone (:class:`CronFireTrigger` uses
+  ``core.schedule.next_fire``, the same croniter evaluation the planner uses to decide what
+  is due, so the two can never disagree on day-of-week numbering or DST);
+- ``poll-creating``: after a tick that made a snapshot, or saw one it owns still
+  ``creating``, one more reconcile ``daemon.poll_creating_seconds`` (<= 30 s) later, so that
+  sharing follows creation promptly;
+- ``event-*``: an immediate tick of the policies selecting the cluster an SQS message names
+  (see ``snapworker.events_sqs``);
+- ``prune``: once a day (and at start-up), journal entries and runs older than
+  ``daemon.history_days`` are deleted (pending journal entries always stay).
+
+Ticks never overlap in this process (one lock); across processes, each tick takes the
+lease of each policy it works on (``snapworker.lease``), so a `run` from cron and the
+daemon never act on the same policy at once.
+
+Signals: SIGTERM or SIGINT stops it: the tick in progress finishes the action in flight
+(journalled), starts no new action, the scheduler shuts down, and the process exits 0. A
+retry backoff in progress is cut short: the action is journalled as failed ("snapworker
+is stopping") and the next tick or run does it again. So the stop takes at most one AWS
+call's own botocore attempts (:func:`stop_bound_seconds`), plus the SQS long poll
+(``SQS_WAIT_SECONDS``). SIGHUP reloads the config file: a bad one is logged with every
+problem and the running config kept; a good one replaces the runtime and the jobs (the
+HTTP endpoint and the SQS queue are read at start-up only).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from snapworker.core.model import TAG_POLICY
+from snapworker.core.schedule import next_fire
+from snapworker.engine import TickResult, tick
+from snapworker.events_sqs import RedshiftEvent, SqsPoller
+from snapworker.health import HealthServer, Metrics
+from snapworker.lease import new_holder
+
+if TYPE_CHECKING:
+    from snapworker.config import Config
+    from snapworker.engine import Runtime
+    from snapworker.store.repository import StateStore
+
+MISFIRE_GRACE = timedelta(minutes=15)
+JOB_DEFAULTS: dict[str, Any] = {
+    "coalesce": True,
+    "max_instances": 1,
+    "misfire_grace_time": int(MISFIRE_GRACE.total_seconds()),
+}
+SQS_WAIT_SECONDS = 5
+"""SQS long-poll wait: short enough that a stop never waits long for the poller."""
+BOTOCORE_MAX_BACKOFF = 20.0
+"""botocore's ``standard`` retry mode sleeps at most this long between attempts."""
+PRUNE_EVERY = timedelta(days=1)
+
+
+class CronFireTrigger(BaseTrigger):
+    """Fires at the fire times of a cron schedule in a time zone, exactly as the planner
+    computes them (``core.schedule.next_fire``, croniter: 0 = Sunday in day-of-week).
+
+    APScheduler 3's own ``CronTrigger.from_crontab`` numbers days of the week from Monday =
+    0, so "0 5 * * 0" would fire on Mondays there and on Sundays in the planner."""
+
+    def __init__(self, schedule: str, timezone: str) -> None:
+        self.schedule = schedule
+        self.timezone = timezone
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        if previous_fire_time is not None:
+            return next_fire(self.schedule, self.timezone, previous_fire_time)
+        # A fire time equal to now still counts.
+        return next_fire(self.schedule, self.timezone, now - timedelta(microseconds=1))
+
+    def __str__(self) -> str:
+        return f"cron[{self.schedule} {self.timezone}]"
+
+    def __repr__(self) -> str:
+        return f"<CronFireTrigger ({self.schedule!r}, timezone={self.timezone!r})>"
+
+
+def stop_bound_seconds(config: Config) -> float:
+    """The longest a graceful stop can take: the AWS call in flight with botocore's own
+    attempts (each up to connect + read timeout, with its backoff between them), plus the
+    SQS long poll. snapworker's own retry waits are cut short by a stop."""
+    aws = config.aws
+    per_attempt = aws.connect_timeout_seconds + aws.read_timeout_seconds
+    call = aws.max_attempts * per_attempt + (aws.max_attempts - 1) * BOTOCORE_MAX_BACKOFF
+    sqs = SQS_WAIT_SECONDS if config.daemon.sqs_queue_url else 0
+    return call + sqs
+
+
+def policies_for_cluster(config: Config, cluster: str | None) -> list[str]:
+    """The policies whose ``select.clusters`` patterns match ``cluster`` (None: all).
+    Tags are not known from a message; the tick itself checks them."""
+    if cluster is None:
+        return [p.name for p in config.policies]
+    return [
+        p.name
+        for p in config.policies
+        if any(fnmatch.fnmatchcase(cluster, pat) for pat in p.select.clusters)
+    ]
+
+
+class Daemon:
+    """The long-running worker; :meth:`run` blocks until a stop signal."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        *,
+        runtime_factory: Callable[[Config, StateStore | None, Callable[[float], None]], Runtime]
+        | None = None,
+        sqs_client: Any = None,
+        log: Any = None,
+    ) -> None:
+        from snapworker.logs import get_logger
+
+        self.config = config
+        self.config_path = config_path or config.source_path
+        self.log = log or get_logger(component="daemon")
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.tick_lock = threading.Lock()
+        self.holder = new_holder()
+        self.metrics = Metrics()
+        self._factory = runtime_factory or _bootstrap
+        self.rt = self._factory(config, None, self._sleep)
+        self.metrics.use_stats(self.rt.gateway.stats)
+        self._sqs_client = sqs_client
+        self._event_policies: set[str] = set()
+        self._event_lock = threading.Lock()
+        self.poller: SqsPoller | None = None
+        self.http: HealthServer | None = None
+        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+
+    # -- retries that a stop cuts short ---------------------------------------------------
+
+    def _sleep(self, seconds: float) -> None:
+        """The gateway's retry backoff: returns early, with an error, when stopping."""
+        from snapworker.aws.redshift import AwsError
+
+        if self.stop_event.wait(seconds):
+            raise AwsError(
+                "Retry",
+                "Stopping",
+                "not retried: snapworker is stopping (the next tick or run does it again)",
+            )
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def install_jobs(self, now: datetime | None = None) -> None:
+        """(Re)create the jobs from the current config. ``now``: when the start-up
+        reconcile and the first prune run (default: at once)."""
+        now = now or datetime.now(UTC)
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("create:"):
+                job.remove()
+        d = self.config.daemon
+        self.scheduler.add_job(
+            self.reconcile,
+            IntervalTrigger(seconds=d.reconcile_interval_seconds, timezone=UTC),
+            id="reconcile",
+            name="reconcile every policy",
+            kwargs={"reason": "interval"},
+            next_run_time=now,
+            replace_existing=True,
+        )
+        for p in self.config.policies:
+            if p.create is None:
+                continue
+            self.scheduler.add_job(
+                self.run_tick,
+                CronFireTrigger(p.create.schedule, p.create.timezone),
+                id=f"create:{p.name}",
+                name=f"schedule of {p.name}",
+                args=[[p.name], "schedule"],
+                replace_existing=True,
+            )
+        self.scheduler.add_job(
+            self.prune,
+            IntervalTrigger(seconds=int(PRUNE_EVERY.total_seconds()), timezone=UTC),
+            id="prune",
+            name="prune history",
+            next_run_time=now,
+            replace_existing=True,
+        )
+
+    def reconcile(self, reason: str = "interval") -> TickResult | None:
+        return self.run_tick(None, reason)
+
+    def _lock_tick(self) -> bool:
+        """Wait for the tick lock unless stopping (ticks never overlap in a process)."""
+        while not self.stop_event.is_set():
+            if self.tick_lock.acquire(timeout=0.2):
+                return True
+        return False
+
+    def run_tick(self, policies: Sequence[str] | None, reason: str) -> TickResult | None:
+        """One tick, logged and counted; never raises (the scheduler must keep going)."""
+        if not self._lock_tick():
+            return None
+        try:
+            if self.stop_event.is_set():
+                return None
+            return self._tick(list(policies) if policies else None, reason)
+        finally:
+            self.tick_lock.release()
+
+    def _tick(self, policies: list[str] | None, reason: str) -> TickResult | None:
+        rt = self.rt
+        started = time.monotonic()
+        log = self.log.bind(reason=reason, policies=policies or "all")
+
+        def on_plan(plan: Any) -> None:
+            for a in plan.actions:
+                log.info(
+                    "planned",
+                    policy=a.policy,
+                    cluster=a.cluster,
+                    action=a.kind,
+                    snapshot=a.snapshot,
+                    why=a.reason,
+                )
+
+        try:
+            result = tick(
+                rt,
+                policies,
+                mode="daemon",
+                on_plan=on_plan,
+                should_stop=self.stop_event.is_set,
+                holder=self.holder,
+            )
+        except Exception as e:
+            self.metrics.tick_done(time.monotonic() - started, [], False, [])
+            log.error("tick failed", error=f"{type(e).__name__}: {e}")
+            return None
+        seconds = time.monotonic() - started
+        self.metrics.tick_done(seconds, result.outcomes, True, result.skipped)
+        ok = sum(1 for o in result.outcomes if o.ok)
+        log.info(
+            "tick",
+            planned=dict(Counter(a.kind for a in result.plan.actions)),
+            ok=ok,
+            failed=len(result.outcomes) - ok,
+            skipped=result.skipped,
+            reconciled=result.reconciled,
+            adopted=result.adopted,
+            seconds=round(seconds, 3),
+        )
+        if self._needs_poll(result):
+            self._schedule_poll()
+        return result
+
+    def _needs_poll(self, result: TickResult) -> bool:
+        """A snapshot we just made, or one of ours still ``creating``: look again soon.
+        Also when a policy was skipped (another process held its lease): that process
+        may leave work (a share after its copy) that only a later tick does."""
+        if result.skipped:
+            return True
+        if any(o.ok and o.action.kind in ("create", "copy") for o in result.outcomes):
+            return True
+        inv = result.inventory
+        if inv is None:
+            return False
+        ours = {k.snapshot for k in result.plan.kept}
+        names = {p.name for p in self.config.policies}
+        return any(
+            s.status == "creating" and (s.id in ours or s.tags.get(TAG_POLICY) in names)
+            for s in inv.snapshots.values()
+        )
+
+    def _schedule_poll(self) -> None:
+        if self.stop_event.is_set():
+            return
+        when = datetime.now(UTC) + timedelta(seconds=self.config.daemon.poll_creating_seconds)
+        self.scheduler.add_job(
+            self.reconcile,
+            "date",
+            run_date=when,
+            id="poll-creating",
+            name="look again at snapshots still creating",
+            kwargs={"reason": "creating"},
+            replace_existing=True,
+        )
+
+    # -- events ---------------------------------------------------------------------------
+
+    def on_event(self, event: RedshiftEvent) -> None:
+        """An external Redshift event: an immediate tick of the policies it concerns."""
+        names = policies_for_cluster(self.config, event.cluster)
+        if not names:
+            self.log.info("event ignored: no policy selects the cluster", cluster=event.cluster)
+            return
+        with self._event_lock:
+            self._event_policies.update(names)
+        # A job of its own per event: one still running would make APScheduler skip a
+        # second instance of the same job id; the pending set merges them instead.
+        self.scheduler.add_job(
+            self._event_tick, id=f"event-{uuid.uuid4().hex[:12]}", name="event reconcile"
+        )
+
+    def _event_tick(self) -> None:
+        if not self._lock_tick():
+            return
+        try:
+            with self._event_lock:
+                names = sorted(self._event_policies)
+                self._event_policies.clear()
+            if names and not self.stop_event.is_set():
+                self._tick(names, "event")
+        finally:
+            self.tick_lock.release()
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def prune(self) -> int:
+        """Delete journal entries and runs older than ``daemon.history_days``."""
+        if not self._lock_tick():
+            return 0
+        try:
+            rt = self.rt
+            before = rt.clock() - timedelta(days=self.config.daemon.history_days)
+            n = rt.store.prune(before)
+            self.log.info("pruned history", rows=n, before=before.isoformat())
+            return n
+        except Exception as e:
+            self.log.error("prune failed", error=str(e))
+            return 0
+        finally:
+            self.tick_lock.release()
+
+    def owned_counts(self) -> dict[str, int]:
+        summary = self.rt.store.owned_summary()
+        return {
+            policy: sum(1 for views in clusters.values() for v in views if v.deleted_at is None)
+            for policy, clusters in summary.owned.items()
+        }
+
+    # -- reload ---------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Reload the config file; a bad one is logged and the running one kept."""
+        from snapworker.config import ConfigError, load_config
+
+        if self.config_path is None:
+            self.log.error("config reload: no config file to read")
+            return False
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as e:
+            self.log.error(
+                "config reload refused; keeping the running config",
+                file=str(self.config_path),
+                problems=[str(p) for p in e.problems],
+            )
+            return False
+        if not self._lock_tick():
+            return False
+        try:
+            same_db = new.state_url == self.config.state_url
+            try:
+                rt = self._factory(new, self.rt.store if same_db else None, self._sleep)
+            except Exception as e:
+                self.log.error("config reload refused; keeping the running config", error=str(e))
+                return False
+            old = self.rt
+            self.rt, self.config = rt, new
+            self.metrics.use_stats(rt.gateway.stats)
+            if not same_db:
+                old.store.close()
+            self.install_jobs()
+        finally:
+            self.tick_lock.release()
+        self.log.info("config reloaded", policies=[p.name for p in new.policies])
+        return True
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def request_stop(self, *_: Any) -> None:
+        if not self.stop_event.is_set():
+            self.log.info("stopping: finishing the action in flight")
+        self.stop_event.set()
+
+    def _on_hup(self, *_: Any) -> None:
+        self.reload_event.set()
+
+    def start(self) -> None:
+        """Start the endpoint, the poller and the scheduler (the start-up reconcile)."""
+        d = self.config.daemon
+        if d.http is not None:
+            self.http = HealthServer(
+                d.http.host,
+                d.http.port,
+                self.metrics,
+                stale_after=lambda: 3.0 * self.config.daemon.reconcile_interval_seconds,
+                owned=self.owned_counts,
+                log=self.log,
+            )
+            self.http.start()
+            host, port = self.http.address
+            self.log.info("health endpoint", url=f"http://{host}:{port}/healthz")
+        if d.sqs_queue_url:
+            client = self._sqs_client or _sqs_client(self.config)
+            self.poller = SqsPoller(
+                client,
+                d.sqs_queue_url,
+                self.on_event,
+                self.log,
+                delete_bad=d.delete_bad_messages,
+                wait_seconds=SQS_WAIT_SECONDS,
+                on_message=self.metrics.message,
+            )
+            self.poller.start()
+        self.install_jobs()
+        self.scheduler.start()
+        self.log.info(
+            "daemon started",
+            policies=[p.name for p in self.config.policies],
+            reconcile_interval_seconds=d.reconcile_interval_seconds,
+            stop_bound_seconds=stop_bound_seconds(self.config),
+        )
+
+    def shutdown(self) -> None:
+        """Wait for the tick in progress (it starts no new action), then stop everything."""
+        self.stop_event.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if self.poller is not None:
+            self.poller.stop()
+        if self.http is not None:
+            self.http.stop()
+        self.rt.store.close()
+        self.log.info("daemon stopped")
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        try:
+            self.start()
+        except OSError as e:  # the health port is taken, ...
+            self.log.error("daemon could not start", error=str(e))
+            self.shutdown()
+            return 2
+        while not self.stop_event.wait(0.5):
+            if self.reload_event.is_set():
+                self.reload_event.clear()
+                self.reload()
+        self.shutdown()
+        return 0
+
+
+def _bootstrap(config: Config, store: StateStore | None, sleep: Callable[[float], None]) -> Runtime:
+    from snapworker.bootstrap import bootstrap
+
+    return bootstrap(config, store=store, sleep=sleep)
+
+
+def _sqs_client(config: Config) -> Any:
+    """An SQS client from the standard chain (AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SQS are
+    honoured by boto3; ``aws.endpoint_url`` is Redshift's and is not used for SQS)."""
+    import boto3
+
+    session = boto3.session.Session(profile_name=config.aws.profile, region_name=config.aws.region)
+    return session.client("sqs")
