@@ -1,0 +1,235 @@
+"""Holds, explain and the drift record, in process (no subprocess, no moto): what
+``hold``/``release`` refuse and change, what ``explain`` says for the cases the end-to-end
+tests do not reach, and how ``latest_drift`` picks the run whose view ``status`` shows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snapworker.core.explain import UnknownSnapshot, explain
+from snapworker.core.model import GrantRecord, Inventory, OwnedRecord, Snapshot, State
+from snapworker.holds import HoldRefused, find_target, hold, release
+from snapworker.store.repository import DriftItem, StateStore, open_store
+from tests import factories
+from tests.factories import NOW, days_ago
+
+ACC = "111122223333"
+OTHER = "444455556666"
+
+
+def estate(*snaps: Snapshot) -> Inventory:
+    return factories.inventory([factories.cluster("prod-a")], snaps)
+
+
+def copy_of(age: float, policy: str = "prod-nightly", **extra: str) -> Snapshot:
+    src = factories.automated("prod-a", days_ago(age))
+    return factories.owned_copy(policy, src, [], extra_tags=extra, copy_time=days_ago(age))
+
+
+# -------------------------------------------------------------------------- find_target
+
+
+def test_find_target_refuses_unknown_automated_unowned_and_orphaned_snapshots() -> None:
+    pol = factories.policy()
+    auto = factories.automated("prod-a", days_ago(1))
+    lookalike = factories.unowned(copy_of(1).id.replace("sw-", "sw-x"), "prod-a", days_ago(1))
+    orphan = copy_of(2, policy="retired")
+    inv = estate(auto, lookalike, orphan)
+    cases = {
+        "nope": "no snapshot 'nope'",
+        auto.id: "is an automated snapshot",
+        lookalike.id: "is not owned by snapworker",
+        orphan.id: "owned by policy 'retired', which the config does not have",
+    }
+    for sid, message in cases.items():
+        with pytest.raises(HoldRefused, match=message.replace("(", r"\(")):
+            find_target(sid, [pol], inv, State(), None)
+
+
+def test_find_target_uses_the_owning_policys_hold_tag() -> None:
+    a = factories.policy("prod-nightly")
+    b = factories.policy("prod-legal", hold_tag="legal-hold")
+    snap = copy_of(1, policy="prod-legal")
+    target = find_target(snap.id, [a, b], estate(snap), State(), None)
+    assert (target.policy.name, target.tag, target.current_reason) == (
+        "prod-legal",
+        "legal-hold",
+        None,
+    )
+
+
+# ---------------------------------------------------------------- hold / release, faked AWS
+
+
+@dataclass
+class FakeGateway:
+    snaps: dict[str, Snapshot]
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def list_clusters(self) -> dict[str, Any]:
+        return {"prod-a": factories.cluster("prod-a")}
+
+    def list_snapshots(self) -> dict[str, Snapshot]:
+        return self.snaps
+
+    def account_id(self) -> str | None:
+        return None
+
+    def tag_snapshot(self, sid: str, cluster: str, owner: str | None, tags: dict[str, str]) -> None:
+        self.calls.append(("CreateTags", sid, tags))
+
+    def untag_snapshot(self, sid: str, cluster: str, owner: str | None, keys: list[str]) -> None:
+        self.calls.append(("DeleteTags", sid, keys))
+
+    def set_retention(self, sid: str, days: int) -> None:
+        self.calls.append(("ModifyClusterSnapshot", sid, days))
+
+
+class FakeRuntime:
+    """What ``hold``/``release`` use of a Runtime: config, gateway, store, log, clock."""
+
+    def __init__(self, config: Any, gateway: FakeGateway) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.store = type("S", (), {"load_state": staticmethod(lambda: State())})()
+        self.log = type("L", (), {"info": staticmethod(lambda *a, **k: None)})()
+
+    def clock(self) -> datetime:
+        return NOW
+
+
+def runtime(*snaps: Snapshot, **policy: Any) -> FakeRuntime:
+    cfg = type("C", (), {"policies": [factories.policy(**policy)]})()
+    return FakeRuntime(cfg, FakeGateway({s.id: s for s in snaps}))
+
+
+def test_hold_and_release_change_only_what_they_must() -> None:
+    free, held = copy_of(1), copy_of(2, **{"snapworker:hold": "case 7"})
+    rt = runtime(free, held)
+    assert hold(rt, free.id, "  case 9 ").startswith(f"held {free.id}")
+    assert "already held" in hold(rt, held.id, "case 7")
+    assert "(was: case 7)" in hold(rt, held.id, "case 8")
+    assert "is not held" in release(rt, free.id)
+    assert release(rt, held.id).startswith(f"released {held.id}")
+    assert rt.gateway.calls == [
+        ("CreateTags", free.id, {"snapworker:hold": "case 9"}),
+        ("CreateTags", held.id, {"snapworker:hold": "case 8"}),
+        ("DeleteTags", held.id, ["snapworker:hold"]),
+    ]
+
+
+@pytest.mark.parametrize(("reason", "message"), [("", "must not be empty"), ("x" * 257, "256")])
+def test_a_bad_reason_is_refused_before_any_aws_call(reason: str, message: str) -> None:
+    rt = runtime(copy_of(1))
+    with pytest.raises(HoldRefused, match=message):
+        hold(rt, copy_of(1).id, reason)
+    assert rt.gateway.calls == []
+
+
+def test_fail_safe_period_is_suspended_while_held_and_restored_only_if_not_passed() -> None:
+    young = copy_of(3, **{"snapworker:hold": "audit"})
+    old = copy_of(40, **{"snapworker:hold": "audit"})
+    rt = runtime(young, old, retention={"keep_last": 3, "fail_safe_days": 30})
+    assert "set to -1" in hold(rt, young.id, "audit")
+    assert "restored: ManualSnapshotRetentionPeriod 30 days" in release(rt, young.id)
+    text = release(rt, old.id)
+    assert "left indefinite" in text and "40 days old" in text
+    assert rt.gateway.calls == [
+        ("ModifyClusterSnapshot", young.id, -1),
+        ("DeleteTags", young.id, ["snapworker:hold"]),
+        ("ModifyClusterSnapshot", young.id, 30),
+        ("DeleteTags", old.id, ["snapworker:hold"]),
+    ]
+
+
+# ------------------------------------------------------------------------------- explain
+
+
+def test_explain_names_who_stands_for_a_bucket_and_what_a_hold_blocks() -> None:
+    pol = factories.policy(
+        retention={"keep_daily": 2, "keep_monthly": 1},
+        share={"accounts": [ACC], "unshare_after": "1d"},
+    )
+    morning, evening = days_ago(3.4), days_ago(3.1)  # the same UTC day
+    snaps = [copy_of(0.5)]
+    for t in (morning, evening):
+        src = factories.automated("prod-a", t)
+        snaps.append(factories.owned_copy(pol.name, src, copy_time=t))
+    old = copy_of(50, **{"snapworker:hold": "legal"})
+    old = Snapshot(old.id, old.cluster, "manual", "available", old.create_time, old.tags, (OTHER,))
+    inv = estate(*snaps, old)
+    grant = GrantRecord(old.id, ACC, days_ago(49), days_ago(48))
+    e = explain(snaps[1].id, [pol], inv, State(grants=(grant,)), NOW)
+    assert e.owned and e.proof == "tags"
+    rules = {r.rule: (r.keeps, r.why) for r in e.rules}
+    assert rules["keep_daily 2"] == (
+        False,
+        f"{snaps[2].id} is the newest of day {evening:%Y-%m-%d} and stands for it",
+    )
+    assert rules["keep_monthly 1"][0] is False
+    assert e.outcome == "delete"
+
+    e = explain(old.id, [pol], inv, State(grants=(grant,)), NOW)
+    assert e.hold_reason == "legal" and e.outcome.startswith("held")
+    assert [(r.rule, r.keeps) for r in e.rules] == [
+        ("keep_daily 2", False),
+        ("keep_monthly 1", False),
+    ]
+    assert "is older than the 2 newest days with a snapshot" in e.rules[0].why
+    by_account = {g.account: g.status for g in e.grants}
+    assert by_account[ACC].startswith("revoked at ") and "not made again" in by_account[ACC]
+    assert (
+        by_account[OTHER].startswith("drift: ")
+        and "held: snapworker revokes nothing" in (by_account[OTHER])
+    )
+    assert e.actions == ()
+
+
+def test_explain_an_unknown_snapshot_says_what_the_state_db_knows() -> None:
+    pol = factories.policy()
+    gone = OwnedRecord("sw-gone", pol.name, "prod-a", "copy", days_ago(60), deleted_at=days_ago(5))
+    with pytest.raises(UnknownSnapshot, match="snapworker deleted it at"):
+        explain("sw-gone", [pol], estate(), State(owned={"sw-gone": gone}), NOW)
+
+
+# ------------------------------------------------------------------------ drift records
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StateStore]:
+    s = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    yield s
+    s.close()
+
+
+def test_latest_drift_is_the_view_of_the_newest_run_that_got_past_planning(
+    store: StateStore,
+) -> None:
+    t = datetime(2026, 11, 1, tzinfo=UTC)
+    assert store.latest_drift() is None
+    item = DriftItem("p", "c", "snap-1", OTHER, revoked=False)
+
+    first = store.begin_run("run", 1, t)
+    assert store.record_drift(first, [item], t) == 1
+    store.finish_run(first, "ok", 0, 0, {}, None, t)
+    seen = store.latest_drift()
+    assert seen is not None and (seen.run_id, seen.items) == (first, (item,))
+
+    broken = store.begin_run("run", 1, t + timedelta(hours=1))  # raised before planning
+    store.finish_run(broken, "failed", 0, 0, {}, "AwsError: throttled", t + timedelta(hours=1))
+    dry = store.begin_run("plan", 1, t + timedelta(hours=2))
+    store.finish_run(dry, "ok", 0, 0, {}, None, t + timedelta(hours=2))
+    running = store.begin_run("run", 1, t + timedelta(hours=3))
+    seen = store.latest_drift()
+    assert seen is not None and seen.run_id == first
+
+    assert store.record_drift(running, [], t) == 0
+    store.finish_run(running, "failed", 0, 1, {}, None, t + timedelta(hours=3))  # an action failed
+    seen = store.latest_drift()
+    assert seen is not None and (seen.run_id, seen.items) == (running, ())
