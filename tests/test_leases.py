@@ -1,0 +1,97 @@
+"""One worker at a time per policy: the lease in the state DB, its expiry, its loss, and a
+tick that skips a policy another process holds (and a dry run that takes no lease)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snapworker.lease import PolicyLeases, lease_name
+from snapworker.store.repository import StateStore, open_store
+from tests.test_daemon import CONFIG, automated, aws, make_cluster, write_config  # noqa: F401
+
+T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+TTL = timedelta(minutes=2)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StateStore]:
+    s = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    yield s
+    s.close()
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_a_held_lease_is_refused_until_it_expires(store: StateStore) -> None:
+    a = PolicyLeases(store, "host-a:1:aa", TTL, Clock(T0))
+    assert a.acquire(["p1", "p2"]) == (["p1", "p2"], [])
+    b_clock = Clock(T0 + TTL / 2)
+    b = PolicyLeases(store, "host-b:2:bb", TTL, b_clock)
+    assert b.acquire(["p1", "p3"]) == (["p3"], ["p1"])
+    b.release()
+    # host-a crashes (no release, no renewal): after the TTL its leases are taken over
+    b_clock.now = T0 + TTL + timedelta(seconds=1)
+    assert b.acquire(["p1"]) == (["p1"], [])
+    b.release()
+
+
+def test_renewal_keeps_a_lease_and_a_lost_one_is_noticed(store: StateStore) -> None:
+    clock = Clock(T0)
+    a = PolicyLeases(store, "host-a:1:aa", TTL, clock)
+    assert a.acquire(["p1"]) == (["p1"], [])
+    clock.now = T0 + TTL * 0.9
+    a.renew()  # what the heartbeat thread does every TTL/3
+    thief = Clock(T0 + TTL * 1.5)  # past the first expiry, not past the renewed one
+    assert not store.acquire_lease(lease_name("p1"), "host-b:2:bb", TTL, thief())
+    assert not a.any_lost
+    # a was suspended longer than the TTL: b takes over, and a's next renewal sees it
+    thief.now = T0 + TTL * 3
+    assert store.acquire_lease(lease_name("p1"), "host-b:2:bb", TTL, thief())
+    a.renew()
+    assert a.any_lost
+    a.release()  # releases nothing of b's
+    assert not store.acquire_lease(lease_name("p1"), "host-c:3:cc", TTL, thief())
+
+
+def test_a_tick_skips_a_leased_policy_and_plans_without_a_lease(aws: Any, tmp_path: Path) -> None:  # noqa: F811
+    from snapworker.aws import moto_ext
+    from snapworker.bootstrap import bootstrap
+    from snapworker.config import load_config
+    from snapworker.engine import tick
+
+    cfg = load_config(write_config(tmp_path))
+    rt = bootstrap(cfg, client=aws)
+    make_cluster(aws, "prod-a")
+    automated("prod-a", 1)
+    now = datetime.now(UTC)
+    assert rt.store.acquire_lease(lease_name("prod-nightly"), "daemon-x", TTL, now)
+
+    result = tick(rt, ["prod-nightly"])
+    assert result.skipped == ["prod-nightly"]
+    assert result.outcomes == [] and result.exit_code == 1
+    assert "CopyClusterSnapshot" not in moto_ext.call_counts()
+    assert rt.store.recent_runs() == []  # nothing was worked on
+
+    dry = tick(rt, ["prod-nightly"], dry_run=True)  # plan takes no lease
+    assert [a.kind for a in dry.plan.actions] == ["copy"]
+
+    both = tick(rt)  # the other policy is free: it runs; the leased one is skipped
+    assert both.skipped == ["prod-nightly"]
+
+    rt.store.release_lease(lease_name("prod-nightly"), "daemon-x")
+    done = tick(rt, ["prod-nightly"])
+    assert [o.outcome for o in done.outcomes] == ["copied"] and done.exit_code == 0
+    # the tick released its lease: another holder can take it at once
+    assert rt.store.acquire_lease(lease_name("prod-nightly"), "run-y", TTL, datetime.now(UTC))
+    rt.store.close()
