@@ -19,6 +19,7 @@ Ownership decides what the worker may ever change, so it is strict:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,6 +77,13 @@ def ownership_tags(rec: OwnedRecord) -> dict[str, str]:
     return tags
 
 
+# The id checks below are pure functions of the tags; a tick runs them over every owned
+# snapshot more than once (adoption, then planning, then the delete guards), and the daemon
+# once per tick: memoised, so only the first pass pays for the hashing (bounded memory).
+_copy_id = functools.lru_cache(maxsize=1 << 17)(ids.copy_snapshot_id)
+_create_id = functools.lru_cache(maxsize=1 << 16)(ids.create_snapshot_id)
+
+
 def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
     tags = snap.tags
     policy = tags.get(TAG_POLICY)
@@ -84,7 +92,7 @@ def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
     kind = tags.get(TAG_KIND)
     if kind == "copy":
         source = tags.get(TAG_SOURCE)
-        if not source or ids.copy_snapshot_id(policy, snap.cluster, source) != snap.id:
+        if not source or _copy_id(policy, snap.cluster, source) != snap.id:
             return None
         data_time = parse_utc(tags.get(TAG_SOURCE_TIME))
         if data_time is None and db is not None and db.policy == policy:
@@ -95,7 +103,7 @@ def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
         )
     if kind == "create":
         fire = parse_utc(tags.get(TAG_FIRE_TIME))
-        if fire is None or ids.create_snapshot_id(policy, snap.cluster, fire) != snap.id:
+        if fire is None or _create_id(policy, snap.cluster, fire) != snap.id:
             return None
         return OwnedRecord(
             snap.id, policy, snap.cluster, "create", snap.create_time, fire_time=fire

@@ -269,9 +269,9 @@ def _detect(
         else None
     )
     for cluster in selected:
-        cands = [Candidate(o.snap.id, o.data_time) for o in by_cluster.get(cluster.id, [])]
         if policy.copy_automated:
-            events.extend(_copies(policy, cluster, inv, idx, cands, owned_ids, rules, now, notes))
+            mine = by_cluster.get(cluster.id, [])
+            events.extend(_copies(policy, cluster, inv, idx, mine, owned_ids, rules, now, notes))
         if fire is not None:
             events.extend(_creates(policy, cluster, inv, idx, owned_ids, fire, notes))
 
@@ -323,7 +323,7 @@ def _copies(
     cluster: Cluster,
     inv: Inventory,
     idx: _Index,
-    cands: list[Candidate],
+    mine: list[_Owned],
     owned_ids: set[str],
     rules: RetentionRules,
     now: datetime,
@@ -358,7 +358,10 @@ def _copies(
     verdicts = {
         v.id: v
         for v in evaluate(
-            [*cands, *(Candidate(t, s.create_time) for s, t in sources)],
+            [
+                *(Candidate(o.snap.id, o.data_time) for o in mine),
+                *(Candidate(t, s.create_time) for s, t in sources),
+            ],
             rules,
             now,
             only={t for _, t in sources},
@@ -496,8 +499,15 @@ def _grants(policy: Policy, o: _Owned, idx: _Index, now: datetime) -> list[Event
                         format_duration(after),
                     )
                 )
-        elif after is not None and grant is not None and grant.revoked_at is not None:
-            continue  # lapsed under unshare_after: not made again
+        elif (
+            after is not None
+            and grant is not None
+            and (grant.revoked_at is not None or grant.granted_at + after <= now)
+        ):
+            # Lapsed under unshare_after: not made again. That includes a grant already past
+            # its time that someone revoked outside snapworker (still open in the state DB):
+            # sharing it again would only be revoked by the next tick.
+            continue
         else:
             out.append(SnapshotNeedsShare(policy.name, snap.cluster, snap.id, account))
     for account in snap.accounts:
