@@ -100,15 +100,23 @@ class CronFireTrigger(BaseTrigger):
         return f"<CronFireTrigger ({self.schedule!r}, timezone={self.timezone!r})>"
 
 
+CALLS_PER_ACTION = 2
+"""An action in flight makes at most two AWS calls once started: a copy then its CreateTags,
+or a delete's guard re-read then the delete."""
+STATE_DB_SLACK = 15.0
+"""The journal writes after the call (each waits at most the SQLite busy timeout, 5 s)."""
+
+
 def stop_bound_seconds(config: Config) -> float:
-    """The longest a graceful stop can take: the AWS call in flight with botocore's own
-    attempts (each up to connect + read timeout, with its backoff between them), plus the
-    SQS long poll. snapworker's own retry waits are cut short by a stop."""
+    """The longest a graceful stop can take: the action in flight, i.e. its AWS calls each
+    with botocore's own attempts (each up to connect + read timeout, with botocore's backoff
+    between them), its journal writes, plus the SQS long poll. snapworker's own retry waits
+    are cut short by a stop, so they do not count."""
     aws = config.aws
     per_attempt = aws.connect_timeout_seconds + aws.read_timeout_seconds
     call = aws.max_attempts * per_attempt + (aws.max_attempts - 1) * BOTOCORE_MAX_BACKOFF
     sqs = SQS_WAIT_SECONDS if config.daemon.sqs_queue_url else 0
-    return call + sqs
+    return CALLS_PER_ACTION * call + STATE_DB_SLACK + sqs
 
 
 def policies_for_cluster(config: Config, cluster: str | None) -> list[str]:

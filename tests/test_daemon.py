@@ -278,7 +278,14 @@ def test_a_stop_cuts_a_retry_backoff_short(daemon: Daemon) -> None:
 def test_stop_bound_is_one_call_with_botocore_attempts(daemon: Daemon) -> None:
     aws = daemon.config.aws
     per_call = aws.max_attempts * (aws.connect_timeout_seconds + aws.read_timeout_seconds)
-    assert stop_bound_seconds(daemon.config) == per_call + (aws.max_attempts - 1) * 20
+    per_call += (aws.max_attempts - 1) * 20  # botocore's backoff between its attempts
+    assert stop_bound_seconds(daemon.config) == 2 * per_call + 15
+
+
+def test_stop_bound_with_the_default_settings(tmp_path: Path) -> None:
+    text = "aws:\n  region: us-east-1\npolicies:\n  - name: p\n"
+    cfg = load_config(write_config(tmp_path, text))
+    assert stop_bound_seconds(cfg) == 515  # 2 x (3 x (10 + 60) + 2 x 20) + 15: the README's
 
 
 # --- events ---
