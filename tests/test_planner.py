@@ -406,3 +406,27 @@ def test_plan_is_deterministic_and_json_shaped_by_kind():
         assert (a.source is not None) == (a.kind == "copy")
         assert (a.account is not None) == (a.kind in ("share", "revoke"))
     assert all(TAG_POLICY not in a.snapshot for a in p1.actions)
+
+
+# -- regressions found by tests/test_properties.py ---------------------------------------
+
+
+def test_unshare_after_does_not_reshare_a_lapsed_grant_someone_revoked_outside():
+    # The state DB still holds the grant open (it was revoked outside snapworker) and its
+    # time is up: sharing it again would only be revoked by the next tick.
+    _, copies = _estate([1], accounts=())
+    pol = policy(copy_automated=False, share={"accounts": [ACC], "unshare_after": "1d"})
+    lapsed = GrantRecord(copies[0].id, ACC, NOW - timedelta(days=1))
+    inv = inventory([cluster("prod-a")], copies)
+    assert plan([pol], inv, State(grants=(lapsed,)), NOW).actions == ()
+    fresh = GrantRecord(copies[0].id, ACC, NOW - timedelta(hours=23))
+    assert kinds(plan([pol], inv, State(grants=(fresh,)), NOW)) == [("share", copies[0].id, ACC)]
+
+
+def test_notes_on_snapshots_of_a_removed_policy_do_not_depend_on_inventory_order():
+    _, copies = _estate([1, 2, 3], accounts=())
+    other = policy("other", copy_automated=False)
+    p1 = plan([other], inventory([cluster("prod-a")], copies), EMPTY, NOW)
+    p2 = plan([other], inventory([cluster("prod-a")], reversed(copies)), EMPTY, NOW)
+    assert [n.snapshot for n in p1.notes if n.snapshot] == sorted(c.id for c in copies)
+    assert p1 == p2
