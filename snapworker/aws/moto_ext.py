@@ -56,8 +56,22 @@ ModifyClusterSnapshot
     unless ``Force`` is true, which deletes the snapshot at once, as documented. AWS lists
     "other accounts are authorized" under ``InvalidClusterSnapshotState`` for this call too;
     that generic wording is not enforced here (an assumption).
+DescribeClusters (paged)
+    moto's answer, ordered by ``ClusterIdentifier`` and paged by ``MaxRecords`` (20..100,
+    default 100) and an opaque ``Marker``, so that a run's DescribeClusters calls can be
+    counted against ceil(clusters / 100).
 RestoreFromClusterSnapshot
-    Refused with ``InvalidClusterSnapshotState`` unless the snapshot is ``available``.
+    Refused with ``InvalidClusterSnapshotState`` unless the snapshot is ``available``; a
+    ``ClusterIdentifier`` breaking AWS's rules (1..63 lowercase letters, digits, hyphens; first
+    a letter; no ``--``, no trailing hyphen) -> ``InvalidParameterValue``. The API takes no
+    tags, so the new cluster starts untagged (moto copied the snapshot's tags). It is
+    ``creating`` for the next *n* DescribeClusters calls (:func:`set_restore_polls`, default
+    1), then ``available``.
+GetClusterCredentials
+    As moto's (``IAM:``/``IAMA:`` prefix, DurationSeconds 900..3600), plus
+    ``InvalidClusterState`` for a cluster that is not ``available``. Every password issued is
+    remembered (:func:`issued_passwords`, :func:`reset_issued_passwords`) so that tests can
+    search logs, reports and the state DB for it.
 Backend fix
     ``RedshiftBackend.describe_cluster_snapshots`` filters exactly (moto returned every snapshot
     for a cluster without snapshots, so DeleteCluster could drop *all* automated snapshots of
@@ -168,10 +182,13 @@ __all__ = [
     "get_creating_polls",
     "install",
     "is_installed",
+    "issued_passwords",
     "reset_call_counts",
+    "reset_issued_passwords",
     "set_cluster_status",
     "set_creating_polls",
     "set_fault_plan",
+    "set_restore_polls",
     "set_snapshot_status",
     "settle_all",
     "uninstall",
@@ -194,6 +211,10 @@ _ACCOUNTS = "sw_accounts_with_restore_access"
 _POLLS_LEFT = "sw_creating_polls_left"
 _RETENTION = "manual_snapshot_retention_period"
 
+_CLUSTER_IDENTIFIER = re.compile(r"^(?=.{1,63}$)[a-z](?:[a-z0-9]|-(?!-))*(?<!-)$")
+_RESTORE_POLLS_LEFT = "sw_restore_polls_left"
+_ISSUED_PASSWORDS: list[str] = []
+_restore_polls = 1
 _LOCK = threading.RLock()  # serialises the extension's handlers (the server is threaded)
 _COUNT_LOCK = threading.Lock()
 _COUNTS: Counter[str] = Counter()
@@ -820,6 +841,41 @@ def _describe_cluster_snapshots(self: Any) -> ActionResult:
     return ActionResult(result)
 
 
+def _describe_clusters_paged(self: Any) -> ActionResult:
+    """DescribeClusters with MaxRecords/Marker paging (moto returns one page, always), by
+    ClusterIdentifier ascending; the marker is opaque, as on AWS. A listing's first page
+    (no marker) also advances restored clusters (:func:`_describe_clusters`), once per listing
+    whatever its number of pages."""
+    max_records = _int_param(self, "MaxRecords")
+    if max_records is None:
+        max_records = MAX_RECORDS_DEFAULT
+    if not MAX_RECORDS_MIN <= max_records <= MAX_RECORDS_MAX:
+        raise _invalid(
+            f"MaxRecords must be between {MAX_RECORDS_MIN} and {MAX_RECORDS_MAX}: {max_records}"
+        )
+    marker = _param(self, "Marker")
+    after: str | None = None
+    if marker:
+        try:
+            padded = str(marker) + "=" * (-len(str(marker)) % 4)
+            after = base64.urlsafe_b64decode(padded.encode()).decode()
+        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+            raise _invalid(f"Invalid marker: {marker}") from exc
+    if after is None:
+        result = _describe_clusters(self)
+    else:
+        result = _originals[(_response_cls(), "describe_clusters")](self)
+    clusters = sorted(result.result["Clusters"], key=lambda c: c.cluster_identifier)  # type: ignore[index]
+    if after is not None:
+        clusters = [c for c in clusters if c.cluster_identifier > after]
+    page, rest = clusters[:max_records], clusters[max_records:]
+    out: dict[str, Any] = {"Clusters": page}
+    if rest:
+        last = page[-1].cluster_identifier
+        out["Marker"] = base64.urlsafe_b64encode(last.encode()).decode().rstrip("=")
+    return ActionResult(out)
+
+
 def _restore_from_cluster_snapshot(self: Any) -> ActionResult:
     """RestoreFromClusterSnapshot: refused unless the snapshot is available."""
     be = self.redshift_backend
@@ -831,9 +887,83 @@ def _restore_from_cluster_snapshot(self: Any) -> ActionResult:
             f"Snapshot {sid} is in state {snap.status}; only an available snapshot can be "
             "restored.",
         )
+    cluster_id = str(_param(self, "ClusterIdentifier", ""))
+    if not _CLUSTER_IDENTIFIER.match(cluster_id):
+        raise RedshiftFault(
+            "InvalidParameterValue",
+            "ClusterIdentifier must contain from 1 to 63 lowercase alphanumeric characters or "
+            "hyphens, begin with a letter, and cannot end with a hyphen or contain two "
+            f"consecutive hyphens: {cluster_id!r}",
+        )
     original = _originals[(_response_cls(), "restore_from_cluster_snapshot")]
     result: ActionResult = original(self)
+    cluster = be.clusters.get(cluster_id)
+    if cluster is not None:
+        # RestoreFromClusterSnapshot takes no Tags: the new cluster starts untagged (moto
+        # copied the snapshot's tags), then is `creating` until the restore completes.
+        cluster.tags = []
+        setattr(cluster, _RESTORE_POLLS_LEFT, _restore_polls)
+        cluster.status = "creating" if _restore_polls > 0 else "available"
     return result
+
+
+def _describe_clusters(self: Any) -> ActionResult:
+    """DescribeClusters: as moto's, plus a restored cluster's ``creating`` -> ``available``
+    (see :func:`set_restore_polls`)."""
+    be = self.redshift_backend
+    for cluster in be.clusters.values():
+        if cluster.status != "creating" or not hasattr(cluster, _RESTORE_POLLS_LEFT):
+            continue
+        left = int(getattr(cluster, _RESTORE_POLLS_LEFT))
+        if left <= 0:
+            cluster.status = "available"
+        else:
+            setattr(cluster, _RESTORE_POLLS_LEFT, left - 1)
+    original = _originals[(_response_cls(), "describe_clusters")]
+    result: ActionResult = original(self)
+    return result
+
+
+def _get_cluster_credentials(self: Any) -> ActionResult:
+    """GetClusterCredentials: as moto's (IAM:/IAMA: prefix, DurationSeconds 900..3600), plus
+    AWS's refusal on a cluster that is not ``available``; remembers each password issued
+    (:func:`issued_passwords`) so tests can prove it never leaks."""
+    be = self.redshift_backend
+    cluster_id = str(_param(self, "ClusterIdentifier", ""))
+    cluster = be.clusters.get(cluster_id)
+    if cluster is not None and cluster.status != "available":
+        raise RedshiftFault(
+            "InvalidClusterState",
+            f"The cluster {cluster_id} is in state {cluster.status}; credentials can only be "
+            "issued for an available cluster.",
+        )
+    original = _originals[(_response_cls(), "get_cluster_credentials")]
+    result: ActionResult = original(self)
+    data = result.result if isinstance(result, ActionResult) else None
+    password = data.get("DbPassword") if isinstance(data, dict) else None
+    if isinstance(password, str):
+        with _COUNT_LOCK:
+            _ISSUED_PASSWORDS.append(password)
+    return result
+
+
+def set_restore_polls(n: int) -> None:
+    """A restored cluster stays ``creating`` for the next *n* DescribeClusters calls."""
+    global _restore_polls
+    if n < 0:
+        raise ValueError("restore polls must be >= 0")
+    _restore_polls = int(n)
+
+
+def issued_passwords() -> list[str]:
+    """Every DbPassword GetClusterCredentials returned since the last reset (for tests)."""
+    with _COUNT_LOCK:
+        return list(_ISSUED_PASSWORDS)
+
+
+def reset_issued_passwords() -> None:
+    with _COUNT_LOCK:
+        _ISSUED_PASSWORDS.clear()
 
 
 def _fixed_backend_describe(
@@ -878,6 +1008,8 @@ _RESPONSE_METHODS: dict[str, Callable[[Any], ActionResult]] = {
     "modify_cluster_snapshot": _modify_cluster_snapshot,
     "describe_cluster_snapshots": _describe_cluster_snapshots,
     "restore_from_cluster_snapshot": _restore_from_cluster_snapshot,
+    "describe_clusters": _describe_clusters_paged,
+    "get_cluster_credentials": _get_cluster_credentials,
 }
 
 _MISSING = object()
@@ -1069,12 +1201,12 @@ def clear_faults() -> None:
         _FAULTS.timeouts = 0
 
 
-def fault_report(reset_requests: bool = False) -> dict[str, Any]:
+def fault_report(reset: bool = False) -> dict[str, Any]:
     """The plan, faults injected by kind, and Redshift requests by (operation, target).
 
     ``requests`` is a list of ``[operation, target, count]``, the target naming the snapshot
-    (and account, or listing page) so that one entry is one action's call. With
-    *reset_requests* the request counts restart from zero (per-run figures).
+    (and account, or listing page) so that one entry is one action's call. With *reset* the
+    fault and request counts restart from zero (per-run figures); the plan stays armed.
     """
     with _FAULTS.lock:
         report = {
@@ -1082,8 +1214,9 @@ def fault_report(reset_requests: bool = False) -> dict[str, Any]:
             "injected": dict(sorted(_FAULTS.injected.items())),
             "requests": [[op, target, n] for (op, target), n in sorted(_FAULTS.requests.items())],
         }
-        if reset_requests:
+        if reset:
             _FAULTS.requests.clear()
+            _FAULTS.injected.clear()
         return report
 
 
