@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     mean_tick = statistics.mean(times)
     print(
         f"inventory: {args.clusters} clusters, {n_snaps} snapshots "
-        f"({args.snapshots} automated + their copies); {args.ticks} reconcile ticks"
+        f"({n_snaps // 2} automated + their copies); {args.ticks} reconcile ticks"
     )
     print("RSS (MiB) by tick: " + ", ".join(f"{i}: {m:.1f}" for i, m in checkpoints))
     print(f"RSS start {start_rss:.1f} MiB, end {end_rss:.1f} MiB, ratio {end_rss / start_rss:.3f}")

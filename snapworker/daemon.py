@@ -376,6 +376,7 @@ class Daemon:
 
         if self.config_path is None:
             self.log.error("config reload: no config file to read")
+            self.metrics.reload("refused")
             return False
         try:
             new = load_config(self.config_path)
@@ -385,6 +386,7 @@ class Daemon:
                 file=str(self.config_path),
                 problems=[str(p) for p in e.problems],
             )
+            self.metrics.reload("refused")
             return False
         if not self._lock_tick():
             return False
@@ -394,6 +396,7 @@ class Daemon:
                 rt = self._factory(new, self.rt.store if same_db else None, self._sleep)
             except Exception as e:
                 self.log.error("config reload refused; keeping the running config", error=str(e))
+                self.metrics.reload("refused")
                 return False
             old = self.rt
             self.rt, self.config = rt, new
@@ -403,6 +406,7 @@ class Daemon:
             self.install_jobs()
         finally:
             self.tick_lock.release()
+        self.metrics.reload("ok")
         self.log.info("config reloaded", policies=[p.name for p in new.policies])
         return True
 

@@ -54,6 +54,7 @@ class Metrics:
         self.ticks: Counter[str] = Counter()  # ok / error / skipped
         self.messages: Counter[str] = Counter()  # ok / bad / error
         self.skipped: Counter[str] = Counter()  # policy
+        self.reloads: Counter[str] = Counter()  # ok / refused
         self.tick_seconds_sum = 0.0
         self.tick_seconds_count = 0
         self.last_tick_seconds = 0.0
@@ -90,6 +91,10 @@ class Metrics:
     def message(self, outcome: str) -> None:
         with self._lock:
             self.messages[outcome] += 1
+
+    def reload(self, result: str) -> None:
+        with self._lock:
+            self.reloads[result] += 1
 
     def last_success_age(self) -> float | None:
         with self._lock:
@@ -148,6 +153,12 @@ class Metrics:
                 "counter",
                 "SQS messages, by outcome (ok, bad, error).",
                 [({"outcome": o}, n) for o, n in sorted(self.messages.items())],
+            )
+            family(
+                "snapworker_config_reloads_total",
+                "counter",
+                "Config reloads on SIGHUP, by result (ok; refused: the running config kept).",
+                [({"result": r}, n) for r, n in sorted(self.reloads.items())],
             )
             family(
                 "snapworker_tick_duration_seconds",

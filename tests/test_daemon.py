@@ -337,6 +337,7 @@ def test_reload_keeps_the_running_config_when_the_new_one_is_bad(
     assert set(jobs) == {"reconcile", "create:daily", "prune"}
     assert [p.name for p in daemon.config.policies] == ["prod-nightly", "daily"]
     assert daemon.rt.config is daemon.config
+    assert daemon.metrics.reloads == {"refused": 1, "ok": 1}
 
 
 def test_prune_deletes_history_older_than_history_days(

@@ -211,9 +211,24 @@ def test_sqs_message_triggers_a_reconcile_and_a_bad_one_does_not_stop_it(sandbox
         _, metrics = get(port, "/metrics")
         assert 'snapworker_queue_messages_total{outcome="bad"} 2' in metrics
         assert 'snapworker_queue_messages_total{outcome="ok"} 1' in metrics
+
+        # SIGHUP with a broken config: refused, the running one kept; then a good one
+        good = box.config.read_text()
+        box.config.write_text(good.replace("keep_last: 3", "keep_last: many"))
+        proc.send_signal(signal.SIGHUP)
+        refused = 'snapworker_config_reloads_total{result="refused"} 1'
+        wait_for("the reload refused", lambda: refused in get(port, "/metrics")[1])
+        assert proc.poll() is None
+        runs_before = finished_runs(box)
+        box.config.write_text(good)
+        proc.send_signal(signal.SIGHUP)
+        reloaded = 'snapworker_config_reloads_total{result="ok"} 1'
+        wait_for("the reload", lambda: reloaded in get(port, "/metrics")[1])
+        wait_for("a reconcile after the reload", lambda: finished_runs(box) > runs_before)
         code, err = stop(proc)
     assert code == 0, err
     assert "bad queue message" in err
+    assert "config reload refused" in err and "keep_last" in err
     no_double_action(box)
 
 
