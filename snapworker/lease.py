@@ -73,11 +73,16 @@ class PolicyLeases:
         """Take the lease of each policy; returns (acquired, skipped because held elsewhere)."""
         acquired: list[str] = []
         skipped: list[str] = []
-        for name in policies:
-            if self.store.acquire_lease(lease_name(name), self.holder, self.ttl, self.clock()):
-                acquired.append(name)
-            else:
-                skipped.append(name)
+        try:
+            for name in policies:
+                if self.store.acquire_lease(lease_name(name), self.holder, self.ttl, self.clock()):
+                    acquired.append(name)
+                else:
+                    skipped.append(name)
+        except BaseException:
+            self.held = acquired  # give back what we took before the state DB failed us
+            self.release()
+            raise
         self.held = acquired
         if acquired:
             self._thread = threading.Thread(
