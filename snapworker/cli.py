@@ -87,7 +87,13 @@ def _aws_guard(exc: BaseException) -> NoReturn:
     from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError
 
     from snapworker.aws.redshift import AwsError
+    from snapworker.store.repository import StateStoreError
 
+    if isinstance(exc, StateStoreError):
+        # Locked past the busy timeout, read-only, not a database...: the journal cannot be
+        # written, so no AWS mutation is attempted (each is journalled first). Exit 2, like
+        # a state DB that cannot be opened at all: the setup needs fixing, not the run.
+        fail(f"{exc}; stopped before changing anything in AWS that it could not journal", 2)
     if isinstance(exc, NoRegionError):
         fail("no AWS region: set aws.region in the config, or AWS_REGION", 2)
     if isinstance(exc, NoCredentialsError):
@@ -235,13 +241,42 @@ def _explain(
 
 
 @app.command()
-def validate(config: ConfigOpt = None) -> None:
-    """Check the config file; list every error with file, line, policy and field (exit 2)."""
+def validate(
+    config: ConfigOpt = None,
+    aws: Annotated[
+        bool,
+        typer.Option(
+            "--aws",
+            help="Also read the cluster list (DescribeClusters, read-only) and warn about each "
+            "policy that selects no cluster. Without it, validate makes no AWS call.",
+        ),
+    ] = False,
+) -> None:
+    """Check the config file; list every error with file, line, policy and field (exit 2).
+
+    A policy that selects no cluster is a warning (with --aws), not an error: clusters come
+    and go, and retention still applies to what the policy owns.
+    """
     cfg = load(config)
     from snapworker.config import resolve_config_path
 
     n = len(cfg.policies)
     typer.echo(f"{resolve_config_path(config)}: ok ({n} polic{'y' if n == 1 else 'ies'})")
+    if not aws:
+        return
+    from snapworker.aws.redshift import RedshiftGateway, make_client
+    from snapworker.core.planner import selects
+
+    try:
+        clusters = RedshiftGateway(make_client(cfg.aws), cfg.retry).list_clusters()
+    except Exception as e:
+        _aws_guard(e)
+    for p in cfg.policies:
+        chosen = [c for c in clusters.values() if selects(p, c)]
+        if not chosen:
+            typer.echo(f"warning: {p.name}: selects no cluster", err=True)
+        else:
+            typer.echo(f"{p.name}: selects {', '.join(sorted(c.id for c in chosen))}")
 
 
 @app.command()
@@ -405,6 +440,43 @@ def credentials(
             f"{chosen.verify.connect.duration_seconds} s",
             err=True,
         )
+
+
+@app.command("iam-policy")
+def iam_policy(
+    config: ConfigOpt = None,
+    policy: PolicyOpt = None,
+    account: Annotated[
+        str, typer.Option(help="AWS account id the policy is for (12 digits), or '*'.")
+    ] = "*",
+    region: Annotated[
+        str | None,
+        typer.Option(help="AWS region, or '*'. Default: aws.region of the config, else '*'."),
+    ] = None,
+) -> None:
+    """Print the least-privilege IAM policy (JSON) this config needs.
+
+    Only the actions the config's features use (no share accounts: no
+    AuthorizeSnapshotAccess; nothing that can expire: no DeleteClusterSnapshot; ...),
+    scoped to the snapshots the worker makes (sw-<policy>-*) where Redshift allows it.
+    """
+    import re
+
+    from snapworker.engine import UnknownPolicy, select_policies
+    from snapworker.permissions import iam_policy as build
+    from snapworker.permissions import render
+
+    cfg = load(config)
+    if account != "*" and re.fullmatch(r"[0-9]{12}", account) is None:
+        fail(f"--account: must be a 12-digit AWS account id or '*' (got {account!r})")
+    region_re = r"[a-z]{2}(-[a-z]+)+-[0-9]+"
+    if region is not None and region != "*" and not re.fullmatch(region_re, region):
+        fail(f"--region: must be an AWS region name like 'us-east-1' or '*' (got {region!r})")
+    try:
+        chosen = select_policies(cfg, policy)
+    except UnknownPolicy as e:
+        fail(str(e))
+    typer.echo(render(build(cfg, account=account, region=region, policies=chosen)))
 
 
 def main() -> None:
