@@ -390,6 +390,11 @@ class AwsConfig(_Model):
     """botocore's connect timeout per HTTP attempt."""
     read_timeout_seconds: Annotated[float, _in_range(0.1, 900)] = 60.0
     """botocore's read timeout per HTTP attempt: a call unanswered this long is retried."""
+    max_concurrency: Annotated[int, _in_range(1, 32)] = 4
+    """Clusters whose actions run at the same time (each cluster's actions stay in order)."""
+    max_calls_per_second: Annotated[float, _in_range(0.1, 100)] = 5.0
+    """Budget of mutating calls per second, shared by all threads; halved on throttling,
+    recovered additively (see ``snapworker.ratelimit``)."""
 
 
 class RetryConfig(_Model):

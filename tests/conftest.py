@@ -27,3 +27,20 @@ def sandbox(moto_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     box.write_config()
     yield box
     reset(moto_url)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures harnesses record with ``record_property("figure", line)`` (faults
+    injected, inputs refused, ...): under xdist a test's own prints are not shown, its
+    report's properties are."""
+    lines = [
+        value
+        for key in ("passed", "failed")
+        for report in terminalreporter.stats.get(key, [])
+        for name, value in getattr(report, "user_properties", [])
+        if name == "figure"
+    ]
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(str(line))

@@ -22,8 +22,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from snapworker import crashpoints
@@ -31,10 +32,14 @@ from snapworker.core.model import SUPPORT_ALIAS, Cluster, Snapshot, SnapshotType
 
 if TYPE_CHECKING:
     from snapworker.config import AwsConfig, RetryConfig
+    from snapworker.ratelimit import RateLimiter
 
 T = TypeVar("T")
 
 PAGE_SIZE = 100
+LOST_ANSWER_SKEW = timedelta(minutes=5)
+"""Clock difference tolerated between us and AWS when recognising a copy made by an attempt
+whose answer was lost (see ``RedshiftGateway._copy_made_by_lost_attempt``)."""
 
 THROTTLE_CODES = frozenset(
     {
@@ -107,10 +112,23 @@ class CallStats:
     attempts: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _label: threading.local = field(default_factory=threading.local, repr=False)
 
     def count(self, counter: Counter[str], op: str) -> None:
+        label = getattr(self._label, "value", None) if counter is self.calls else None
         with self._lock:
-            counter[op] += 1
+            counter[f"{op} {label}" if label else op] += 1
+
+    @contextmanager
+    def labelled(self, label: str) -> Iterator[None]:
+        """Count the calls made inside (this thread) as ``"<operation> <label>"``: the
+        safety re-read before a delete is a DescribeClusterSnapshots, but not a page of the
+        inventory, and the call floor counts the two apart."""
+        self._label.value = label
+        try:
+            yield
+        finally:
+            self._label.value = None
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -188,24 +206,68 @@ class RedshiftGateway:
         stats: CallStats | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_retry: Callable[[str, AwsError, int], None] | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.client = client
         self.retry_cfg = retry
         self.stats = stats or CallStats()
         self.sleep = sleep
         self.on_retry = on_retry
+        self.limiter = limiter
         self._account: str | None = None
+        self._account_lock = threading.Lock()
+        self._cluster_ids: set[str] = set()
+        self._owners: dict[str, str] = {}  # snapshot id -> OwnerAccount, from the listing
         self.region: str = client.meta.region_name
+        self._heard = threading.local()  # a throttle botocore retried, heard by the hook
+        events = getattr(client.meta, "events", None)
+        if limiter is not None and events is not None:
+            # Throttles that botocore absorbs itself never reach tenacity: hear them here.
+            events.register(
+                "needs-retry.redshift", self._on_botocore_retry, unique_id="snapworker-limiter"
+            )
 
     # -- errors and retries -------------------------------------------------------------
+
+    def _on_botocore_retry(self, response: Any = None, operation: Any = None, **_: Any) -> None:
+        if self.limiter is None or not response or getattr(operation, "name", "") not in MUTATIONS:
+            return
+        parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else {}
+        code = (parsed or {}).get("Error", {}).get("Code")
+        if code in THROTTLE_CODES:
+            self.limiter.throttled()
+            self._heard.throttle = True
 
     def _call(self, operation: str, snapshot: str | None, fn: Callable[[], T]) -> T:
         if operation in MUTATIONS:
             crashpoints.mutation("before")
-            result = self._retrying_call(operation, snapshot, fn)
+            limited = fn if self.limiter is None else self._limited(fn)
+            result = self._retrying_call(operation, snapshot, limited)
             crashpoints.mutation("after")
             return result
         return self._retrying_call(operation, snapshot, fn)
+
+    def _limited(self, fn: Callable[[], T]) -> Callable[[], T]:
+        """``fn`` behind the shared rate limiter: a token before each attempt (tenacity's
+        retries take one too); a throttling answer halves the rate, a success adds back."""
+        limiter = self.limiter
+        assert limiter is not None
+
+        def attempt() -> T:
+            limiter.acquire()
+            self._heard.throttle = False
+            try:
+                result = fn()
+            except Exception as e:  # botocore's ClientError, translated by the caller
+                response = getattr(e, "response", None)
+                code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+                if code in THROTTLE_CODES and not self._heard.throttle:
+                    limiter.throttled()  # not heard by the hook (no HTTP: a stub, say)
+                raise
+            limiter.succeeded()
+            return result
+
+        return attempt
 
     def _retrying_call(self, operation: str, snapshot: str | None, fn: Callable[[], T]) -> T:
         from tenacity import (
@@ -268,7 +330,16 @@ class RedshiftGateway:
     # -- reads --------------------------------------------------------------------------
 
     def account_id(self) -> str | None:
-        """This account's id, from the first owned snapshot's OwnerAccount or STS (cached)."""
+        """This account's id, as the inventory showed it (no API call of its own):
+
+        1. the ``ClusterNamespaceArn`` of any cluster DescribeClusters listed (AWS reports
+           it for every cluster; the clusters listed are always this account's);
+        2. else the ``OwnerAccount`` of the snapshots of those clusters, when they all name
+           the same account (a snapshot shared *to* us from another account can carry a
+           cluster id like ours, so any disagreement means "unknown", never a guess).
+
+        None when neither says; an ARN that needs it then asks STS once (``_sts_account``).
+        """
         return self._account
 
     def _pages(
@@ -297,6 +368,7 @@ class RedshiftGateway:
             ns = raw.get("ClusterNamespaceArn") or ""
             if self._account is None and ns.count(":") >= 5:
                 self._account = ns.split(":")[4] or None
+        self._cluster_ids = set(out)
         return out
 
     def list_snapshots(self) -> dict[str, Snapshot]:
@@ -307,18 +379,32 @@ class RedshiftGateway:
         ):
             snap = snapshot_from_aws(raw)
             out[snap.id] = snap
+        self._owners = {s.id: s.owner_account for s in out.values() if s.owner_account}
+        if self._account is None:
+            owners = {
+                s.owner_account
+                for s in out.values()
+                if s.cluster in self._cluster_ids and s.owner_account
+            }
+            if len(owners) == 1:
+                self._account = owners.pop()
         return out
 
     def get_snapshot(self, snapshot_id: str, cluster: str) -> Snapshot | None:
-        """Re-read one snapshot (the safety read before a delete); None if it is gone."""
+        """Re-read one snapshot (the safety read before a delete); None if it is gone.
+
+        Counted apart from the inventory's pages, as ``DescribeClusterSnapshots (by id)``:
+        DESIGN.md's "revoke first, re-read, then delete" costs one such call per delete, on
+        top of the call floor, on purpose."""
         try:
-            page = self._call(
-                "DescribeClusterSnapshots",
-                snapshot_id,
-                lambda: self.client.describe_cluster_snapshots(
-                    SnapshotIdentifier=snapshot_id, ClusterIdentifier=cluster
-                ),
-            )
+            with self.stats.labelled("(by id)"):
+                page = self._call(
+                    "DescribeClusterSnapshots",
+                    snapshot_id,
+                    lambda: self.client.describe_cluster_snapshots(
+                        SnapshotIdentifier=snapshot_id, ClusterIdentifier=cluster
+                    ),
+                )
         except AwsError as e:
             if e.code == "ClusterSnapshotNotFound":
                 return None
@@ -357,16 +443,37 @@ class RedshiftGateway:
     ) -> Snapshot:
         """``retention_days``: as for :meth:`create_snapshot`."""
         extra = {} if retention_days is None else {"ManualSnapshotRetentionPeriod": retention_days}
-        raw = self._call(
-            "CopyClusterSnapshot",
-            target,
-            lambda: self.client.copy_cluster_snapshot(
-                SourceSnapshotIdentifier=source,
-                SourceSnapshotClusterIdentifier=cluster,
-                TargetSnapshotIdentifier=target,
-                **extra,
-            ),
-        )
+        first_sent = datetime.now(UTC)
+        uncertain = False  # an earlier attempt may have been carried out, its answer lost
+
+        def attempt() -> Any:
+            nonlocal uncertain
+            from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+            try:
+                return self.client.copy_cluster_snapshot(
+                    SourceSnapshotIdentifier=source,
+                    SourceSnapshotClusterIdentifier=cluster,
+                    TargetSnapshotIdentifier=target,
+                    **extra,
+                )
+            except ClientError as e:
+                meta = e.response.get("ResponseMetadata", {})
+                code = e.response.get("Error", {}).get("Code")
+                if code == "ClusterSnapshotAlreadyExists" and (
+                    uncertain or meta.get("RetryAttempts")
+                ):
+                    made = self._copy_made_by_lost_attempt(target, cluster, first_sent)
+                    if made is not None:
+                        return {"Snapshot": made}
+                if int(meta.get("HTTPStatusCode") or 0) >= 500:
+                    uncertain = True
+                raise
+            except (ConnectionError, HTTPClientError):  # read timeouts and resets included
+                uncertain = True
+                raise
+
+        raw = self._call("CopyClusterSnapshot", target, attempt)
         return snapshot_from_aws(raw["Snapshot"])
 
     def set_retention(self, snapshot_id: str, days: int) -> None:
@@ -381,18 +488,57 @@ class RedshiftGateway:
             ),
         )
 
+    def _copy_made_by_lost_attempt(
+        self, target: str, cluster: str, first_sent: datetime
+    ) -> dict[str, Any] | None:
+        """The snapshot an earlier attempt of this very copy made, if that is what the target
+        id now names: a retry (ours or botocore's) after an attempt whose answer was lost (read
+        timeout, reset, 5xx) gets ClusterSnapshotAlreadyExists for the copy it made itself.
+
+        It is taken as ours only if it is a manual snapshot of the same cluster, carries no
+        tags (a copy has none until we tag it) and was created no earlier than
+        :data:`LOST_ANSWER_SKEW` before our first attempt; anything else stays someone
+        else's, and the caller reports the id as taken. This is the same evidence as the
+        journal's pending entry gives for a crash between the copy and its tagging.
+        """
+        try:
+            page = self.client.describe_cluster_snapshots(
+                SnapshotIdentifier=target, ClusterIdentifier=cluster
+            )
+        except Exception:
+            return None
+        for raw in page.get("Snapshots", []):
+            if raw.get("SnapshotIdentifier") != target:
+                continue
+            created = raw.get("SnapshotCreateTime")
+            if (
+                raw.get("SnapshotType") == "manual"
+                and raw.get("ClusterIdentifier") == cluster
+                and not raw.get("Tags")
+                and isinstance(created, datetime)
+                and _utc(created) >= first_sent - LOST_ANSWER_SKEW
+            ):
+                return dict(raw)
+        return None
+
     def snapshot_arn(self, snapshot_id: str, cluster: str, owner: str | None) -> str:
-        account = owner or self._account or self._sts_account()
+        # The snapshot's own OwnerAccount (the listing saw it) is its ARN's account.
+        account = owner or self._owners.get(snapshot_id) or self._account or self._sts_account()
         return f"arn:aws:redshift:{self.region}:{account}:snapshot:{cluster}/{snapshot_id}"
 
     def _sts_account(self) -> str:
-        import boto3
+        """sts:GetCallerIdentity, once, and only when the inventory did not show the account
+        (no cluster, and no snapshot of one: see :meth:`account_id`)."""
+        with self._account_lock:
+            if self._account is not None:
+                return self._account
+            import boto3
 
-        sts = boto3.session.Session(region_name=self.region).client(
-            "sts", endpoint_url=self.client.meta.endpoint_url
-        )
-        self._account = str(sts.get_caller_identity()["Account"])
-        return self._account
+            sts = boto3.session.Session(region_name=self.region).client(
+                "sts", endpoint_url=self.client.meta.endpoint_url
+            )
+            self._account = str(sts.get_caller_identity()["Account"])
+            return self._account
 
     def tag_snapshot(
         self, snapshot_id: str, cluster: str, owner: str | None, tags: dict[str, str]
