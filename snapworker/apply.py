@@ -7,7 +7,9 @@ reconciles (``reconcile_pending``) or completes (the same idempotency key is reu
 Order and guards, which make deletion safe:
 
 - actions run in the plan's order: per (policy, cluster) tag, create, copy, share, revoke,
-  delete; so every revoke of a snapshot precedes its delete;
+  delete; so every revoke of a snapshot precedes its delete. The actions of one (policy,
+  cluster) are strictly sequential; different clusters run on a small thread pool
+  (``aws.max_concurrency``), their mutating calls under one shared rate limit;
 - a delete runs only if every revoke of that snapshot in this run succeeded, and only after
   re-reading the snapshot from AWS: it must still be manual, ``available``, owned by the
   policy (tags or state), not held, and authorized to no account at all;
@@ -20,6 +22,7 @@ A permanent failure on one action is recorded (journal, outcome) and the others 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +71,8 @@ class Executor:
     state: State
     clock: Clock
     account: str | None = None
+    max_concurrency: int = 1
+    """Clusters whose actions run at the same time (``aws.max_concurrency``)."""
 
     def _pending_made(self) -> dict[str, PendingEntry]:
         return {e.snapshot_id: e for e in self.state.pending if e.kind in ("create", "copy")}
@@ -128,6 +133,11 @@ class Executor:
             None,
             fire_time=action.fire_time,
         )
+        policy = self.policies.get(action.policy)
+        if policy is not None and policy.verify and policy.verify.record_before_snapshot:
+            from snapworker.verify_run import record_figures_before_snapshot
+
+            record_figures_before_snapshot(self, policy, action)
         try:
             snap = self.gateway.create_snapshot(
                 action.snapshot,
@@ -237,6 +247,17 @@ class Executor:
         self.store.mark_deleted(action.snapshot, self.clock())
         return outcome
 
+    def _do_verify(self, action: Action) -> str:
+        """A restore drill (``snapworker.verify_run``); a failed or erroring drill raises
+        ``VerificationFailed`` (a ``Refused``): recorded as a failed action."""
+        from snapworker.verify_run import run_drill
+
+        return run_drill(self, action)
+
+
+PARALLEL_KINDS = frozenset({"tag", "create", "copy", "share", "revoke", "delete"})
+"""Kinds run on the thread pool; anything else (a restore drill) runs afterwards, alone."""
+
 
 def apply(
     actions: Sequence[Action],
@@ -244,26 +265,69 @@ def apply(
     progress: Callable[[Outcome], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> list[Outcome]:
-    """Carry out ``actions`` in order; returns one outcome per action attempted."""
-    outcomes: list[Outcome] = []
-    revoke_failed: set[str] = set()
-    for action in actions:
-        if should_stop():
-            break
-        if action.kind == "delete":
-            result = _guarded_delete(action, executor, revoke_failed)
+    """Carry out ``actions``; returns one outcome per action attempted, in plan order.
+
+    The actions of one (policy, cluster) run strictly one after the other, in plan order
+    (so every revoke of a snapshot precedes its delete, and a delete sees whether they
+    succeeded). Different clusters run side by side on ``executor.max_concurrency`` threads;
+    the gateway's shared rate limiter keeps the whole under the account's API budget.
+    ``should_stop`` is asked before each action (the actions in flight finish);
+    ``progress`` is called once per outcome, never from two threads at once.
+    """
+    workers = executor.max_concurrency if _store_is_thread_safe(executor.store) else 1
+    groups: dict[tuple[str, str], list[int]] = {}
+    later: list[int] = []
+    for i, action in enumerate(actions):
+        if action.kind in PARALLEL_KINDS:
+            groups.setdefault((action.policy, action.cluster), []).append(i)
         else:
-            result = executor.run_one(action)
-            if action.kind == "revoke" and not result.ok:
-                revoke_failed.add(action.snapshot)
-        outcomes.append(result)
-        if progress is not None:
-            progress(result)
-    return outcomes
+            later.append(i)
+    results: dict[int, Outcome] = {}
+    revoke_failed: set[str] = set()
+    lock = threading.Lock()
+
+    def run_group(indexes: list[int]) -> None:
+        for i in indexes:
+            if should_stop():
+                return
+            action = actions[i]
+            if action.kind == "delete":
+                with lock:
+                    failed = action.snapshot in revoke_failed
+                result = _guarded_delete(action, executor, failed)
+            else:
+                result = executor.run_one(action)
+            with lock:
+                if action.kind == "revoke" and not result.ok:
+                    revoke_failed.add(action.snapshot)
+                results[i] = result
+                if progress is not None:
+                    progress(result)
+
+    ordered = sorted(groups.values())  # by each group's first action: plan order
+    if workers <= 1 or len(ordered) <= 1:
+        for indexes in ordered:
+            run_group(indexes)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(ordered))) as pool:
+            for future in [pool.submit(run_group, g) for g in ordered]:
+                future.result()  # re-raises what a worker raised (a crash of the store, say)
+    run_group(later)
+    return [results[i] for i in sorted(results)]
 
 
-def _guarded_delete(action: Action, executor: Executor, revoke_failed: set[str]) -> Outcome:
-    if action.snapshot in revoke_failed:
+def _store_is_thread_safe(store: object) -> bool:
+    """Whether several threads may share ``store``: not an in-memory SQLite database, whose
+    connection pool gives each thread a database of its own."""
+    engine = getattr(store, "engine", None)
+    pool = getattr(engine, "pool", None)
+    return type(pool).__name__ != "SingletonThreadPool"
+
+
+def _guarded_delete(action: Action, executor: Executor, revoke_failed: bool) -> Outcome:
+    if revoke_failed:
         return Outcome(action, False, "skipped", "not deleted: a revoke of this snapshot failed")
     try:
         snap = executor.check_deletable(action)

@@ -56,7 +56,13 @@ def bootstrap(
     def on_retry(operation: str, err: Exception, attempt: int) -> None:
         log.warning("retrying", operation=operation, attempt=attempt, error=str(err))
 
-    gateway = RedshiftGateway(client, config.retry, stats, sleep=sleep, on_retry=on_retry)
+    from snapworker.ratelimit import RateLimiter
+
+    # One budget of mutating calls for every worker thread (aws.max_calls_per_second).
+    limiter = RateLimiter(config.aws.max_calls_per_second, sleep=sleep)
+    gateway = RedshiftGateway(
+        client, config.retry, stats, sleep=sleep, on_retry=on_retry, limiter=limiter
+    )
     return Runtime(
         config=config,
         gateway=gateway,

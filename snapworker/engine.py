@@ -200,6 +200,13 @@ def _tick(
     adopted = _adopt(rt, policies, inv, state)
     if adopted:
         state = rt.store.load_state()
+    # Scratch clusters of restore drills a crash cut short: deleted before anything else.
+    from snapworker.verify_run import cleanup_scratch
+
+    if cleanup_scratch(
+        rt.gateway, rt.store, inv, state, [p.name for p in policies], rt.clock, rt.log
+    ):
+        state = rt.store.load_state()
     plan = make_plan(rt, policies, inv, state)
     from snapworker.store.repository import drift_items
 
@@ -219,6 +226,7 @@ def _tick(
         state=state,
         clock=rt.clock,
         account=rt.gateway.account_id(),
+        max_concurrency=rt.config.aws.max_concurrency,
     )
 
     def report(o: Outcome) -> None:

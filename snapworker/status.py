@@ -81,7 +81,38 @@ def status_dict(store: StateStore, runs: int = 10) -> dict[str, Any]:
                 for d in seen.items
             ],
         }
-    return {"owned": owned, "open_grants": grants, "drift": drift, "runs": recent}
+    return {
+        "owned": owned,
+        "open_grants": grants,
+        "drift": drift,
+        "verifications": _verifications(store),
+        "runs": recent,
+    }
+
+
+def _verifications(store: StateStore) -> list[dict[str, Any]]:
+    """Each snapshot's last restore drill (newest first), with its failed checks or error."""
+    latest: dict[str, Any] = {}
+    for v in store.verifications(limit=500):
+        if v.snapshot_id in latest or v.status == "interrupted":
+            continue
+        checks = v.detail.get("checks") or []
+        latest[v.snapshot_id] = {
+            "policy": v.policy,
+            "cluster": v.cluster,
+            "snapshot": v.snapshot_id,
+            "fire_time": _iso(v.fire_time),
+            "status": v.status,
+            "started_at": _iso(v.started_at),
+            "finished_at": _iso(v.finished_at),
+            "scratch_cluster": v.scratch_cluster,
+            "scratch_deleted": v.scratch_deleted_at is not None,
+            "checks_passed": sum(1 for c in checks if c.get("ok")),
+            "checks": len(checks),
+            "failed_checks": [c for c in checks if not c.get("ok")],
+            "error": v.detail.get("error"),
+        }
+    return list(latest.values())
 
 
 def render_status(store: StateStore, fmt: str = "table") -> str:
@@ -112,6 +143,22 @@ def render_status(store: StateStore, fmt: str = "table") -> str:
         for d in drift["grants"]:
             what = "revoked (revoke_unlisted)" if d["revoked"] else "reported, not revoked"
             out.append(f"  {d['policy']}/{d['cluster']}: {d['snapshot']} -> {d['account']}: {what}")
+    out.append(f"\nRestore verification (last drill per snapshot): {len(data['verifications'])}")
+    for v in data["verifications"][:20]:
+        when = v["finished_at"] or v["started_at"]
+        out.append(
+            f"  {v['policy']}/{v['cluster']}: {v['snapshot']}: {v['status'].upper()} at {when} "
+            f"(fire time {v['fire_time']}; {v['checks_passed']}/{v['checks']} checks passed)"
+        )
+        for c in v["failed_checks"]:
+            out.append(
+                f"         FAILED check {c['name']}: expected {c['expected']}, "
+                f"got {c['observed']!r} {c.get('detail') or ''}".rstrip()
+            )
+        if v["error"]:
+            out.append(f"         error: {v['error']}")
+        if not v["scratch_deleted"] and v["status"] != "pending":
+            out.append(f"         scratch cluster {v['scratch_cluster']} not deleted yet")
     out.append("\nRecent runs:")
     if not data["runs"]:
         out.append("  none yet")
@@ -121,6 +168,10 @@ def render_status(store: StateStore, fmt: str = "table") -> str:
             f"  #{r['id']:<5} {r['mode']:<6} {r['status']:<8} {r['started_at']}  "
             f"{r['actions_ok']} ok, {r['actions_failed']} failed, {calls} AWS calls"
         )
+        if calls:
+            # By operation, so a run's cost can be read against the call floor (README).
+            by_op = ", ".join(f"{op} {n}" for op, n in sorted(r["api_calls"].items()))
+            out.append(f"         calls: {by_op}")
         if r["error"]:
             out.append(f"         error: {r['error']}")
         for f in r["failures"]:
