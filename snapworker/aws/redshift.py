@@ -193,6 +193,7 @@ def snapshot_from_aws(raw: dict[str, Any]) -> Snapshot:
         tags={t["Key"]: t.get("Value", "") for t in raw.get("Tags") or []},
         accounts=_accounts(raw.get("AccountsWithRestoreAccess")),
         owner_account=raw.get("OwnerAccount"),
+        retention_period=raw.get("ManualSnapshotRetentionPeriod"),
     )
 
 

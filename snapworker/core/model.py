@@ -26,9 +26,20 @@ TAG_FIRE_TIME = "snapworker:fire-time"  # creates: the schedule fire time, ISO 8
 
 SnapshotType = Literal["manual", "automated"]
 MadeFor = Literal["create", "copy"]
-ActionKind = Literal["tag", "create", "copy", "share", "revoke", "delete"]
-"""``tag`` restores the ownership tags of a copy whose CreateTags a crash interrupted."""
-ACTION_ORDER: tuple[ActionKind, ...] = ("tag", "create", "copy", "share", "revoke", "delete")
+TAG_SCRATCH = "snapworker:scratch"  # clusters: a restore drill's scratch cluster ("true")
+ActionKind = Literal["tag", "create", "copy", "share", "revoke", "delete", "verify"]
+"""``tag`` restores the ownership tags of a copy whose CreateTags a crash interrupted.
+``verify`` is a restore drill (see ``snapworker.core.verify``); it goes last, after the
+snapshot work of the tick."""
+ACTION_ORDER: tuple[ActionKind, ...] = (
+    "tag",
+    "create",
+    "copy",
+    "share",
+    "revoke",
+    "delete",
+    "verify",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,9 @@ class Snapshot:
     tags: Mapping[str, str] = field(default_factory=dict)
     accounts: tuple[str, ...] = ()
     owner_account: str | None = None
+    retention_period: int | None = None
+    """ManualSnapshotRetentionPeriod (days; -1: indefinite; None: not reported): AWS deletes
+    a manual snapshot that many days after its create time (fail-safe expiry)."""
 
     @property
     def available(self) -> bool:
@@ -113,6 +127,27 @@ class PendingEntry:
     source_id: str | None = None
 
 
+VerificationStatus = Literal["pending", "passed", "failed", "error", "interrupted"]
+
+
+@dataclass(frozen=True)
+class VerificationRecord:
+    """One restore drill, as the state DB remembers it (``snapworker.core.verify``).
+
+    ``pending`` is written before the restore call; ``passed``/``failed``/``error`` when the
+    drill ends; ``interrupted`` when a crash cut it short and a later drill replaced it.
+    ``scratch_deleted`` tells whether the scratch cluster is known to be gone.
+    """
+
+    policy: str
+    cluster: str
+    snapshot_id: str
+    fire_time: datetime
+    scratch_cluster: str
+    status: VerificationStatus
+    scratch_deleted: bool = False
+
+
 @dataclass(frozen=True)
 class State:
     """What the state DB holds, as the planner needs it."""
@@ -120,6 +155,7 @@ class State:
     owned: Mapping[str, OwnedRecord] = field(default_factory=dict)
     grants: tuple[GrantRecord, ...] = ()
     pending: tuple[PendingEntry, ...] = ()
+    verifications: tuple[VerificationRecord, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ from snapworker.core.model import (
     PendingEntry,
     Plan,
     State,
+    VerificationRecord,
+    VerificationStatus,
 )
 from snapworker.store.schema import (
     SQLITE_BEGIN_IMMEDIATE,
@@ -54,6 +56,8 @@ from snapworker.store.tables import (
     LeaseRow,
     OwnedSnapshotRow,
     RunRow,
+    SnapshotFiguresRow,
+    VerificationRow,
 )
 
 __all__ = [
@@ -68,6 +72,7 @@ __all__ = [
     "RunView",
     "StateStore",
     "StateStoreError",
+    "VerificationView",
     "drift_items",
     "open_store",
 ]
@@ -345,7 +350,11 @@ class StateStore:
                 if row.granted_at is not None
             )
             pending = tuple(_pending(row) for row in s.exec(_pending_query()))
-        return State(owned=owned, grants=grants, pending=pending)
+            verifications = tuple(
+                _verification_record(row)
+                for row in s.exec(select(VerificationRow).order_by(col(VerificationRow.id)))
+            )
+        return State(owned=owned, grants=grants, pending=pending, verifications=verifications)
 
     def copied_sources(self, policy: str) -> set[str]:
         with self._tx("read copied sources", write=False) as s:
@@ -796,6 +805,140 @@ class StateStore:
         )
 
 
+    # -- restore drills (snapworker.verify_run)
+
+    def start_verification(
+        self,
+        policy: str,
+        cluster: str,
+        snapshot_id: str,
+        fire_time: datetime,
+        scratch_cluster: str,
+        at: datetime,
+    ) -> int:
+        """Record a drill as ``pending`` before its restore call; committed on return.
+
+        A drill of the same scratch cluster (same policy, cluster and fire time) that a crash
+        cut short is reused; other unfinished drills of the cluster become ``interrupted``.
+        """
+        at = _aware(at)
+        fire_time = _aware(fire_time, "fire_time")
+        with self._tx("start verification", write=True) as s:
+            unfinished = s.exec(
+                select(VerificationRow).where(
+                    VerificationRow.policy == policy,
+                    VerificationRow.cluster == cluster,
+                    col(VerificationRow.status).in_(("pending", "interrupted")),
+                )
+            )
+            row: VerificationRow | None = None
+            for old in unfinished:
+                if old.scratch_cluster == scratch_cluster and row is None:
+                    row = old
+                elif old.status == "pending":
+                    old.status = "interrupted"
+                    old.finished_at = at
+                    s.add(old)
+            if row is None:
+                row = VerificationRow(
+                    policy=policy,
+                    cluster=cluster,
+                    snapshot_id=snapshot_id,
+                    fire_time=fire_time,
+                    scratch_cluster=scratch_cluster,
+                    status="pending",
+                    started_at=at,
+                )
+            else:
+                row.snapshot_id = snapshot_id
+                row.status = "pending"
+                row.started_at = at
+                row.finished_at = None
+                row.detail = "{}"
+            s.add(row)
+            s.flush()
+            assert row.id is not None
+            return row.id
+
+    def finish_verification(
+        self, verification_id: int, status: str, detail: Mapping[str, Any], at: datetime
+    ) -> None:
+        """The drill's outcome: ``passed``, ``failed`` or ``error``, with each check's result.
+        ``detail`` must hold no credential (the caller builds it from check results)."""
+        at = _aware(at)
+        if status not in ("passed", "failed", "error"):
+            raise ValueError(f"verification status must be passed, failed or error: {status!r}")
+        with self._tx("finish verification", write=True) as s:
+            row = s.get(VerificationRow, verification_id)
+            if row is None:
+                raise StateStoreError(
+                    f"state DB {self.url}: verification {verification_id} does not exist"
+                )
+            row.status = status
+            row.finished_at = at
+            row.detail = json.dumps(dict(detail), sort_keys=True, default=str)
+            s.add(row)
+
+    def mark_scratch_deleted(self, scratch_cluster: str, at: datetime) -> int:
+        """The scratch cluster is gone (deleted by us, or never made); returns rows updated."""
+        at = _aware(at)
+        with self._tx("mark scratch cluster deleted", write=True) as s:
+            result = s.exec(
+                update(VerificationRow)
+                .where(
+                    col(VerificationRow.scratch_cluster) == scratch_cluster,
+                    col(VerificationRow.scratch_deleted_at).is_(None),
+                )
+                .values(scratch_deleted_at=at)
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)
+
+    def verifications(self, limit: int | None = None) -> list[VerificationView]:
+        """Drills, newest first."""
+        with self._tx("read verifications", write=False) as s:
+            stmt = select(VerificationRow).order_by(col(VerificationRow.id).desc())
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            return [_verification_view(row) for row in s.exec(stmt)]
+
+    def record_figures(
+        self,
+        snapshot_id: str,
+        policy: str,
+        cluster: str,
+        figures: Mapping[str, Any],
+        at: datetime,
+    ) -> None:
+        """Store the figures read right before the snapshot's CreateClusterSnapshot call. A
+        retried create reads them again just before its own call, so the newest read wins."""
+        at = _aware(at)
+        text = json.dumps(dict(figures), sort_keys=True, default=str)
+        with self._tx("record snapshot figures", write=True) as s:
+            row = s.get(SnapshotFiguresRow, snapshot_id)
+            if row is None:
+                row = SnapshotFiguresRow(
+                    snapshot_id=snapshot_id,
+                    policy=policy,
+                    cluster=cluster,
+                    figures=text,
+                    recorded_at=at,
+                )
+            else:
+                row.figures = text
+                row.recorded_at = at
+            s.add(row)
+
+    def figures_for(self, snapshot_id: str) -> dict[str, Any] | None:
+        """The figures recorded with a snapshot, or None."""
+        with self._tx("read snapshot figures", write=False) as s:
+            row = s.get(SnapshotFiguresRow, snapshot_id)
+            if row is None:
+                return None
+            data = json.loads(row.figures or "{}")
+            return data if isinstance(data, dict) else None
+
+
 # ------------------------------------------------------------------------------- row helpers
 
 
@@ -870,3 +1013,52 @@ def _api_calls(raw: str) -> dict[str, int]:
     if not isinstance(data, dict):
         return {}
     return {str(k): int(v) for k, v in data.items() if isinstance(v, int)}
+
+
+@dataclass(frozen=True)
+class VerificationView:
+    """A restore drill, for ``status`` (``detail``: each check's result, or the error)."""
+
+    id: int
+    policy: str
+    cluster: str
+    snapshot_id: str
+    fire_time: datetime
+    scratch_cluster: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    detail: Mapping[str, Any]
+    scratch_deleted_at: datetime | None
+
+
+def _verification_view(row: VerificationRow) -> VerificationView:
+    try:
+        detail = json.loads(row.detail or "{}")
+    except ValueError:
+        detail = {}
+    return VerificationView(
+        id=cast(int, row.id),
+        policy=row.policy,
+        cluster=row.cluster,
+        snapshot_id=row.snapshot_id,
+        fire_time=row.fire_time,
+        scratch_cluster=row.scratch_cluster,
+        status=row.status,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        detail=detail if isinstance(detail, dict) else {},
+        scratch_deleted_at=row.scratch_deleted_at,
+    )
+
+
+def _verification_record(row: VerificationRow) -> VerificationRecord:
+    return VerificationRecord(
+        policy=row.policy,
+        cluster=row.cluster,
+        snapshot_id=row.snapshot_id,
+        fire_time=row.fire_time,
+        scratch_cluster=row.scratch_cluster,
+        status=cast(VerificationStatus, row.status),
+        scratch_deleted=row.scratch_deleted_at is not None,
+    )

@@ -32,7 +32,7 @@ __all__ = [
     "migrations_dir",
 ]
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The newest migration this snapworker ships; a test checks it is Alembic's script head."""
 
 SQLITE_BEGIN_IMMEDIATE = "snapworker_begin_immediate"

@@ -24,6 +24,8 @@ __all__ = [
     "LeaseRow",
     "OwnedSnapshotRow",
     "RunRow",
+    "SnapshotFiguresRow",
+    "VerificationRow",
     "metadata",
 ]
 
@@ -153,3 +155,44 @@ class DriftRow(SQLModel, table=True):
     account: str
     seen_at: datetime
     revoked: bool = False
+
+
+class VerificationRow(SQLModel, table=True):
+    """One restore drill (``snapworker.verify_run``). Written ``pending`` *before* the
+    RestoreFromClusterSnapshot call, so a crash leaves a record of the scratch cluster that
+    the next run finds and deletes; ``scratch_deleted_at`` is set once the scratch cluster is
+    known to be gone. ``detail`` is a JSON object with each check's result (or the error):
+    never a credential."""
+
+    __tablename__ = "verification"
+    __table_args__ = (
+        Index("ix_verification_policy_cluster", "policy", "cluster"),
+        Index("ix_verification_snapshot_id", "snapshot_id"),
+        Index("ix_verification_scratch_cluster", "scratch_cluster"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy: str
+    cluster: str
+    snapshot_id: str
+    fire_time: datetime
+    scratch_cluster: str
+    status: str  # "pending" | "passed" | "failed" | "error" | "interrupted"
+    started_at: datetime
+    finished_at: datetime | None = None
+    detail: str = Field(default="{}", sa_type=Text)
+    scratch_deleted_at: datetime | None = None
+
+
+class SnapshotFiguresRow(SQLModel, table=True):
+    """Figures (``verify.record_before_snapshot``) read on the live cluster right before the
+    worker's CreateClusterSnapshot; a drill of that snapshot compares with them."""
+
+    __tablename__ = "snapshot_figures"
+
+    snapshot_id: str = Field(primary_key=True)
+    policy: str
+    cluster: str
+    figures: str = Field(default="{}", sa_type=Text)  # JSON object: figure name -> value
+    recorded_at: datetime
