@@ -49,7 +49,10 @@ TRANSIENT = ("throttling", "internal", "unavailable", "reset", "busy")
 FAULT_CONFIG = SCENARIO_CONFIG.replace(
     "aws:\n  region: us-east-1\n",
     "aws:\n  region: us-east-1\n  max_attempts: 1\n"
-    "  read_timeout_seconds: 1\n  connect_timeout_seconds: 1\n",
+    "  read_timeout_seconds: 1\n  connect_timeout_seconds: 1\n"
+    # the client-side rate limiter halves its rate on each throttle and waits for real;
+    # start it high so that the injected throttles cost little wall time
+    "  max_calls_per_second: 100\n",
 )
 assert "read_timeout_seconds" in FAULT_CONFIG and f"attempts: {ATTEMPTS}" in FAULT_CONFIG
 
@@ -361,7 +364,7 @@ def test_in_process_botocore_and_tenacity_layers(
         .replace(
             "aws:\n  region: us-east-1\n",
             f"aws:\n  region: {REGION}\n  endpoint_url: {sandbox.url}\n"
-            f"  max_attempts: {max_attempts}\n",
+            f"  max_attempts: {max_attempts}\n  max_calls_per_second: 100\n",
         )
         .replace("attempts: 4", f"attempts: {attempts}")
     )
