@@ -73,6 +73,25 @@ class FakeGateway:
         self.calls.append(("delete", snapshot_id))
         del self.snaps[snapshot_id]
 
+    def copy_snapshot(
+        self, source: str, cluster: str, target: str, retention_days: int | None = None
+    ) -> Snapshot:
+        self.calls.append(("copy", source, target))
+        if target in self.snaps:
+            raise AwsError("CopyClusterSnapshot", "ClusterSnapshotAlreadyExists", "taken", target)
+        src = self.snaps[source]
+        self.snaps[target] = Snapshot(
+            target, cluster, "manual", "available", src.create_time, {}, (), ACCOUNT
+        )
+        return self.snaps[target]
+
+    def tag_snapshot(
+        self, snapshot_id: str, cluster: str, owner: str | None, tags: dict[str, str]
+    ) -> None:
+        self.calls.append(("tag", snapshot_id))
+        snap = self.snaps[snapshot_id]
+        self.snaps[snapshot_id] = replace(snap, tags={**snap.tags, **tags})
+
 
 def estate(accounts: tuple[str, ...] = (ACC, SUPPORT_ALIAS)) -> tuple[Snapshot, Snapshot]:
     """One fresh copy (kept by keep_last 1) and one 40 days old (expired), both shared."""
@@ -236,6 +255,30 @@ def test_the_refusal_is_journalled_and_nothing_recorded_as_deleted(tmp_path: Pat
         store.close()
 
 
+# -- a copy whose target id someone else took between plan and apply ---------------------
+
+
+def test_a_taken_copy_target_is_not_adopted_tagged_or_recorded(tmp_path: Path) -> None:
+    source = replace(automated("prod-a", days_ago(1)), owner_account=ACCOUNT)
+    pol = policy(copy_automated=True, share={"accounts": []})
+    inv = Inventory({"prod-a": cluster("prod-a")}, {source.id: source})
+    from snapworker.core.model import State
+
+    (copy,) = plan([pol], inv, State(), NOW, account=ACCOUNT).actions
+    assert copy.kind == "copy"
+    squatter = Snapshot(copy.snapshot, "prod-a", "manual", "available", NOW, {"owner": "dba"})
+    gw = FakeGateway([source, squatter])
+    (out,) = run(tmp_path, gw, (copy,))
+    assert not out.ok and "does not own" in (out.error or "")
+    assert gw.snaps[copy.snapshot] == squatter  # no tag written
+    assert ("tag", copy.snapshot) not in gw.calls
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:  # not recorded as owned: a later run must not treat it as the worker's
+        assert copy.snapshot not in store.load_state().owned
+    finally:
+        store.close()
+
+
 # -- the same through boto3, against moto's in-process mock ---------------------------------
 
 
@@ -305,6 +348,10 @@ GUARDS = {
     "authorized": (
         r"if snap\.accounts:\n            raise Refused",
         "if False:\n            raise Refused",
+    ),
+    "adopt-existing": (
+        r"if snap is None or snap\.tags == \{\} or self\._owned_by\(.*\) is None:",
+        "if snap is None:",
     ),
     "available": (
         r"if not snap\.available:\n            raise Refused",
