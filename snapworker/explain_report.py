@@ -64,6 +64,8 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
         "actions": [action_dict(a) for a in e.actions],
         "kept": kept_dict(e.kept) if e.kept is not None else None,
         "fail_safe_days": e.fail_safe_days,
+        "retention_period": e.retention_period,
+        "aws_expiry": _iso(e.aws_expiry),
         "notes": [note_dict(n) for n in e.notes],
         "outcome": e.outcome,
     }
@@ -101,12 +103,7 @@ def render_explanation(e: Explanation, fmt: str = "table") -> str:
             )
         else:
             out.append(f"  not held ({e.hold_tag} not set)")
-        if e.fail_safe_days is not None:
-            expiry = "suspended while held (-1)" if e.hold_reason is not None else "active"
-            out.append(
-                f"  fail-safe: AWS deletes it {e.fail_safe_days} days after {_t(e.create_time)} "
-                f"unless its ManualSnapshotRetentionPeriod says otherwise ({expiry})"
-            )
+        out += _aws_expiry_lines(e)
         out += ["", "Grants"]
         if not e.grants:
             out.append("  none (the policy shares with no account)")
@@ -125,8 +122,34 @@ def render_explanation(e: Explanation, fmt: str = "table") -> str:
         who = f" {a.account}" if a.account else ""
         out.append(f"  {a.kind}{who}: {a.reason}")
     if e.kept is not None:
-        out.append(f"  {'held' if e.kept.held else 'keep'}: {e.kept.reason}")
+        held = e.kept.held and e.kept.reason.startswith("held")
+        out.append(f"  {e.kept.reason}" if held else f"  keep: {e.kept.reason}")
     for n in e.notes:
         out.append(f"  {n.level}: {n.message}")
     out += ["", f"Result: {e.outcome}"]
     return "\n".join(out)
+
+
+def _aws_expiry_lines(e: Explanation) -> list[str]:
+    """AWS's own expiry (ManualSnapshotRetentionPeriod), which ignores rules and hold tags."""
+    period = e.retention_period
+    policy = f" (fail_safe_days {e.fail_safe_days})" if e.fail_safe_days is not None else ""
+    if period is None:
+        if e.fail_safe_days is None:
+            return []
+        return [f"  AWS expiry: the snapshot's retention period is not reported{policy}"]
+    if period < 0:
+        return [f"  AWS expiry: none (ManualSnapshotRetentionPeriod -1: indefinite){policy}"]
+    expiry = e.aws_expiry
+    assert expiry is not None
+    when = "overdue" if expiry <= e.now else f"in {_age(expiry - e.now)}"
+    lines = [
+        f"  AWS expiry: ManualSnapshotRetentionPeriod {period} days: AWS deletes it at "
+        f"{_t(expiry)} ({when}){policy}, whatever the rules say"
+    ]
+    if e.hold_reason is not None:
+        lines.append(
+            "  warning: held, but AWS will still delete it then: `snapworker hold` sets the "
+            "period to -1 (a hold tag set by hand does not)"
+        )
+    return lines

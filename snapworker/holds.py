@@ -14,8 +14,9 @@ config no longer has is refused with :class:`HoldRefused` before any AWS mutatio
 
 Fail-safe expiry (``retention.fail_safe_days``): AWS deletes a manual snapshot once its
 ManualSnapshotRetentionPeriod passed, whatever its tags say. So when the owning policy sets
-``fail_safe_days``, ``hold`` also sets the snapshot's retention to -1 (indefinite) with
-ModifyClusterSnapshot, and ``release`` puts ``fail_safe_days`` back, unless that period has
+``fail_safe_days`` (or the snapshot carries a period anyway), ``hold`` also sets its
+retention to -1 (indefinite) with ModifyClusterSnapshot, and ``release`` puts the policy's
+``fail_safe_days`` back (with none set the period stays -1), unless that period has
 already passed for this snapshot (AWS would refuse it without ``Force``, and with ``Force``
 delete the snapshot at once): then the retention stays indefinite and the worker's own rules
 decide, which the release message says.
@@ -134,11 +135,15 @@ def hold(rt: Runtime, snapshot_id: str, reason: str) -> str:
         was = f" (was: {t.current_reason})" if t.current_reason is not None else ""
         lines.append(f"held {snapshot_id} (policy {t.policy.name}): {t.tag}={text}{was}")
         rt.log.info("hold", snapshot=snapshot_id, policy=t.policy.name, tag=t.tag, reason=text)
-    if _fail_safe(t.policy) is not None:
+    days = _fail_safe(t.policy)
+    period = snap.retention_period
+    if days is not None or (period is not None and period != -1):
+        # AWS's own expiry ignores tags: a hold must stop it too.
         rt.gateway.set_retention(snap.id, -1)
+        after = f"release restores {days} days" if days is not None else "release leaves it"
         lines.append(
-            f"fail-safe expiry suspended: ManualSnapshotRetentionPeriod set to -1 "
-            f"(indefinite) while held; release restores {_fail_safe(t.policy)} days"
+            "fail-safe expiry suspended: ManualSnapshotRetentionPeriod set to -1 "
+            f"(indefinite) while held; {after}"
         )
     return "\n".join(lines)
 

@@ -303,10 +303,15 @@ def test_fail_safe_expiry_is_set_on_copies_suspended_by_a_hold_and_explained(
     assert "max_age_days 35 (~35 d)" in r.stderr and "keep_last 1 (no time bound)" in r.stderr
     (sid,) = owned(box)
     assert retention_periods(box) == {sid: 30, "manual-keep-forever": -1}
+    text = ok(box.cli("plan", "--explain", sid)).stdout
+    assert "AWS expiry: ManualSnapshotRetentionPeriod 30 days: AWS deletes it at " in text
 
     r = ok(box.cli("hold", sid, "--reason", "audit"))
     assert "ManualSnapshotRetentionPeriod set to -1" in r.stdout
     assert retention_periods(box)[sid] == -1
+    e = json.loads(ok(box.cli("plan", "--explain", sid, "--format", "json")).stdout)
+    assert (e["fail_safe_days"], e["retention_period"], e["aws_expiry"]) == (30, -1, None)
+    assert e["hold"] == {"tag": "snapworker:hold", "reason": "audit"}
     r = ok(box.cli("release", sid))
     assert "ManualSnapshotRetentionPeriod 30 days" in r.stdout
     assert retention_periods(box)[sid] == 30

@@ -148,6 +148,16 @@ def test_fail_safe_period_is_suspended_while_held_and_restored_only_if_not_passe
     ]
 
 
+def test_a_hold_stops_aws_expiry_even_without_fail_safe_days_in_the_policy() -> None:
+    snap = copy_of(3)
+    snap = Snapshot(
+        snap.id, "prod-a", "manual", "available", snap.create_time, snap.tags, (), None, 30
+    )
+    rt = runtime(snap)
+    assert "release leaves it" in hold(rt, snap.id, "audit")
+    assert rt.gateway.calls[-1] == ("ModifyClusterSnapshot", snap.id, -1)
+
+
 # ------------------------------------------------------------------------------- explain
 
 

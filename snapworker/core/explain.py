@@ -108,6 +108,15 @@ class Explanation:
     kept: Kept | None = None
     notes: tuple[Note, ...] = field(default_factory=tuple)
     fail_safe_days: int | None = None
+    retention_period: int | None = None  # the snapshot's ManualSnapshotRetentionPeriod
+
+    @property
+    def aws_expiry(self) -> datetime | None:
+        """When AWS itself deletes the snapshot (its retention period), if it will."""
+        period = self.retention_period
+        if period is None or period < 0:
+            return None
+        return self.create_time + timedelta(days=period)
 
     @property
     def age(self) -> timedelta | None:
@@ -349,6 +358,7 @@ def explain(
         "status": snap.status,
         "create_time": snap.create_time,
         "now": now,
+        "retention_period": snap.retention_period,
     }
     if own is None:
         return Explanation(
