@@ -243,3 +243,69 @@ def test_latest_drift_is_the_view_of_the_newest_run_that_got_past_planning(
     store.finish_run(running, "failed", 0, 1, {}, None, t + timedelta(hours=3))  # an action failed
     seen = store.latest_drift()
     assert seen is not None and (seen.run_id, seen.items) == (running, ())
+
+
+# ------------------------------------- ModifyClusterSnapshot and the gateway, in-process moto
+
+
+@pytest.fixture
+def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The real gateway over a boto3 client on moto (with our extension), one cluster."""
+    import boto3
+    from moto import mock_aws
+
+    from snapworker.aws import moto_ext
+    from snapworker.aws.redshift import RedshiftGateway
+    from snapworker.config import RetryConfig
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(k, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        moto_ext.install()
+        moto_ext.set_creating_polls(0)
+        client = boto3.client("redshift", region_name="us-east-1")
+        client.create_cluster(
+            ClusterIdentifier="prod-a",
+            NodeType="ra3.xlplus",
+            ClusterType="single-node",
+            MasterUsername="admin",
+            MasterUserPassword="Passw0rd-test",
+        )
+        retry = RetryConfig(attempts=1, wait_initial_seconds=0, wait_max_seconds=0)
+        yield RedshiftGateway(client, retry, sleep=lambda _s: None)
+
+
+def test_retention_days_on_create_and_modify_cluster_snapshot(gateway: Any) -> None:
+    from snapworker.aws import moto_ext
+    from snapworker.aws.redshift import AwsError
+
+    made = gateway.create_snapshot("sw-one", "prod-a", {"k": "v"}, retention_days=30)
+    plain = gateway.create_snapshot("sw-two", "prod-a", {})
+    assert (made.retention_period, plain.retention_period) == (30, -1)
+    assert gateway.list_snapshots()["sw-one"].retention_period == 30
+
+    gateway.set_retention("sw-one", -1)
+    assert gateway.get_snapshot("sw-one", "prod-a").retention_period == -1
+    gateway.set_retention("sw-one", 3653)
+    assert gateway.get_snapshot("sw-one", "prod-a").retention_period == 3653
+
+    be = moto_ext.backend()
+    moto_ext.add_manual_snapshot(be, "prod-a", "sw-old", create_time=NOW - timedelta(days=40))
+    auto = moto_ext.add_automated_snapshot(be, "prod-a", create_time=NOW - timedelta(days=1))
+    failures = {
+        ("sw-one", 0): "InvalidRetentionPeriodFault",
+        ("sw-one", 3654): "InvalidRetentionPeriodFault",
+        ("sw-old", 30): "InvalidRetentionPeriodFault",  # already passed, no Force
+        ("sw-nope", 30): "ClusterSnapshotNotFound",
+        (auto.snapshot_identifier, 30): "InvalidClusterSnapshotState",
+    }
+    for (sid, days), code in failures.items():
+        with pytest.raises(AwsError) as err:
+            gateway.set_retention(sid, days)
+        assert err.value.code == code, (sid, days)
+    assert gateway.get_snapshot("sw-old", "prod-a") is not None  # never deleted without Force
+    gateway.client.modify_cluster_snapshot(
+        SnapshotIdentifier="sw-old", ManualSnapshotRetentionPeriod=30, Force=True
+    )
+    assert gateway.get_snapshot("sw-old", "prod-a") is None  # Force: deleted at once
