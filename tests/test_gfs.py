@@ -544,3 +544,27 @@ def test_a_held_snapshot_is_never_revoked_nor_deleted(
         else:  # the same snapshot unheld: the rules do act on it
             assert (snap.id, "delete") in acted
             assert all((snap.id, "revoke") in acted for _ in snap.accounts)
+
+
+def test_the_plan_names_every_rule_that_keeps_each_snapshot() -> None:
+    """Kept.reason (what `plan` prints) is the verdict's every reason, in the policy's zone."""
+    pol = factories.policy(
+        create={"schedule": "0 3 * * *", "timezone": "America/New_York"},
+        retention={"keep_last": 1, "keep_daily": 2, "keep_monthly": 2, "keep_within": "1d"},
+        share={"accounts": []},
+    )
+    now = datetime(2024, 3, 11, 12, tzinfo=UTC)
+    times = [datetime(2024, 3, d, 3, 30, tzinfo=UTC) for d in (11, 10, 9)]  # 23:30 NY, day before
+    times.append(datetime(2024, 2, 20, 3, 30, tzinfo=UTC))
+    snaps = [factories.owned_copy(pol.name, factories.automated("prod-a", t)) for t in times]
+    result = plan([pol], factories.inventory([factories.cluster("prod-a")], snaps), State(), now)
+    reasons = {k.snapshot: k.reason for k in result.kept}
+    assert reasons[snaps[0].id] == (
+        "keep_last 1 (#1 newest); keep_daily 2 (newest of 2024-03-10); "
+        "keep_monthly 2 (newest of 2024-03); keep_within 1d of the newest (2024-03-11 03:30Z)"
+    )
+    assert reasons[snaps[1].id] == (
+        "keep_daily 2 (newest of 2024-03-09); keep_within 1d of the newest (2024-03-11 03:30Z)"
+    )
+    assert reasons[snaps[3].id] == "keep_monthly 2 (newest of 2024-02)"
+    assert [a.snapshot for a in result.actions if a.kind == "delete"] == [snaps[2].id]
