@@ -86,6 +86,36 @@ def _report_examples() -> Iterator[None]:
     print(f"\nproperties checked: {total} examples ({detail})")
 
 
+def property_test(name: str, *strategies: st.SearchStrategy[Any]) -> Any:
+    """Turn a property (a function of generated values) into a test that checks it on
+    ``EXAMPLES`` examples, then records how many it checked: a ``figure`` line in the test
+    summary (see ``tests/conftest.py``), also printed with ``-s``."""
+
+    def wrap(prop: Any) -> Any:
+        def test(record_property: Any) -> None:
+            checked = 0
+
+            @PROPERTY_SETTINGS
+            @given(st.tuples(*strategies))
+            def run(args: tuple[Any, ...]) -> None:
+                nonlocal checked
+                prop(*args)
+                checked += 1
+
+            run.__qualname__ = prop.__qualname__  # hypothesis keys its database on it
+            run()
+            CHECKED[name] += checked
+            record_property("figure", f"properties checked: {checked} examples of ({name})")
+
+        # No functools.wraps: pytest must see ``test(record_property)``, not the property.
+        test.__name__ = test.__qualname__ = prop.__name__
+        test.__doc__ = prop.__doc__
+        test.__module__ = prop.__module__
+        return test
+
+    return wrap
+
+
 # -- strategies -------------------------------------------------------------------------
 
 
@@ -500,8 +530,7 @@ def by_policy(policies: Sequence[Policy]) -> dict[str, Policy]:
 # -- (a) .. (e) ---------------------------------------------------------------------------
 
 
-@PROPERTY_SETTINGS
-@given(scenario)
+@property_test("a-ownership", scenario)
 def test_only_copies_read_what_the_policy_does_not_own(case: tuple[list[Policy], Estate]) -> None:
     """(a) Every tag/share/revoke/delete targets a snapshot the action's policy owns (never
     an automated one, a look-alike, a forged tag or another account's); a copy reads an
@@ -521,11 +550,9 @@ def test_only_copies_read_what_the_policy_does_not_own(case: tuple[list[Policy],
         snap = snaps[a.snapshot]
         assert snap.type == "manual", a
         assert owner(e, snap) == a.policy, a
-    CHECKED["a-ownership"] += 1
 
 
-@PROPERTY_SETTINGS
-@given(scenario)
+@property_test("b-revoke-first", scenario)
 def test_every_authorized_account_is_revoked_before_the_delete(
     case: tuple[list[Policy], Estate],
 ) -> None:
@@ -540,11 +567,9 @@ def test_every_authorized_account_is_revoked_before_the_delete(
         for acc in e.inventory.snapshots[a.snapshot].accounts:
             assert (a.snapshot, acc) in earlier, (a, acc)
         assert not [b for b in p.actions if b.kind == "share" and b.snapshot == a.snapshot]
-    CHECKED["b-revoke-first"] += 1
 
 
-@PROPERTY_SETTINGS
-@given(scenario)
+@property_test("c-keep-last", scenario)
 def test_never_below_keep_last(case: tuple[list[Policy], Estate]) -> None:
     """(c) Per (policy, cluster), the ``keep_last`` newest available owned snapshots (by data
     time, ties by id) are never deleted, so at least that many remain."""
@@ -561,11 +586,9 @@ def test_never_below_keep_last(case: tuple[list[Policy], Estate]) -> None:
             assert not deleted & {s.id for s in floor}, (pol.name, keep)
             remaining = len(snaps) - len(deleted & {s.id for s in snaps})
             assert remaining >= len(floor)
-    CHECKED["c-keep-last"] += 1
 
 
-@PROPERTY_SETTINGS
-@given(scenario)
+@property_test("d-cap-oldest", scenario)
 def test_deletes_are_capped_and_the_oldest_expired_go_first(
     case: tuple[list[Policy], Estate],
 ) -> None:
@@ -586,11 +609,9 @@ def test_deletes_are_capped_and_the_oldest_expired_go_first(
         cap = pol.limits.max_deletes_per_run
         assert len(deletes) <= cap
         assert sorted(deletes) == sorted(sid for _, sid in expired[:cap]), pol.name
-    CHECKED["d-cap-oldest"] += 1
 
 
-@PROPERTY_SETTINGS
-@given(scenario)
+@property_test("e-hold", scenario)
 def test_held_snapshot_is_never_revoked_or_deleted(case: tuple[list[Policy], Estate]) -> None:
     """(e) A snapshot carrying its policy's hold tag is never revoked nor deleted."""
     policies, e = case
@@ -599,7 +620,6 @@ def test_held_snapshot_is_never_revoked_or_deleted(case: tuple[list[Policy], Est
     for a in p.actions:
         if a.kind in ("revoke", "delete"):
             assert pols[a.policy].hold_tag not in e.inventory.snapshots[a.snapshot].tags, a
-    CHECKED["e-hold"] += 1
 
 
 # -- (f) determinism ------------------------------------------------------------------------
@@ -625,15 +645,13 @@ def shuffled(e: Estate, rnd: random.Random) -> Estate:
     )
 
 
-@PROPERTY_SETTINGS
-@given(scenario, st.randoms(use_true_random=False))
+@property_test("f-deterministic", scenario, st.randoms(use_true_random=False))
 def test_plan_does_not_depend_on_input_order(
     case: tuple[list[Policy], Estate], rnd: random.Random
 ) -> None:
     """(f) Shuffling the inventory's and the state's order gives an equal plan."""
     policies, e = case
     assert planned(policies, shuffled(e, rnd)) == planned(policies, e)
-    CHECKED["f-deterministic"] += 1
 
 
 # -- (g) convergence ------------------------------------------------------------------------
@@ -751,8 +769,7 @@ def made_by(p: Plan) -> set[str]:
     return {a.snapshot for a in p.actions if a.kind in ("copy", "create")}
 
 
-@PROPERTY_SETTINGS
-@given(scenario)
+@property_test("g-converges", scenario)
 def test_applying_the_plan_converges(case: tuple[list[Policy], Estate]) -> None:
     """(g) Apply the plan, plan again at the same ``now``:
 
@@ -802,7 +819,6 @@ def test_applying_the_plan_converges(case: tuple[list[Policy], Estate]) -> None:
     assert p.actions == (), "did not converge"
     assert all(n == 1 for n in seen_made.values()), seen_made
     assert all(n == 1 for n in sources.values()), sources
-    CHECKED["g-converges"] += 1
 
 
 def test_the_generator_reaches_every_kind_of_action() -> None:
