@@ -579,3 +579,13 @@ def test_connection_errors_never_carry_the_password() -> None:
     assert "user=IAM:u" in conninfo(params, with_password=False)
     odd = ConnectParams("h", 1, "d", "u", "it's a secret", "require")
     assert "password='it\\'s a secret'" in conninfo(odd, with_password=True)
+
+
+def test_the_example_config_loads() -> None:
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "verify.yaml")
+    spec = cfg.policies[0].verify
+    assert spec is not None and [c.expect.kind for c in spec.checks] == [
+        "equals",
+        "same_as_snapshot",
+        "min",
+    ]

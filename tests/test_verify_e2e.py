@@ -19,12 +19,17 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from snapworker.aws import moto_ext
+from snapworker.core import ids
+from snapworker.core.model import OwnedRecord
+from snapworker.core.ownership import ownership_tags
+from snapworker.core.schedule import latest_fire
 from tests.e2e_support import Sandbox
 
 pytestmark = pytest.mark.e2e
@@ -137,6 +142,18 @@ class Runs:
         return result
 
 
+def seed_owned(box: Sandbox) -> str:
+    """The snapshot the policy took at its latest create fire time (tags prove ownership), so
+    a test starts with a drill due, without a run to take it."""
+    fire = latest_fire("0 3 * * *", "UTC", datetime.now(UTC))
+    sid = ids.create_snapshot_id(POLICY, "prod-a", fire)
+    rec = OwnedRecord(sid, POLICY, "prod-a", "create", fire, fire_time=fire)
+    moto_ext.add_manual_snapshot(
+        box.backend(), "prod-a", sid, create_time=fire, tags=ownership_tags(rec)
+    )
+    return sid
+
+
 def clusters(box: Sandbox) -> dict[str, dict[str, Any]]:
     out = {}
     for c in box.client().describe_clusters()["Clusters"]:
@@ -222,7 +239,7 @@ def test_drill_passes_and_the_scratch_cluster_is_deleted(box: Sandbox) -> None:
 def test_failing_check_fails_the_run_and_still_deletes_the_scratch_cluster(box: Sandbox) -> None:
     runs = Runs(box)
     write(box, extra=FAILING_CHECK)
-    assert runs("run").returncode == 0
+    seed_owned(box)
     second = runs("run")
     assert second.returncode == 1
     errors = [e for e in log_lines(second.stderr) if e.get("level") == "error"]
@@ -250,7 +267,7 @@ def test_killed_drill_leaves_a_scratch_cluster_the_next_run_deletes(
     """after:1 kills right after RestoreFromClusterSnapshot (the scratch cluster is not
     tagged yet: only the state DB knows it); after:2 right after its CreateTags."""
     runs = Runs(box)
-    assert runs("run").returncode == 0
+    seed_owned(box)
     killed = runs("run", SNAPWORKER_KILL_AT=kill_at)
     assert killed.returncode == -9
     expire_leases(box)
@@ -277,7 +294,7 @@ def test_killed_drill_leaves_a_scratch_cluster_the_next_run_deletes(
 
 def test_tags_prove_a_leftover_scratch_cluster_when_the_state_db_is_lost(box: Sandbox) -> None:
     runs = Runs(box)
-    assert runs("run").returncode == 0
+    seed_owned(box)
     assert runs("run", SNAPWORKER_KILL_AT="after:2").returncode == -9
     for p in box.tmp.iterdir():
         if p.name.startswith(box.db.name):
