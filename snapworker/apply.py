@@ -22,11 +22,12 @@ A permanent failure on one action is recorded (journal, outcome) and the others 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from snapworker.aws.redshift import AwsError, RedshiftGateway
 from snapworker.core.model import (
@@ -286,7 +287,7 @@ def apply(
     revoke_failed: set[str] = set()
     lock = threading.Lock()
 
-    def run_group(indexes: list[int]) -> None:
+    def run_group_of(ex: Executor, indexes: list[int]) -> None:
         for i in indexes:
             if should_stop():
                 return
@@ -294,9 +295,9 @@ def apply(
             if action.kind == "delete":
                 with lock:
                     failed = action.snapshot in revoke_failed
-                result = _guarded_delete(action, executor, failed)
+                result = _guarded_delete(action, ex, failed)
             else:
-                result = executor.run_one(action)
+                result = ex.run_one(action)
             with lock:
                 if action.kind == "revoke" and not result.ok:
                     revoke_failed.add(action.snapshot)
@@ -307,15 +308,50 @@ def apply(
     ordered = sorted(groups.values())  # by each group's first action: plan order
     if workers <= 1 or len(ordered) <= 1:
         for indexes in ordered:
-            run_group(indexes)
+            run_group_of(executor, indexes)
     else:
         from concurrent.futures import ThreadPoolExecutor
 
+        # The AWS calls overlap; the state DB's short write transactions take turns (see
+        # _SerialStore), so SQLite's busy timeout is never what arbitrates between them.
+        serial = cast("StateStore", _SerialStore(executor.store))
+        parallel = dataclasses.replace(executor, store=serial)
+        run_group = _bind(run_group_of, parallel)
         with ThreadPoolExecutor(max_workers=min(workers, len(ordered))) as pool:
             for future in [pool.submit(run_group, g) for g in ordered]:
                 future.result()  # re-raises what a worker raised (a crash of the store, say)
-    run_group(later)
+    run_group_of(executor, later)
     return [results[i] for i in sorted(results)]
+
+
+def _bind(fn: Callable[[Executor, list[int]], None], ex: Executor) -> Callable[[list[int]], None]:
+    return lambda indexes: fn(ex, indexes)
+
+
+class _SerialStore:
+    """The state store with its methods taking turns, for the worker threads of one process.
+
+    Each store method is one short transaction; SQLite lets one writer in at a time and
+    makes the others poll until its busy timeout, which under load lets a thread starve
+    and fail ("database is locked"). A lock in the process makes them queue fairly instead
+    (and costs nothing: the DB took one writer at a time anyway). Other processes (a second
+    worker) still meet SQLite's own locking and busy timeout.
+    """
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def locked(*args: object, **kwargs: object) -> object:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return locked
 
 
 def _store_is_thread_safe(store: object) -> bool:
