@@ -208,9 +208,6 @@ def _tick(
     ):
         state = rt.store.load_state()
     plan = make_plan(rt, policies, inv, state)
-    from snapworker.store.repository import drift_items
-
-    rt.store.record_drift(run_id, drift_items(plan), rt.clock())
     if on_plan is not None:
         on_plan(plan)
     planned = {a.key for a in plan.actions}
@@ -248,6 +245,11 @@ def _tick(
             progress(o)
 
     outcomes = apply(plan.actions, executor, report, should_stop)
+    # The drift this tick saw, for `status`: revoked only if its revoke succeeded.
+    from snapworker.store.repository import drift_items
+
+    revoked = {o.action.key for o in outcomes if o.ok and o.action.kind == "revoke"}
+    rt.store.record_drift(run_id, drift_items(plan, revoked), rt.clock())
     return TickResult(plan, outcomes, run_id, reconciled, adopted, inv)
 
 

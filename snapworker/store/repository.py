@@ -156,8 +156,8 @@ class RunView:
 
 @dataclass(frozen=True)
 class DriftItem:
-    """A grant to an account the policy does not list; ``revoked``: the run's plan revoked it
-    (``revoke_unlisted: true``), else it was only reported."""
+    """A grant to an account the policy does not list; ``revoked``: the run revoked it
+    (``revoke_unlisted: true`` and the revoke succeeded), else it was only reported."""
 
     policy: str
     cluster: str
@@ -175,9 +175,12 @@ class DriftReport:
     items: tuple[DriftItem, ...]
 
 
-def drift_items(plan: Plan) -> list[DriftItem]:
-    """The plan's drift as rows to record; revoked when the plan also revokes that grant."""
-    revoking = {a.key for a in plan.actions if a.kind == "revoke"}
+def drift_items(plan: Plan, revoked: Iterable[str] | None = None) -> list[DriftItem]:
+    """The plan's drift as rows to record. ``revoked``: the keys of the revokes that were
+    done (after apply); None: the revokes the plan asks for (before apply)."""
+    revoking = (
+        {a.key for a in plan.actions if a.kind == "revoke"} if revoked is None else set(revoked)
+    )
     return [
         DriftItem(
             policy=d.policy,
@@ -464,8 +467,9 @@ class StateStore:
     # -- drift
 
     def record_drift(self, run_id: int, items: Iterable[DriftItem], at: datetime) -> int:
-        """Record the drift run ``run_id`` saw (call it once per run, after planning, even
-        with no items: the run row then says the check happened). Returns rows written."""
+        """Record the drift run ``run_id`` saw (once per run, after applying; with no items
+        nothing is written, and the finished run row says the check happened). Returns the
+        rows written."""
         at = _aware(at)
         rows = [
             DriftRow(
@@ -486,9 +490,9 @@ class StateStore:
         return len(rows)
 
     def latest_drift(self) -> DriftReport | None:
-        """The drift seen by the newest ``run``/``daemon`` tick that got past planning (it
-        finished without an exception; a tick that raised may not have looked, so an older
-        one's view is shown instead). None when no such tick exists yet."""
+        """The drift seen by the newest ``run``/``daemon`` tick that finished without an
+        exception (one that raised may not have recorded it, so an older one's view is shown
+        instead; one still running is not looked at). None when no such tick exists yet."""
         with self._tx("read drift", write=False) as s:
             run = s.exec(
                 select(RunRow)
