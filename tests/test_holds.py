@@ -309,3 +309,22 @@ def test_retention_days_on_create_and_modify_cluster_snapshot(gateway: Any) -> N
         SnapshotIdentifier="sw-old", ManualSnapshotRetentionPeriod=30, Force=True
     )
     assert gateway.get_snapshot("sw-old", "prod-a") is None  # Force: deleted at once
+
+
+# ---------------------------------------------------------------------- the config key
+
+
+def test_fail_safe_days_is_validated_and_is_not_a_retention_rule(tmp_path: Path) -> None:
+    from snapworker.config import ConfigError, Retention, load_config
+
+    assert Retention.model_validate({"fail_safe_days": 3653}).fail_safe_days == 3653
+    assert not Retention.model_validate({"fail_safe_days": 30}).has_rules
+    path = tmp_path / "snapworker.yaml"
+    for bad in (0, 3654, '"30"'):
+        path.write_text(
+            "policies:\n  - name: p\n    retention:\n"
+            f"      keep_last: 3\n      fail_safe_days: {bad}\n"
+        )
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        assert ":5: policy 'p': retention.fail_safe_days:" in str(err.value), str(err.value)
