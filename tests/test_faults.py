@@ -403,3 +403,53 @@ def test_in_process_botocore_and_tenacity_layers(
         max_attempts * attempts,
     )
     record_property("figure", shown)
+
+
+# ------------------------------------------------------------- the fault plan over HTTP
+
+
+def test_fault_plan_through_the_admin_endpoint(sandbox: Sandbox) -> None:
+    """``POST /_snapworker/faults`` arms a plan (the server may run in another process),
+    ``GET`` reports what it did, ``DELETE`` disarms it; a bad plan is a 400."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def call(method: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(sandbox.url + "/_snapworker/faults", data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    status, body = call(
+        "POST",
+        {"seed": 3, "rate": 1.0, "kinds": ["throttling"], "operations": ["DescribeClusters"]},
+    )
+    assert status == 200 and body["plan"]["kinds"] == ["throttling"]
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    client = boto3.client(
+        "redshift",
+        region_name=REGION,
+        endpoint_url=sandbox.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+    with pytest.raises(ClientError) as info:
+        client.describe_clusters()  # one attempt: no botocore backoff
+    assert info.value.response["Error"]["Code"] == "Throttling"
+    client.describe_cluster_snapshots()  # another operation: not faulted
+    status, report = call("GET")
+    assert status == 200 and report["injected"] == {"throttling": 1}
+    assert any(op == "DescribeClusterSnapshots" and n == 1 for op, _, n in report["requests"])
+    assert call("POST", {"kinds": ["gremlins"]})[0] == 400
+    assert call("POST", {"rate": 2})[0] == 400
+    assert call("DELETE")[0] == 200
+    assert call("GET")[1] == {"plan": None, "injected": {}, "requests": []}
+    client.describe_clusters()  # disarmed
