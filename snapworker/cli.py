@@ -321,7 +321,7 @@ def _hold_command(snapshot: str, config: str | None, reason: str | None) -> None
     cfg = load(config)
     rt = runtime(cfg)
     from snapworker.aws.redshift import AwsError
-    from snapworker.holds import HoldRefused
+    from snapworker.holds import HoldIncomplete, HoldRefused
     from snapworker.holds import hold as do_hold
     from snapworker.holds import release as do_release
 
@@ -329,6 +329,8 @@ def _hold_command(snapshot: str, config: str | None, reason: str | None) -> None
         text = do_release(rt, snapshot) if reason is None else do_hold(rt, snapshot, reason)
     except HoldRefused as e:
         fail(str(e))
+    except HoldIncomplete as e:
+        fail(str(e), 1)
     except AwsError as e:
         fail(f"{'release' if reason is None else 'hold'} {snapshot} failed: {e}", 1)
     except Exception as e:

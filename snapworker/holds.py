@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from snapworker.aws.redshift import AwsError
 from snapworker.core.model import Inventory, OwnedRecord, Snapshot, State
 from snapworker.core.planner import owned_snapshots
 
@@ -35,7 +36,15 @@ if TYPE_CHECKING:
     from snapworker.config import Policy
     from snapworker.engine import Runtime
 
-__all__ = ["MAX_REASON", "HoldRefused", "HoldTarget", "find_target", "hold", "release"]
+__all__ = [
+    "MAX_REASON",
+    "HoldIncomplete",
+    "HoldRefused",
+    "HoldTarget",
+    "find_target",
+    "hold",
+    "release",
+]
 
 MAX_REASON = 256
 """AWS's limit on a tag value (the reason is the hold tag's value)."""
@@ -43,6 +52,11 @@ MAX_REASON = 256
 
 class HoldRefused(Exception):
     """The snapshot cannot be held or released (unknown, not owned, bad reason): exit 2."""
+
+
+class HoldIncomplete(Exception):
+    """The hold tag is set but AWS's own expiry could not be suspended (exit 1); the message
+    says what was done and what was not."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +153,14 @@ def hold(rt: Runtime, snapshot_id: str, reason: str) -> str:
     period = snap.retention_period
     if days is not None or (period is not None and period != -1):
         # AWS's own expiry ignores tags: a hold must stop it too.
-        rt.gateway.set_retention(snap.id, -1)
+        try:
+            rt.gateway.set_retention(snap.id, -1)
+        except AwsError as e:
+            lines.append(
+                f"but AWS's own expiry is NOT suspended: ModifyClusterSnapshot failed ({e}); "
+                "AWS may still delete it: run `snapworker hold` again"
+            )
+            raise HoldIncomplete("\n".join(lines)) from e
         after = f"release restores {days} days" if days is not None else "release leaves it"
         lines.append(
             "fail-safe expiry suspended: ManualSnapshotRetentionPeriod set to -1 "

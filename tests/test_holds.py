@@ -158,6 +158,24 @@ def test_a_hold_stops_aws_expiry_even_without_fail_safe_days_in_the_policy() -> 
     assert rt.gateway.calls[-1] == ("ModifyClusterSnapshot", snap.id, -1)
 
 
+def test_a_hold_whose_aws_expiry_cannot_be_suspended_says_so_and_fails() -> None:
+    from snapworker.aws.redshift import AwsError
+    from snapworker.holds import HoldIncomplete
+
+    snap = copy_of(3)
+    rt = runtime(snap, retention={"keep_last": 3, "fail_safe_days": 30})
+
+    def refuse(sid: str, days: int) -> None:
+        raise AwsError("ModifyClusterSnapshot", "InvalidClusterSnapshotState", "creating", sid)
+
+    rt.gateway.set_retention = refuse  # type: ignore[method-assign]
+    with pytest.raises(HoldIncomplete) as err:
+        hold(rt, snap.id, "audit")
+    text = str(err.value)
+    assert text.startswith(f"held {snap.id}") and "NOT suspended" in text
+    assert rt.gateway.calls == [("CreateTags", snap.id, {"snapworker:hold": "audit"})]
+
+
 # ------------------------------------------------------------------------------- explain
 
 
