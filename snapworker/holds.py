@@ -185,7 +185,14 @@ def release(rt: Runtime, snapshot_id: str) -> str:
         rt.log.info("release", snapshot=snapshot_id, policy=t.policy.name, tag=t.tag)
     days = _fail_safe(t.policy)
     if days is not None and t.current_reason is not None:
-        lines.append(_restore_fail_safe(rt, snap, days, rt.clock()))
+        try:
+            lines.append(_restore_fail_safe(rt, snap, days, rt.clock()))
+        except AwsError as e:
+            lines.append(
+                f"but fail-safe expiry is NOT restored: ModifyClusterSnapshot failed ({e}); "
+                "the period stays -1: AWS keeps it, snapworker's rules still decide"
+            )
+            raise HoldIncomplete("\n".join(lines)) from e
     return "\n".join(lines)
 
 
