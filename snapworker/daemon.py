@@ -155,7 +155,7 @@ class Daemon:
         self.holder = new_holder()
         self.metrics = Metrics()
         self._factory = runtime_factory or _bootstrap
-        self.rt = self._factory(config, None, self._sleep)
+        self.rt = self._runtime(config, None)
         self.metrics.use_stats(self.rt.gateway.stats)
         self._sqs_client = sqs_client
         self._event_policies: set[str] = set()
@@ -165,6 +165,16 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
 
     # -- retries that a stop cuts short ---------------------------------------------------
+
+    def _runtime(self, config: Config, store: StateStore | None) -> Runtime:
+        """A runtime whose waits a stop cuts short: the rate limiter's pacing returns early
+        (the last action goes ahead), the retry backoff raises (no further attempt)."""
+        rt = self._factory(config, store, self._pace)
+        rt.gateway.sleep = self._sleep
+        return rt
+
+    def _pace(self, seconds: float) -> None:
+        self.stop_event.wait(seconds)
 
     def _sleep(self, seconds: float) -> None:
         """The gateway's retry backoff: returns early, with an error, when stopping."""
@@ -393,7 +403,7 @@ class Daemon:
         try:
             same_db = new.state_url == self.config.state_url
             try:
-                rt = self._factory(new, self.rt.store if same_db else None, self._sleep)
+                rt = self._runtime(new, self.rt.store if same_db else None)
             except Exception as e:
                 self.log.error("config reload refused; keeping the running config", error=str(e))
                 self.metrics.reload("refused")

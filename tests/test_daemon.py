@@ -269,8 +269,28 @@ def test_stop_lets_the_action_in_flight_finish_and_starts_no_other(
     assert daemon.scheduler.get_job("poll-creating") is None
 
 
-def test_a_stop_cuts_a_retry_backoff_short(daemon: Daemon) -> None:
-    daemon.stop_event.set()
+def test_a_stop_cuts_a_retry_backoff_short(daemon: Daemon, aws: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    make_cluster(aws, "prod-a")
+    automated("prod-a", 1)
+    attempts: list[str] = []
+
+    def throttled(**kw: Any) -> Any:
+        attempts.append(kw["TargetSnapshotIdentifier"])
+        daemon.request_stop()  # SIGTERM while the call is being throttled
+        raise ClientError(
+            {"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "CopyClusterSnapshot"
+        )
+
+    aws.copy_cluster_snapshot = throttled
+    result = daemon.reconcile()
+    assert result is not None
+    assert [(o.outcome, "stopping" in (o.error or "")) for o in result.outcomes] == [
+        ("failed", True)
+    ]
+    assert len(attempts) == 1  # no retry after the stop: the next tick does it again
+    assert [(e.kind, e.status) for e in daemon.rt.store.journal()] == [("copy", "failed")]
     with pytest.raises(AwsError, match="stopping"):
         daemon._sleep(3600)
 
