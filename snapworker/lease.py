@@ -7,7 +7,8 @@ skipped by that tick with a warning. While the tick works, a heartbeat thread re
 lease it holds at a third of the TTL, so a long tick (many actions, slow retries) keeps its
 leases however long one AWS call takes; the tick releases them when it ends. A holder that
 crashed (SIGKILL, power loss) stops renewing, and its leases expire after the TTL, so it
-blocks the others for at most ``DEFAULT_TTL``.
+blocks the others for at most ``DEFAULT_TTL``; sooner when it ran on this host (same host
+name and PID namespace) and its pid is gone: such a lease is taken over at once.
 
 Lease times are the real wall clock (UTC), never the tick's clock: ``SNAPWORKER_FAKE_NOW``
 moves one process's idea of "now" for planning, but lease expiry is compared across
@@ -39,9 +40,39 @@ def lease_name(policy: str) -> str:
     return f"policy:{policy}"
 
 
+def _pid_namespace() -> str:
+    """The PID namespace of this process (Linux), so that a pid is only ever compared with
+    pids of the same namespace (two containers may share a host name, not their pids)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
 def new_holder() -> str:
-    """Who holds a lease: host, pid and a random part (a pid can be reused after a crash)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Who holds a lease: host, PID namespace, pid, and a random part (pids are reused)."""
+    return f"{socket.gethostname()}|{_pid_namespace()}|{os.getpid()}|{uuid.uuid4().hex[:8]}"
+
+
+def dead_local_holder(holder: str) -> bool:
+    """True only when ``holder`` is a process of this host and PID namespace that no longer
+    exists (a `run` killed by SIGKILL or the OOM killer): its lease need not be waited out.
+    Anything else (another host, an unknown format, a live or unknowable pid) is False."""
+    parts = holder.split("|")
+    if len(parts) != 4 or not parts[2].isdigit():
+        return False
+    host, pidns, pid, _ = parts
+    if host != socket.gethostname() or not pidns or pidns != _pid_namespace():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (owned by another user): alive
+        return False
+    return False
 
 
 def wall_clock() -> datetime:
@@ -75,7 +106,7 @@ class PolicyLeases:
         skipped: list[str] = []
         try:
             for name in policies:
-                if self.store.acquire_lease(lease_name(name), self.holder, self.ttl, self.clock()):
+                if self._acquire(lease_name(name)):
                     acquired.append(name)
                 else:
                     skipped.append(name)
@@ -90,6 +121,28 @@ class PolicyLeases:
             )
             self._thread.start()
         return acquired, skipped
+
+    def _acquire(self, name: str) -> bool:
+        if self.store.acquire_lease(name, self.holder, self.ttl, self.clock()):
+            return True
+        other = self._holder_of(name)
+        if other is None or not dead_local_holder(other):
+            return False
+        # Its holder was killed on this host: take over now rather than after the TTL.
+        # (Two takers race on the insert; the state DB lets one win.)
+        if self.log is not None:
+            self.log.warning("taking over the lease of a dead process", lease=name, holder=other)
+        self.store.release_lease(name, other)
+        return self.store.acquire_lease(name, self.holder, self.ttl, self.clock())
+
+    def _holder_of(self, name: str) -> str | None:
+        from sqlmodel import Session
+
+        from snapworker.store.tables import LeaseRow
+
+        with Session(self.store.engine) as s:
+            row = s.get(LeaseRow, name)
+            return None if row is None else row.holder
 
     def renew(self) -> None:
         """Extend every lease held; one that is no longer ours is marked lost."""

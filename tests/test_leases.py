@@ -95,3 +95,31 @@ def test_a_tick_skips_a_leased_policy_and_plans_without_a_lease(aws: Any, tmp_pa
     # the tick released its lease: another holder can take it at once
     assert rt.store.acquire_lease(lease_name("prod-nightly"), "run-y", TTL, datetime.now(UTC))
     rt.store.close()
+
+
+def test_the_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(
+    store: StateStore,
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from snapworker.lease import _pid_namespace, new_holder
+
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    here = f"{socket.gethostname()}|{_pid_namespace()}"
+    dead = f"{here}|{int(child.stdout)}|dead0001"
+    alive = f"{here}|{os.getppid()}|alive001"
+    elsewhere = f"other-host|{_pid_namespace()}|{int(child.stdout)}|else0001"
+    now = datetime.now(UTC)
+    for name, holder in (("p-dead", dead), ("p-alive", alive), ("p-else", elsewhere)):
+        assert store.acquire_lease(lease_name(name), holder, timedelta(minutes=10), now)
+    me = PolicyLeases(store, new_holder(), TTL)
+    assert me.acquire(["p-dead", "p-alive", "p-else"]) == (["p-dead"], ["p-alive", "p-else"])
+    me.release()
