@@ -14,6 +14,7 @@ output and in ``status``; the other cluster's work completes; the exit code is 1
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -218,6 +219,63 @@ def test_network_errors_are_transient_and_retried(exc: Exception) -> None:
 
 def _op_name(method: str) -> str:
     return "".join(part.title() for part in method.split("_"))
+
+
+# --------------------------------------------- a copy whose answer was lost, then retried
+
+
+def _existing(**over: Any) -> dict[str, Any]:
+    snap = {
+        "SnapshotIdentifier": SNAP,
+        "ClusterIdentifier": CLUSTER,
+        "SnapshotType": "manual",
+        "Status": "available",
+        "SnapshotCreateTime": datetime.now(UTC),
+    }
+    snap.update(over)
+    return {"Snapshots": [snap]}
+
+
+def test_copy_retried_after_a_lost_answer_takes_the_copy_it_made() -> None:
+    gw, stub, _ = _gateway()
+    stub.add_client_error("copy_cluster_snapshot", "InternalFailure", "oops", 500)
+    stub.add_client_error(
+        "copy_cluster_snapshot", "ClusterSnapshotAlreadyExists", "already exists", 400
+    )
+    stub.add_response("describe_cluster_snapshots", _existing())
+    with stub:
+        snap = _copy(gw)
+    stub.assert_no_pending_responses()
+    assert snap.id == SNAP and snap.type == "manual"
+
+
+@pytest.mark.parametrize(
+    ("first_error", "existing"),
+    [
+        # no earlier attempt could have made it: the id was taken before we asked
+        (None, _existing()),
+        # an earlier attempt failed, but what is there is not a fresh untagged copy of ours
+        (500, _existing(Tags=[{"Key": "owner", "Value": "dba"}])),
+        (500, _existing(ClusterIdentifier="prod-b")),
+        (500, _existing(SnapshotType="automated")),
+        (500, _existing(SnapshotCreateTime=datetime(2020, 1, 1, tzinfo=UTC))),
+    ],
+    ids=["first-attempt", "tagged", "other-cluster", "automated", "old"],
+)
+def test_copy_refuses_an_id_taken_by_something_else(
+    first_error: int | None, existing: dict[str, Any]
+) -> None:
+    gw, stub, _ = _gateway()
+    if first_error:
+        stub.add_client_error("copy_cluster_snapshot", "InternalFailure", "oops", first_error)
+    stub.add_client_error(
+        "copy_cluster_snapshot", "ClusterSnapshotAlreadyExists", "already exists", 400
+    )
+    if first_error:
+        stub.add_response("describe_cluster_snapshots", existing)
+    with stub, pytest.raises(AwsError) as info:
+        _copy(gw)
+    assert info.value.code == "ClusterSnapshotAlreadyExists"
 
 
 # ------------------------------------------------------------------------------- end to end
