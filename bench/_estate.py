@@ -90,3 +90,51 @@ def plain(clusters: int, snapshots: int) -> tuple[Inventory, State]:
         snaps[sid] = Snapshot(sid, cid, "manual", "available", made, tags, (SHARE,), ACCOUNT)
     inv = Inventory({c: Cluster(c, "available", {}) for c in cluster_ids(clusters)}, snaps)
     return inv, State(owned=owned)
+
+
+def seed_moto(
+    be: Any, clusters: int, snapshots: int, now: datetime, spacing: timedelta = SPACING
+) -> None:
+    """Seed moto's Redshift backend (no API calls) with :func:`layout`'s estate, times
+    relative to ``now`` (the worker's clock when it runs)."""
+    from snapworker.aws import moto_ext
+
+    for cid in cluster_ids(clusters):
+        be.create_cluster(
+            cluster_identifier=cid,
+            node_type="ra3.xlplus",
+            master_username="admin",
+            master_user_password="Passw0rd-bench",
+            db_name="dev",
+            cluster_type="single-node",
+            cluster_security_groups=[],
+            vpc_security_group_ids=[],
+            cluster_subnet_group_name=None,
+            availability_zone=None,
+            preferred_maintenance_window=None,
+            cluster_parameter_group_name=None,
+            automated_snapshot_retention_period=1,
+            port=5439,
+            cluster_version="1.0",
+            allow_version_upgrade=True,
+            number_of_nodes=1,
+            publicly_accessible=False,
+            encrypted=False,
+            region_name=be.region_name,
+            tags=[{"Key": "env", "Value": "prod"}],
+        )
+    for sid in [s for s, snap in be.snapshots.items() if snap.snapshot_type == "automated"]:
+        moto_ext.drop_snapshot(be, sid)  # moto's own snapshot at CreateCluster
+    for cid, kind, sid, t in layout(clusters, snapshots, now=now, spacing=spacing):
+        if kind != "copy":
+            moto_ext.add_automated_snapshot(be, cid, create_time=t, snapshot_id=sid)
+            continue
+        rec = copy_record(cid, t)
+        moto_ext.add_manual_snapshot(
+            be,
+            cid,
+            sid,
+            create_time=t + timedelta(minutes=5),
+            tags=ownership_tags(rec),
+            accounts=[SHARE],
+        )
