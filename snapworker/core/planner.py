@@ -5,9 +5,14 @@ turn them into actions; every owned snapshot not acted on is listed as kept, wit
 that keeps it. Nothing here does I/O or reads the clock, so the dry-run report, the daemon
 and ``run`` all see the same decisions, and the tests feed it plain data.
 
-Complexity: O(S log S + P * S) for S snapshots and P policies (one pass to classify
-ownership, one sort per (policy, cluster) group, linear retention walks); no step compares
-snapshots pairwise.
+Complexity: O(S log S + P * (S + C)) for S snapshots, C clusters and P policies: one pass
+to classify ownership (an id check per owned snapshot, memoised across ticks), per policy
+one pass over the clusters (the schedule's fire time is computed once per policy, not per
+cluster) and one sort per (policy, cluster) group with linear retention walks (the
+"already past retention" check of new sources builds reason texts for those sources only),
+then one sort of the actions and of the kept list. No step compares snapshots pairwise.
+Checked by ``bench/planner.py``: 10x the snapshots costs ~10-13x the time (the excess is
+the sorts' log factor and the garbage collector walking a larger heap).
 """
 
 from __future__ import annotations

@@ -1,0 +1,112 @@
+"""Start-up: a ``snapworker run`` with nothing to do, against ``python -c "import boto3"``,
+as a ratio (median of ``--repeat`` runs each, alternated, measured in the same run).
+
+The run is the real CLI against an empty moto sandbox (``python -m snapworker.aws.sandbox
+serve --port 0``: no clusters, no snapshots) with a state DB whose schema is current (a
+first run creates it before the measurements): so it imports what a cron tick imports,
+opens the state DB, lists clusters and snapshots (one call each), plans nothing, records
+its run and exits. ``--importtime`` also prints the heaviest top-level imports of one run
+(``python -X importtime``). Usage: ``.venv/bin/python bench/startup.py [--repeat N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = """\
+state_url: sqlite:///{db}
+aws:
+  region: us-east-1
+policies:
+  - name: nightly
+    select:
+      clusters: ["prod-*"]
+    retention:
+      max_age_days: 35
+"""
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"{cmd} failed ({r.returncode}): {r.stderr[-1500:]}")
+    return took
+
+
+def top_imports(cmd: list[str], env: dict[str, str], n: int = 12) -> list[tuple[int, str]]:
+    r = subprocess.run(
+        [cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, text=True
+    )
+    rows = []
+    for line in r.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        if cumulative.strip().isdigit() and not name.startswith("  "):  # top level only
+            rows.append((int(cumulative), name.strip()))
+    return sorted(rows, reverse=True)[:n]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--importtime", action="store_true")
+    args = ap.parse_args()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "snapworker.aws.sandbox", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    if not line.startswith("READY "):
+        server.kill()
+        raise SystemExit(f"the sandbox did not start: {line!r}")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = Path(tmp, "snapworker.yaml")
+            cfg.write_text(CONFIG.format(db=Path(tmp, "state.db")))
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SNAP"))}
+            env.update(
+                AWS_ACCESS_KEY_ID="bench",
+                AWS_SECRET_ACCESS_KEY="bench",
+                AWS_REGION="us-east-1",
+                AWS_ENDPOINT_URL=line.split()[1],
+            )
+            run = [sys.executable, "-m", "snapworker", "run", "-c", str(cfg)]
+            boto3 = [sys.executable, "-c", "import boto3"]
+            timed(run, env)  # creates the state DB (schema migrations) and warms the caches
+            timed(boto3, env)
+            runs, imports = [], []
+            for _ in range(args.repeat):
+                imports.append(timed(boto3, env))
+                runs.append(timed(run, env))
+            heavy = top_imports(run, env) if args.importtime else []
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    b, r = statistics.median(imports), statistics.median(runs)
+    print(f'python -c "import boto3":   {b:.3f} s (median of {args.repeat})')
+    print(f"snapworker run (nothing to do): {r:.3f} s (median of {args.repeat})")
+    print(f"ratio run / import boto3:       {r / b:.2f}")
+    if heavy:
+        print("\nheaviest top-level imports of one run (cumulative, python -X importtime):")
+        for us, name in heavy:
+            print(f"  {us / 1000:8.1f} ms  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
