@@ -374,3 +374,32 @@ def test_credentials_helper_prints_the_password_to_a_terminal_only(box: Sandbox)
     password = moto_ext.issued_passwords()[-1]
     assert f"password={password}" in out.decode()
     assert password not in proc.stderr
+
+
+def test_a_drill_that_cannot_connect_errors_counts_and_deletes(box: Sandbox) -> None:
+    """A connection error (here: nothing listens on the port) is a drill error: exit 1, an
+    error log line, ERROR in status; the scratch cluster is deleted; not redone until the
+    next fire time."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    host, port = box.pg  # type: ignore[attr-defined]
+    box.pg = (host, closed_port)  # type: ignore[attr-defined]
+    write(box)
+    box.pg = (host, port)  # type: ignore[attr-defined]
+    runs = Runs(box)
+    seed_owned(box)
+    failed = runs("run")
+    assert failed.returncode == 1
+    errors = [e for e in log_lines(failed.stderr) if e.get("level") == "error"]
+    assert any(
+        e["event"] == "verification failed" and "cannot connect" in e["reason"] for e in errors
+    )
+    assert set(clusters(box)) == {"prod-a"}
+    (v,) = status_json(runs)["verifications"]
+    assert v["status"] == "error" and "cannot connect" in v["error"] and v["scratch_deleted"]
+    assert runs("run").returncode == 0  # counted for its fire time
+    assert moto_ext.call_counts()["RestoreFromClusterSnapshot"] == 1
+    assert_password_nowhere(box, runs)
