@@ -63,7 +63,6 @@ __all__ = [
 ]
 
 CONNECT_TIMEOUT_SECONDS = 30
-STATEMENT_TIMEOUT_MS = 300_000
 
 
 class DrillError(Exception):
