@@ -365,7 +365,7 @@ SELECT = ("-m", "not slow", f"tests/{Path(__file__).name}")
 
 @pytest.mark.slow
 @pytest.mark.parametrize("guard", ["none (control)", *sorted(GUARDS)])
-def test_each_guard_is_load_bearing(tmp_path: Path, guard: str) -> None:
+def test_each_guard_is_load_bearing(tmp_path: Path, guard: str, record_property: Any) -> None:
     """Remove one guard from a copy of the project: some test of this file must fail. The
     control (nothing removed) must pass, so a failure is the guard's, not the copy's."""
     root = Path(__file__).resolve().parent.parent
@@ -407,4 +407,6 @@ def test_each_guard_is_load_bearing(tmp_path: Path, guard: str) -> None:
         return
     assert r.returncode == 1, f"guard {guard!r} removed, yet every test passed:\n{r.stdout}"
     failed = [line.split()[1] for line in r.stdout.splitlines() if line.startswith("FAILED ")]
-    print(f"guard {guard}: removed -> {', '.join(failed) or r.stdout.strip().splitlines()[-1]}")
+    caught = ", ".join(failed) or r.stdout.strip().splitlines()[-1]
+    print(f"guard {guard}: removed -> {caught}")
+    record_property("figure", f"[guards] apply.py guard '{guard}' removed: caught by {caught}")
