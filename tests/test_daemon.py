@@ -596,3 +596,34 @@ def test_health_and_metrics_endpoint() -> None:
         assert scrape(port, "/other")[0] == 404
     finally:
         server.stop()
+
+
+# --- deployment examples ---
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "config"
+
+
+@pytest.mark.parametrize("manifest", ["k8s-cronjob.yaml", "k8s-deployment.yaml"])
+def test_kubernetes_examples_carry_a_valid_config_and_grace_above_the_stop_bound(
+    manifest: str, tmp_path: Path
+) -> None:
+    import yaml
+
+    docs = list(yaml.safe_load_all((EXAMPLES / manifest).read_text()))
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    cfg = load_config(write_config(tmp_path, config_map["data"]["snapworker.yaml"]))
+    workload = next(d for d in docs if d["kind"] in ("CronJob", "Deployment"))
+    spec = workload["spec"]
+    pod = (spec["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else spec)["template"]
+    assert pod["spec"]["terminationGracePeriodSeconds"] >= stop_bound_seconds(cfg)
+    args = pod["spec"]["containers"][0]["args"]
+    assert args == (["run"] if workload["kind"] == "CronJob" else ["daemon"])
+
+
+def test_systemd_unit_waits_longer_than_the_stop_bound(tmp_path: Path) -> None:
+    unit = (EXAMPLES / "snapworker.service").read_text()
+    timeout = int(unit.split("TimeoutStopSec=")[1].split()[0])
+    text = "aws:\n  region: us-east-1\ndaemon:\n  sqs_queue_url: https://sqs.example/q\n"
+    cfg = load_config(write_config(tmp_path, text + "policies:\n  - name: p\n"))
+    assert timeout >= stop_bound_seconds(cfg)
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
