@@ -276,7 +276,8 @@ class RedshiftGateway:
             Retrying,
             retry_if_exception,
             stop_after_attempt,
-            wait_exponential_jitter,
+            wait_exponential,
+            wait_random,
         )
 
         def before_sleep(rs: RetryCallState) -> None:
@@ -287,11 +288,13 @@ class RedshiftGateway:
 
         retrying = Retrying(
             stop=stop_after_attempt(self.retry_cfg.attempts),
-            wait=wait_exponential_jitter(
-                initial=self.retry_cfg.wait_initial_seconds,
+            # exponential from wait_initial, capped at wait_max, plus up to wait_initial of
+            # jitter so that many workers throttled together do not retry in step
+            wait=wait_exponential(
+                multiplier=self.retry_cfg.wait_initial_seconds,
                 max=self.retry_cfg.wait_max_seconds,
-                jitter=self.retry_cfg.wait_initial_seconds,
-            ),
+            )
+            + wait_random(0, self.retry_cfg.wait_initial_seconds),
             retry=retry_if_exception(lambda e: isinstance(e, AwsError) and e.transient),
             sleep=self.sleep,
             before_sleep=before_sleep,
