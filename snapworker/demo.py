@@ -67,7 +67,9 @@ def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
             for n in range(1, max_ticks + 1):
                 result = tick(rt)
                 if not result.plan.actions:
-                    typer.echo(f"\n== snapworker run #{n}: nothing to do; the account is on policy ==")
+                    typer.echo(
+                        f"\n== snapworker run #{n}: nothing to do; the account is on policy =="
+                    )
                     break
                 typer.echo(f"\n== snapworker run #{n} ==")
                 typer.echo(render_outcomes(result.outcomes))

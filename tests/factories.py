@@ -66,7 +66,12 @@ def owned_create(
     sid = ids.create_snapshot_id(pol, cluster_id, fire)
     rec = OwnedRecord(sid, pol, cluster_id, "create", fire, fire_time=fire)
     return Snapshot(
-        sid, cluster_id, "manual", "available", fire, ownership_tags(rec) | extra,
+        sid,
+        cluster_id,
+        "manual",
+        "available",
+        fire,
+        ownership_tags(rec) | extra,
         tuple(sorted(accounts)),
     )
 

@@ -25,9 +25,9 @@ SCENARIO_CONFIG = CONFIG.replace(
     "    copy_automated: true",
     '    create:\n      schedule: "0 3 * * *"\n    copy_automated: true',
 )
-FIRST_RUN_MUTATIONS = 10
+FIRST_RUN_MUTATIONS = 10  # create 1, copy+tag 2x2, share 2, revoke 2, delete 1
 # One seed time for the reference and every killed run, so their inventories are identical.
-SEED_NOW = datetime.now(UTC).replace(second=0, microsecond=0)  # create 1, copy+tag 2x2, share 2, revoke 2, delete 1
+SEED_NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 def owned_copy(box: Sandbox, source: str, source_age: float, accounts: list[str]) -> str:
@@ -99,7 +99,9 @@ def test_reference_scenario_has_every_kind_of_mutation(sandbox: Sandbox) -> None
     assert len(mutations) == 6
 
 
-KILL_POINTS = [f"{stage}:{n}" for n in range(1, FIRST_RUN_MUTATIONS + 1) for stage in ("before", "after")]
+KILL_POINTS = [
+    f"{stage}:{n}" for n in range(1, FIRST_RUN_MUTATIONS + 1) for stage in ("before", "after")
+]
 
 
 @pytest.mark.parametrize("kill_at", KILL_POINTS)
@@ -124,4 +126,6 @@ def test_killed_run_converges_to_the_uninterrupted_end_state(
     sid = deletes[0]["snapshot_id"]
     revokes = [j for j in journal if j["snapshot_id"] == sid and j["kind"] == "revoke"]
     assert {j["account"] for j in revokes if j["status"] == "completed"} == {ACC, ALIAS}
-    assert all(j["finished_at"] <= deletes[0]["started_at"] for j in revokes if j["status"] == "completed")
+    assert all(
+        j["finished_at"] <= deletes[0]["started_at"] for j in revokes if j["status"] == "completed"
+    )

@@ -44,7 +44,9 @@ def test_plan_then_run_then_rerun(sandbox: Sandbox) -> None:
     copies = [a for a in p["actions"] if a["action"] == "copy"]
     assert sorted(a["source"] for a in copies) == sorted(seeded[f"auto{d}"] for d in (1, 2, 3))
     assert all(a["policy"] == "prod-nightly" and a["cluster"] == "prod-a" for a in copies)
-    assert any(seeded["auto40"] in n["message"] and "past retention" in n["message"] for n in p["notes"])
+    assert any(
+        seeded["auto40"] in n["message"] and "past retention" in n["message"] for n in p["notes"]
+    )
     assert box.snapshots() == before
     assert box.journal() == []
     table = box.cli("plan")
@@ -55,7 +57,9 @@ def test_plan_then_run_then_rerun(sandbox: Sandbox) -> None:
     assert r1.returncode == 0, r1.stderr
     assert "3 succeeded, 0 failed" in r1.stdout
     snaps = box.snapshots()
-    made = {sid: s for sid, s in snaps.items() if s["tags"].get("snapworker:policy") == "prod-nightly"}
+    made = {
+        sid: s for sid, s in snaps.items() if s["tags"].get("snapworker:policy") == "prod-nightly"
+    }
     assert len(made) == 3
     for s in made.values():
         assert s["tags"]["snapworker:kind"] == "copy" and s["tags"]["snapworker:source-time"]
@@ -89,7 +93,9 @@ def test_plan_then_run_then_rerun(sandbox: Sandbox) -> None:
     assert not set(made) & set(snaps)
     journal = box.journal()
     for sid in made:
-        kinds = [j["kind"] for j in journal if j["snapshot_id"] == sid and j["status"] == "completed"]
+        kinds = [
+            j["kind"] for j in journal if j["snapshot_id"] == sid and j["status"] == "completed"
+        ]
         assert kinds[-3:] in (["revoke", "revoke", "delete"],), kinds
     untouched(box, before, snaps)
     assert box.cli("run", **fake).stdout.strip().splitlines()[-1] == "0 succeeded, 0 failed"
@@ -103,9 +109,9 @@ def test_validate_and_bad_config_exit_2_without_aws_calls(sandbox: Sandbox) -> N
     ok = box.cli("validate")
     assert ok.returncode == 0 and "ok (1 policy)" in ok.stdout
     box.config.write_text(
-        box.config.read_text().replace("keep_last: 3", "keep_last: -7").replace(
-            '"111122223333"', '"11112222333"'
-        )
+        box.config.read_text()
+        .replace("keep_last: 3", "keep_last: -7")
+        .replace('"111122223333"', '"11112222333"')
     )
     from snapworker.aws import moto_ext
 
@@ -113,6 +119,8 @@ def test_validate_and_bad_config_exit_2_without_aws_calls(sandbox: Sandbox) -> N
     for cmd in ("validate", "plan", "run"):
         r = box.cli(cmd)
         assert r.returncode == 2, (cmd, r.stdout, r.stderr)
-        assert "keep_last" in r.stderr and "share.accounts" in r.stderr and "prod-nightly" in r.stderr
+        assert (
+            "keep_last" in r.stderr and "share.accounts" in r.stderr and "prod-nightly" in r.stderr
+        )
         assert "Traceback" not in r.stderr
     assert sum(moto_ext.call_counts().values()) == 0
