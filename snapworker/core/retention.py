@@ -173,26 +173,26 @@ def evaluate(
 ) -> list[Verdict]:
     """Decide every candidate of one (policy, cluster); the result is newest first.
 
-    ``only``: return the verdicts of these ids alone. Every rule still runs over all the
-    candidates (they rank and bucket one another), but the reason texts, most of the cost,
-    are built only for the verdicts returned. The planner's "already past retention" check
-    of a few sources among many owned snapshots uses it.
+    ``only``: return the verdicts of these ids alone. The ranking rules (keep_last, the
+    buckets, keep_within's newest) still walk all the candidates, which rank one another;
+    the per-snapshot rules and the reason texts, most of the cost, cover the verdicts
+    returned only. The planner's "already past retention" check of a few sources among
+    many owned snapshots uses it.
 
     Cost: O(n log n) for the sort, then O(n) per rule.
     """
     ordered = order_newest_first(cands)
+    # The candidates whose verdicts are returned; the per-candidate rules (clock skew,
+    # keep_within, max_age) look at these alone, the ranking rules at all of them.
+    subject = ordered if only is None else [c for c in ordered if c.id in only]
     if not rules.has_rules:
-        return [
-            Verdict(c.id, c.data_time, ("no retention rule set",))
-            for c in ordered
-            if only is None or c.id in only
-        ]
-    reasons: dict[str, list[str]] = {c.id: [] for c in ordered if only is None or c.id in only}
+        return [Verdict(c.id, c.data_time, ("no retention rule set",)) for c in subject]
+    reasons: dict[str, list[str]] = {c.id: [] for c in subject}
     tz = ZoneInfo(rules.timezone)
 
-    for c in ordered:
-        if c.data_time > now and (r := reasons.get(c.id)) is not None:
-            r.append("data time in the future (clock skew?); kept")
+    for c in subject:
+        if c.data_time > now:
+            reasons[c.id].append("data time in the future (clock skew?); kept")
 
     if rules.keep_last is not None:
         limit = len(ordered) if rules.keep_last == -1 else rules.keep_last
@@ -218,29 +218,27 @@ def evaluate(
                     r.append(f"{name} {count} (newest of {label})")
 
     if rules.keep_within is not None:
-        past = [c for c in ordered if c.data_time <= now]
-        if past:
-            newest = past[0].data_time
+        newest = next((c.data_time for c in ordered if c.data_time <= now), None)
+        if newest is not None:
             floor = newest - rules.keep_within
             within = format_duration(rules.keep_within)
-            for c in ordered:
-                if floor <= c.data_time <= newest and (r := reasons.get(c.id)) is not None:
-                    r.append(f"keep_within {within} of the newest ({newest:%Y-%m-%d %H:%M}Z)")
+            for c in subject:
+                if floor <= c.data_time <= newest:
+                    reasons[c.id].append(
+                        f"keep_within {within} of the newest ({newest:%Y-%m-%d %H:%M}Z)"
+                    )
 
     if rules.max_age is not None:
         zero, max_age, days = timedelta(0), rules.max_age, rules.max_age.days
-        for c in ordered:
+        for c in subject:
             age = now - c.data_time
-            if zero <= age <= max_age and (r := reasons.get(c.id)) is not None:
-                r.append(f"age {_age_text(age)} <= max_age_days {days}")
+            if zero <= age <= max_age:
+                reasons[c.id].append(f"age {_age_text(age)} <= max_age_days {days}")
 
     verdicts = []
     tail = _expire_tail(rules)  # the same for every candidate: built once, not per snapshot
-    for c in ordered:
-        rl = reasons.get(c.id)
-        if rl is None:
-            continue
-        rs = tuple(rl)
+    for c in subject:
+        rs = tuple(reasons[c.id])
         expire = "" if rs else _expire_reason(c, rules, now, tail)
         verdicts.append(Verdict(c.id, c.data_time, rs, expire))
     return verdicts
