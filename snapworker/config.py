@@ -47,7 +47,6 @@ from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
 import yaml
-from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -286,6 +285,8 @@ def _cron(value: str) -> str:
                 f"(got {_show(value)})"
             )
     expression = " ".join(fields)
+    from croniter import croniter  # here, not at import: a config without schedules skips it
+
     try:
         iterator = croniter(expression, datetime(2000, 1, 1, tzinfo=UTC))
     except Exception as exc:  # croniter raises assorted errors on hostile input

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+
+def croniter(schedule: str, start: datetime) -> Any:
+    """croniter, imported on first use: a tick whose policies have no schedule never pays
+    for it (start-up: ``bench/startup.py``)."""
+    from croniter import croniter as _croniter
+
+    return _croniter(schedule, start)
 
 
 def latest_fire(schedule: str, timezone: str, now: datetime) -> datetime:
