@@ -200,9 +200,7 @@ def _without_scratch(inv: Inventory, state: State) -> tuple[Inventory, list[Note
     state DB: a crash may come between the restore and its tag), which no policy may select;
     a leftover one is noted (``run`` deletes it before anything else)."""
     recorded = {v.scratch_cluster: v for v in state.verifications}
-    scratch = {
-        cid: c for cid, c in inv.clusters.items() if verify.is_scratch(c, recorded.keys())
-    }
+    scratch = {cid: c for cid, c in inv.clusters.items() if verify.is_scratch(c, recorded.keys())}
     if not scratch:
         return inv, []
     notes = [

@@ -808,7 +808,6 @@ class StateStore:
             open_grants=open_grants,
         )
 
-
     # -- restore drills (snapworker.verify_run)
 
     def start_verification(
