@@ -40,7 +40,8 @@ class RateLimiter:
 
     ``rate``: calls per second at most (also the ceiling the rate recovers to);
     ``burst``: calls allowed back to back after an idle spell (>= 1);
-    ``min_rate``: the floor halving never goes below;
+    ``min_rate``: the floor halving never goes below (default a tenth of ``rate``: a run
+    slows down under throttling but never to a crawl; tenacity's backoff does the rest);
     ``increase``: calls per second added back per successful call (default ``rate / 20``:
     from half the rate back to full in about ten successes per unit of rate).
     """
@@ -60,7 +61,7 @@ class RateLimiter:
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst}")
         self.max_rate = float(rate)
-        self.min_rate = float(min_rate) if min_rate is not None else min(self.max_rate, 0.1)
+        self.min_rate = float(min_rate) if min_rate is not None else self.max_rate / 10
         if not 0 < self.min_rate <= self.max_rate:
             raise ValueError(f"min_rate must be in (0, rate], got {min_rate}")
         self.increase = float(increase) if increase is not None else self.max_rate / 20
