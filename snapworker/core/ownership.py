@@ -90,9 +90,19 @@ def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
     if not policy or tags.get(TAG_CLUSTER) != snap.cluster:
         return None
     kind = tags.get(TAG_KIND)
+    # A state DB record of this very id, for the same policy, cluster and source (or fire
+    # time), proves the id is one the worker generated: it records only ids it made, or
+    # adopted after this same check. So the hash is recomputed only for what the DB does
+    # not know (after a loss of the state DB, or a snapshot someone else tagged).
+    known = db is not None and db.policy == policy and db.cluster == snap.cluster
     if kind == "copy":
         source = tags.get(TAG_SOURCE)
-        if not source or _copy_id(policy, snap.cluster, source) != snap.id:
+        if not source:
+            return None
+        recorded = known and db is not None and db.made_for == "copy" and db.source_id == source
+        if recorded and db is not None and db.deleted_at is None and db.data_time is not None:
+            return db  # the state DB's record says all the tags would (source time included)
+        if not recorded and _copy_id(policy, snap.cluster, source) != snap.id:
             return None
         data_time = parse_utc(tags.get(TAG_SOURCE_TIME))
         if data_time is None and db is not None and db.policy == policy:
@@ -103,7 +113,10 @@ def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
         )
     if kind == "create":
         fire = parse_utc(tags.get(TAG_FIRE_TIME))
-        if fire is None or _create_id(policy, snap.cluster, fire) != snap.id:
+        if fire is None:
+            return None
+        recorded = known and db is not None and db.made_for == "create" and db.fire_time == fire
+        if not recorded and _create_id(policy, snap.cluster, fire) != snap.id:
             return None
         return OwnedRecord(
             snap.id, policy, snap.cluster, "create", snap.create_time, fire_time=fire

@@ -18,6 +18,7 @@ collector off, ~15x with it on (the collector walks a heap ten times bigger).
 from __future__ import annotations
 
 import fnmatch
+import gc
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -149,6 +150,26 @@ def plan(
     """What a tick would do now. ``account``: this AWS account, when known (snapshots of
     other accounts are never owned). ``all_policy_names``: every policy of the config, to
     report snapshots owned by a policy that no longer exists."""
+    # Planning allocates a few objects per snapshot and makes no reference cycles, so the
+    # cyclic garbage collector only walks an ever larger heap (a third of the time at
+    # 100,000 snapshots); reference counting frees everything without it.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan(policies, inventory, state, now, account, all_policy_names)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _plan(
+    policies: Sequence[Policy],
+    inventory: Inventory,
+    state: State,
+    now: datetime,
+    account: str | None,
+    all_policy_names: Iterable[str] | None,
+) -> Plan:
     inventory, scratch_notes = _without_scratch(inventory, state)
     idx = _index(inventory, state, account)
     actions: list[Action] = []
