@@ -134,13 +134,19 @@ def _group_rows(actions: Sequence[Action], kept: Sequence[Kept]) -> list[Row]:
     return rows
 
 
-def render_table(plan: Plan) -> str:
-    out = [f"Plan at {_t(plan.generated_at)} UTC: {summary(plan)}"]
+def _by_group(plan: Plan) -> dict[tuple[str, str], tuple[list[Action], list[Kept]]]:
+    """The plan's actions and kept snapshots by (policy, cluster)."""
     groups: dict[tuple[str, str], tuple[list[Action], list[Kept]]] = defaultdict(lambda: ([], []))
     for a in plan.actions:
         groups[(a.policy, a.cluster)][0].append(a)
     for k in plan.kept:
         groups[(k.policy, k.cluster)][1].append(k)
+    return groups
+
+
+def render_table(plan: Plan) -> str:
+    out = [f"Plan at {_t(plan.generated_at)} UTC: {summary(plan)}"]
+    groups = _by_group(plan)
     notes_by: dict[tuple[str, str | None], list[Note]] = defaultdict(list)
     for n in plan.notes:
         notes_by[(n.policy, n.cluster)].append(n)
@@ -175,11 +181,7 @@ def render_table(plan: Plan) -> str:
 
 def render_markdown(plan: Plan) -> str:
     out = [f"# snapworker plan, {_t(plan.generated_at)} UTC", "", summary(plan), ""]
-    groups: dict[tuple[str, str], tuple[list[Action], list[Kept]]] = defaultdict(lambda: ([], []))
-    for a in plan.actions:
-        groups[(a.policy, a.cluster)][0].append(a)
-    for k in plan.kept:
-        groups[(k.policy, k.cluster)][1].append(k)
+    groups = _by_group(plan)
     for (policy, cluster), (actions, kept) in sorted(groups.items()):
         out += [
             f"## {policy} / {cluster}",
