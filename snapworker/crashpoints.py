@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 _SPEC = os.environ.get("SNAPWORKER_KILL_AT", "")
 _count = 0
+_lock = threading.Lock()  # mutations of several clusters may run on a thread pool
 
 
 def _target() -> tuple[str, int] | None:
@@ -31,7 +33,9 @@ def mutation(stage: str) -> None:
     global _count
     if _TARGET is None:
         return
-    if stage == "before":
-        _count += 1
-    if (stage, _count) == _TARGET:
+    with _lock:
+        if stage == "before":
+            _count += 1
+        hit = (stage, _count) == _TARGET
+    if hit:
         os.kill(os.getpid(), signal.SIGKILL)
