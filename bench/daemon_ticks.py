@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
 
     import boto3
-    import structlog
     from moto import mock_aws
 
     from snapworker.aws import moto_ext
@@ -106,9 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     from snapworker.daemon import Daemon
     from snapworker.logs import configure
 
-    configure(json=True)
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=devnull))
+    configure(json=True, file=devnull)
 
     with tempfile.TemporaryDirectory() as tmp, mock_aws():
         moto_ext.install()

@@ -24,14 +24,15 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
-_settings: dict[str, Any] = {"level": "info", "json": None}
+_settings: dict[str, Any] = {"level": "info", "json": None, "file": None}
 _configured = False
 
 
-def configure(level: str = "info", json: bool | None = None) -> None:
-    """Record the log settings; they take effect at the first log call (see above)."""
+def configure(level: str = "info", json: bool | None = None, file: Any = None) -> None:
+    """Record the log settings; they take effect at the first log call (see above).
+    ``file``: where log lines go (default: stderr)."""
     global _configured
-    _settings.update(level=level, json=json)
+    _settings.update(level=level, json=json, file=file)
     _configured = False
 
 
@@ -60,7 +61,7 @@ def _apply() -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(str(_settings["level"]).upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_settings["file"] or sys.stderr),
         cache_logger_on_first_use=False,
     )
     _configured = True
