@@ -121,7 +121,9 @@ def render_status(store: StateStore, fmt: str = "table") -> str:
         return json.dumps(data, indent=2)
     live = [o for o in data["owned"] if not o["deleted_at"]]
     deleted = len(data["owned"]) - len(live)
-    out = [f"Owned snapshots: {len(live)} live, {deleted} deleted by snapworker"]
+    adopted = sum(1 for o in live if o["adopted"])
+    adopted_text = f" ({adopted} adopted from their tags)" if adopted else ""
+    out = [f"Owned snapshots: {len(live)} live{adopted_text}, {deleted} deleted by snapworker"]
     per: Counter[tuple[str, str]] = Counter((o["policy"], o["cluster"]) for o in live)
     for (policy, cluster), n in sorted(per.items()):
         newest = max(

@@ -91,6 +91,8 @@ def test_after_the_db_is_lost_the_worker_adopts_from_tags_and_copies_nothing_twi
     assert sorted(live) == owned
     assert all(o["adopted"] and o["made_for"] == "copy" for o in live.values())
     assert all(o["data_time"] for o in live.values())  # from the source-time tag
+    table = box.cli("status").stdout
+    assert "Owned snapshots: 3 live (3 adopted from their tags)" in table
 
     assert last_line(box.cli("run")) == "0 succeeded, 0 failed"  # converged
 
