@@ -272,6 +272,31 @@ def test_revokes_precede_each_delete_and_a_failed_revoke_blocks_only_its_delete(
             ]
 
 
+def test_the_re_read_before_each_delete_is_paced_like_the_delete():
+    vt = VirtualTime()
+    recs, actions = [], []
+    for c in range(30):
+        rec, acts = owned_expired(f"prod-{c:03d}")
+        recs.append(rec)
+        actions.extend(acts)
+    client = FakeRedshift(vt)
+    client.tags = {r.snapshot_id: ownership_tags(r) for r in recs}
+    store = FakeStore()
+    ex, limiter = executor(client, store, vt, rate=5, workers=4)
+
+    apply(actions, ex)
+
+    assert store.deleted == {r.snapshot_id for r in recs}
+    reads = [c for c in client.calls if c[1] == "DescribeClusterSnapshots"]
+    assert len(reads) == 30
+    # Every call took a token, the 30 re-reads included: 60 revokes + 30 reads + 30 deletes,
+    # never two closer than 1/5 s, whichever thread made them.
+    assert limiter.stats().acquired == 120
+    times = sorted(t for t, *_ in client.calls)
+    assert len(times) == 120
+    assert min(b - a for a, b in pairwise(times)) == pytest.approx(0.2)
+
+
 def test_stop_is_honoured_by_every_worker():
     vt = VirtualTime()
     client = FakeRedshift(vt)

@@ -220,7 +220,9 @@ class RedshiftGateway:
         self._cluster_ids: set[str] = set()
         self._owners: dict[str, str] = {}  # snapshot id -> OwnerAccount, from the listing
         self.region: str = client.meta.region_name
-        self._heard = threading.local()  # a throttle botocore retried, heard by the hook
+        # Per thread: "pacing" while a paced call is in flight, "throttle" once the hook heard
+        # a throttle that botocore retried itself.
+        self._heard = threading.local()
         events = getattr(client.meta, "events", None)
         if limiter is not None and events is not None:
             # Throttles that botocore absorbs itself never reach tenacity: hear them here.
@@ -230,8 +232,11 @@ class RedshiftGateway:
 
     # -- errors and retries -------------------------------------------------------------
 
-    def _on_botocore_retry(self, response: Any = None, operation: Any = None, **_: Any) -> None:
-        if self.limiter is None or not response or getattr(operation, "name", "") not in MUTATIONS:
+    def _on_botocore_retry(self, response: Any = None, **_: Any) -> None:
+        # Only the calls the limiter paces (mutations and the re-read before a delete, made
+        # on this thread inside ``_limited``) feed it: a throttled listing page must not
+        # halve the mutation rate.
+        if self.limiter is None or not response or not getattr(self._heard, "pacing", False):
             return
         parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else {}
         code = (parsed or {}).get("Error", {}).get("Code")
@@ -239,13 +244,19 @@ class RedshiftGateway:
             self.limiter.throttled()
             self._heard.throttle = True
 
-    def _call(self, operation: str, snapshot: str | None, fn: Callable[[], T]) -> T:
+    def _call(
+        self, operation: str, snapshot: str | None, fn: Callable[[], T], *, paced: bool = False
+    ) -> T:
+        """One call with its retries. Mutations, and reads marked ``paced``, take a token of
+        the shared rate limiter before each attempt."""
         if operation in MUTATIONS:
             crashpoints.mutation("before")
             limited = fn if self.limiter is None else self._limited(fn)
             result = self._retrying_call(operation, snapshot, limited)
             crashpoints.mutation("after")
             return result
+        if paced and self.limiter is not None:
+            return self._retrying_call(operation, snapshot, self._limited(fn))
         return self._retrying_call(operation, snapshot, fn)
 
     def _limited(self, fn: Callable[[], T]) -> Callable[[], T]:
@@ -257,6 +268,7 @@ class RedshiftGateway:
         def attempt() -> T:
             limiter.acquire()
             self._heard.throttle = False
+            self._heard.pacing = True
             try:
                 result = fn()
             except Exception as e:  # botocore's ClientError, translated by the caller
@@ -265,6 +277,8 @@ class RedshiftGateway:
                 if code in THROTTLE_CODES and not self._heard.throttle:
                     limiter.throttled()  # not heard by the hook (no HTTP: a stub, say)
                 raise
+            finally:
+                self._heard.pacing = False
             limiter.succeeded()
             return result
 
@@ -399,7 +413,8 @@ class RedshiftGateway:
 
         Counted apart from the inventory's pages, as ``DescribeClusterSnapshots (by id)``:
         DESIGN.md's "revoke first, re-read, then delete" costs one such call per delete, on
-        top of the call floor, on purpose."""
+        top of the call floor, on purpose. It is paced by the shared rate limiter like the
+        delete it guards: a thousand deletes make a thousand re-reads, on the pool's threads."""
         try:
             with self.stats.labelled("(by id)"):
                 page = self._call(
@@ -408,6 +423,7 @@ class RedshiftGateway:
                     lambda: self.client.describe_cluster_snapshots(
                         SnapshotIdentifier=snapshot_id, ClusterIdentifier=cluster
                     ),
+                    paced=True,
                 )
         except AwsError as e:
             if e.code == "ClusterSnapshotNotFound":
