@@ -178,12 +178,12 @@ class Daemon:
 
     def _sleep(self, seconds: float) -> None:
         """The gateway's retry backoff: returns early, with an error, when stopping."""
-        from snapworker.aws.redshift import AwsError
+        from snapworker.aws.redshift import STOPPING, AwsError
 
         if self.stop_event.wait(seconds):
             raise AwsError(
                 "Retry",
-                "Stopping",
+                STOPPING,
                 "not retried: snapworker is stopping (the next tick or run does it again)",
             )
 

@@ -40,7 +40,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from snapworker.apply import Refused
-from snapworker.aws.redshift import AwsError, ClusterInfo, TemporaryCredentials
+from snapworker.aws.redshift import STOPPING, AwsError, ClusterInfo, TemporaryCredentials
 from snapworker.core import verify
 from snapworker.core.model import TAG_POLICY, Action, Inventory, State
 
@@ -325,6 +325,10 @@ def run_drill(
         try:
             ended = drill.run()
         except AwsError as e:
+            if e.code == STOPPING:
+                # The worker is stopping, the drill proved nothing: it stays `pending`, so
+                # the next tick or run redoes it for this fire time (not an error for it).
+                raise
             ended = ("error", {"snapshot": action.snapshot, "error": _scrub(str(e))})
         except DrillError as e:
             ended = ("error", {"snapshot": action.snapshot, "error": str(e)})

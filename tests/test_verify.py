@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from snapworker.apply import Executor
-from snapworker.aws.redshift import AwsError, ClusterInfo, TemporaryCredentials
+from snapworker.aws.redshift import STOPPING, AwsError, ClusterInfo, TemporaryCredentials
 from snapworker.config import REDSHIFT_RESERVED_WORDS, ConfigError, Policy, load_config
 from snapworker.core import planner
 from snapworker.core.model import (
@@ -548,6 +548,25 @@ def test_an_unexpected_exception_deletes_and_leaves_the_drill_to_redo(tmp_path: 
         "p", WEEKLY, "UTC", owned(("snap-1", "prod-a", 1, True)), state.verifications, NOW
     )
     assert actions, "a drill cut short is redone"
+
+
+def test_a_stop_during_the_restore_wait_leaves_the_drill_to_redo(tmp_path: Path) -> None:
+    class Stopping(FakeGateway):
+        def sleep(self, seconds: float) -> None:  # the daemon's sleep once SIGTERM came
+            raise AwsError("Retry", STOPPING, "not retried: snapworker is stopping")
+
+    gw = Stopping(polls=5)
+    ex = executor(tmp_path, gw)
+    with pytest.raises(AwsError, match="stopping"):
+        run_drill(ex, drill_action(), connector=connector({}), log=Log())
+    assert gw.calls == ["restore", "tag", "describe", "delete"] and not gw.exists
+    v = only(ex.store)
+    assert v.status == "pending" and v.scratch_deleted_at is not None
+    state = ex.store.load_state()
+    actions, _ = due_verifications(
+        "p", WEEKLY, "UTC", owned(("snap-1", "prod-a", 1, True)), state.verifications, NOW
+    )
+    assert actions, "a drill a stop cut short is redone, not counted as an error"
 
 
 def test_a_failed_delete_is_left_to_cleanup_which_finishes_it(tmp_path: Path) -> None:

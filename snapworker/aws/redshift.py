@@ -41,6 +41,10 @@ LOST_ANSWER_SKEW = timedelta(minutes=5)
 """Clock difference tolerated between us and AWS when recognising a copy made by an attempt
 whose answer was lost (see ``RedshiftGateway._copy_made_by_lost_attempt``)."""
 
+STOPPING = "Stopping"
+"""The code of the :class:`AwsError` a cut-short retry backoff raises when the daemon stops:
+not AWS's answer, so what it interrupts is redone by the next tick or run."""
+
 THROTTLE_CODES = frozenset(
     {
         "Throttling",
