@@ -321,7 +321,12 @@ def _timezone(value: str) -> str:
 
 
 def _state_url(value: str) -> str:
-    # Imported here: SQLAlchemy is heavy, and only loading a configuration needs it.
+    # A plain SQLite URL runs on the stdlib driver: no need to import SQLAlchemy (heavy) to
+    # check it. Any other URL is checked by SQLAlchemy, imported here only.
+    from snapworker.store.driver import parse_sqlite_url
+
+    if parse_sqlite_url(value) is not None:
+        return value
     from sqlalchemy.engine import make_url
 
     try:

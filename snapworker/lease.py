@@ -136,13 +136,7 @@ class PolicyLeases:
         return self.store.acquire_lease(name, self.holder, self.ttl, self.clock())
 
     def _holder_of(self, name: str) -> str | None:
-        from sqlmodel import Session
-
-        from snapworker.store.tables import LeaseRow
-
-        with Session(self.store.engine) as s:
-            row = s.get(LeaseRow, name)
-            return None if row is None else row.holder
+        return self.store.lease_holder(name)
 
     def renew(self) -> None:
         """Extend every lease held; one that is no longer ours is marked lost."""

@@ -1,4 +1,8 @@
-"""The state DB against real SQLite files: schema, safety of the file, journal, leases."""
+"""The state DB against real SQLite files, and PostgreSQL: schema, safety of the file, journal,
+leases.
+
+The behavioural tests run on both backends (the ``store`` fixture is parametrized; the
+PostgreSQL runs skip when ``.ci/services`` has not started the test server)."""
 
 from __future__ import annotations
 
@@ -15,11 +19,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 
 from snapworker.core.model import Action, GrantRecord, OwnedRecord
+from snapworker.store.driver import open_driver
 from snapworker.store.repository import StateStore, StateStoreError, open_store
 from snapworker.store.schema import HEAD_REVISION, ensure_schema, migrations_dir
+from tests import pg_support
+from tests.pg_support import pg_database  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -35,11 +41,37 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "snapworker.db"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """A state DB URL with an empty store: a new SQLite file, or this session's scratch
+    PostgreSQL database with its tables emptied."""
+    if request.param == "sqlite":
+        return url_for(db_path)
+    name = request.getfixturevalue("pg_database")
+    pg_support.clean(name)
+    return pg_support.url_of(name)
+
+
 @pytest.fixture
-def store(db_path: Path) -> Iterator[StateStore]:
+def store(store_url: str) -> Iterator[StateStore]:
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(db_path: Path) -> Iterator[StateStore]:
     s = open_store(url_for(db_path))
     yield s
     s.close()
+
+
+def other_connection(url: str, sql: str) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` read on a connection of its own, outside the store."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return [tuple(r) for r in conn.execute(sql).fetchall()]
+    return pg_support.query(url.rsplit("/", 1)[1], sql)
 
 
 def tables_of(path: Path) -> set[str]:
@@ -93,7 +125,7 @@ def test_models_match_migrations(store: StateStore) -> None:
 
     from snapworker.store.tables import metadata
 
-    with store.engine.connect() as conn:
+    with store.driver.sqlalchemy_engine() as engine, engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "compare_server_default": True}
         )
@@ -118,19 +150,19 @@ def test_migration_renders_for_postgresql() -> None:
 
 def test_first_open_creates_schema_second_does_no_migration(db_path: Path) -> None:
     url = url_for(db_path)
-    engine = create_engine(url)
+    driver = open_driver(url, 5000)
     db_path.parent.mkdir(parents=True)
     try:
-        assert ensure_schema(engine) is True
-        assert ensure_schema(engine) is False
+        assert ensure_schema(driver) is True
+        assert ensure_schema(driver) is False
     finally:
-        engine.dispose()
+        driver.close()
     assert tables_of(db_path) >= TABLES
     assert revision_of(db_path) == [HEAD_REVISION]
 
     store = open_store(url)
     try:
-        assert ensure_schema(store.engine) is False
+        assert ensure_schema(store.driver) is False
     finally:
         store.close()
 
@@ -165,11 +197,11 @@ def test_stamped_base_database_is_migrated(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     with sqlite3.connect(db_path) as conn:
         conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
-    engine = create_engine(url_for(db_path))
+    driver = open_driver(url_for(db_path), 5000)
     try:
-        assert ensure_schema(engine) is True
+        assert ensure_schema(driver) is True
     finally:
-        engine.dispose()
+        driver.close()
     assert revision_of(db_path) == [HEAD_REVISION]
 
 
@@ -214,8 +246,8 @@ def test_concurrent_first_opens_migrate_once(db_path: Path) -> None:
 # ----------------------------------------------------------------------- the file and errors
 
 
-def test_new_file_is_owner_only(db_path: Path, store: StateStore) -> None:
-    store.begin_run("run", os.getpid(), T0)
+def test_new_file_is_owner_only(db_path: Path, sqlite_store: StateStore) -> None:
+    sqlite_store.begin_run("run", os.getpid(), T0)
     for path in db_path.parent.iterdir():  # the database, and its -wal / -shm files
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
@@ -308,7 +340,8 @@ def test_datetimes_round_trip_as_aware_utc(store: StateStore) -> None:
     assert view.recorded_at == T0 and view.recorded_at.tzinfo == UTC
 
 
-def test_lease_times_are_stored_as_utc(db_path: Path, store: StateStore) -> None:
+def test_lease_times_are_stored_as_utc(db_path: Path, sqlite_store: StateStore) -> None:
+    store = sqlite_store
     plus2 = timezone(timedelta(hours=2))
     local = datetime(2026, 11, 27, 5, 0, tzinfo=plus2)  # 03:00 UTC
     assert store.acquire_lease("policy:prod", "a", timedelta(minutes=1), local) is True
@@ -422,13 +455,14 @@ def test_journal_keys_differ_by_account(store: StateStore) -> None:
     }
 
 
-def test_journal_entry_is_durable_before_the_aws_call(db_path: Path, store: StateStore) -> None:
+def test_journal_entry_is_durable_before_the_aws_call(store_url: str, store: StateStore) -> None:
     run = store.begin_run("run", 1, T0)
     entry = store.journal_start(run, action(kind="copy", source="rs:auto-1"), T0)
     # Another connection (another process after a SIGKILL) sees it at once.
-    with sqlite3.connect(db_path) as other:
-        row = other.execute("SELECT status, key, source_id FROM journal WHERE id = ?", (entry,))
-        assert row.fetchone() == ("pending", "prod-nightly|copy|snap-1", "rs:auto-1")
+    rows = other_connection(
+        store_url, f"SELECT status, key, source_id FROM journal WHERE id = {int(entry)}"
+    )
+    assert rows == [("pending", "prod-nightly|copy|snap-1", "rs:auto-1")]
 
 
 def test_supersede_and_unknown_statuses(store: StateStore) -> None:
@@ -478,9 +512,9 @@ def test_prune(store: StateStore) -> None:
 # ------------------------------------------------------------------------------------ leases
 
 
-def test_lease_exclusive_between_stores_and_expiry(db_path: Path) -> None:
-    a = open_store(url_for(db_path))
-    b = open_store(url_for(db_path))
+def test_lease_exclusive_between_stores_and_expiry(store_url: str) -> None:
+    a = open_store(store_url)
+    b = open_store(store_url)
     ttl = timedelta(seconds=60)
     try:
         assert a.acquire_lease("policy:prod", "a", ttl, T0) is True
@@ -503,8 +537,8 @@ def test_lease_exclusive_between_stores_and_expiry(db_path: Path) -> None:
         b.close()
 
 
-def test_lease_contended_by_processes(db_path: Path) -> None:
-    open_store(url_for(db_path)).close()
+def test_lease_contended_by_processes(store_url: str) -> None:
+    open_store(store_url).close()
     code = (
         "import sys\n"
         "from datetime import UTC, datetime, timedelta\n"
@@ -515,7 +549,7 @@ def test_lease_contended_by_processes(db_path: Path) -> None:
     )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code, url_for(db_path), f"holder-{i}"],
+            [sys.executable, "-c", code, store_url, f"holder-{i}"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -6,6 +6,13 @@ apply step writes it before the AWS call). On SQLite a write transaction starts 
 IMMEDIATE`` (the write lock up front, waiting up to the busy timeout) so that a
 read-then-write never fails half way with a stale snapshot; reads use a deferred ``BEGIN``.
 
+The queries are written once, as SQL text with ``:name`` parameters, and run by a small
+driver (:mod:`snapworker.store.driver`): a plain ``sqlite:`` URL on the stdlib ``sqlite3``
+module, so that a cron tick on a current schema never imports SQLAlchemy; any other URL
+(PostgreSQL) through SQLAlchemy. The tables are those of the SQLModel models in
+:mod:`snapworker.store.tables`, created by the Alembic migrations; the driver stores values
+as SQLModel does, and ``tests/test_store_driver.py`` checks both read what the other wrote.
+
 Grants: ``State.grants`` lists the grants the worker made (``granted_at`` known), open or
 revoked. A revoke of a grant it has no record of making (someone else's, or one made before
 the state DB was lost) is recorded too, as a grant row with ``granted_at`` NULL and
@@ -24,11 +31,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from sqlalchemy import case, delete, event, or_, type_coerce, update
-from sqlalchemy.engine import URL, Engine, create_engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
-from sqlmodel import Session, UTCDateTime, col, select
-
 from snapworker.core.model import (
     Action,
     ActionKind,
@@ -41,24 +43,18 @@ from snapworker.core.model import (
     VerificationRecord,
     VerificationStatus,
 )
-from snapworker.store.schema import (
-    SQLITE_BEGIN_IMMEDIATE,
+from snapworker.store.driver import (
+    Columns,
+    Driver,
+    DriverError,
+    Row,
     StateStoreError,
-    describe_error,
-    ensure_schema,
+    Tx,
     masked_url,
+    open_driver,
+    parse_sqlite_url,
 )
-from snapworker.store.tables import (
-    CopiedSourceRow,
-    DriftRow,
-    GrantRow,
-    JournalRow,
-    LeaseRow,
-    OwnedSnapshotRow,
-    RunRow,
-    SnapshotFiguresRow,
-    VerificationRow,
-)
+from snapworker.store.schema import ensure_schema
 
 __all__ = [
     "DriftItem",
@@ -195,6 +191,29 @@ def drift_items(plan: Plan, revoked: Iterable[str] | None = None) -> list[DriftI
 
 # --------------------------------------------------------------------------------- opening
 
+COLUMNS = Columns(
+    datetimes=frozenset(
+        {
+            "acquired_at",
+            "copied_at",
+            "data_time",
+            "deleted_at",
+            "expires_at",
+            "finished_at",
+            "fire_time",
+            "granted_at",
+            "recorded_at",
+            "revoked_at",
+            "scratch_deleted_at",
+            "seen_at",
+            "started_at",
+        }
+    ),
+    booleans=frozenset({"adopted", "revoked"}),
+)
+"""The result columns the driver converts, by name (the same name has the same type in every
+table); a test checks this against the SQLModel models."""
+
 
 def open_store(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> StateStore:
     """Open the state DB at a SQLAlchemy URL, creating or upgrading its schema.
@@ -204,40 +223,35 @@ def open_store(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> S
     timeout and foreign keys on. Raises :class:`StateStoreError` (URL shown, password masked).
     """
     shown = masked_url(url)
+    path = _sqlite_file(url)
+    if path is not None:
+        _prepare_sqlite_file(path, shown)
+    driver = open_driver(url, busy_timeout_ms, COLUMNS)
     try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StateStoreError(f"state DB {shown}: not a valid SQLAlchemy URL") from None
-    if parsed.get_backend_name() == "sqlite":
-        _prepare_sqlite_file(parsed, shown)
-    try:
-        engine = _create_engine(parsed, busy_timeout_ms)
-    except (SQLAlchemyError, ImportError) as exc:
-        raise StateStoreError(
-            f"state DB {shown}: unknown or uninstalled database driver "
-            f"{parsed.drivername!r}: {describe_error(exc)}"
-        ) from exc
-    try:
-        ensure_schema(engine)
+        ensure_schema(driver)
     except BaseException:
-        engine.dispose()
+        driver.close()
         raise
-    return StateStore(engine)
+    return StateStore(driver)
 
 
-def _sqlite_file(url: URL) -> Path | None:
-    database = url.database
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None: not SQLite, in memory, or a ``file:`` URI)."""
+    scheme = url.partition("://")[0]
+    if scheme != "sqlite" and not scheme.startswith("sqlite+"):
+        return None
+    parsed = parse_sqlite_url(url.replace(scheme, "sqlite", 1))
+    if parsed is None:
+        return None
+    database = parsed.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    if url.query.get("mode") == "memory":
+    if parsed.query.get("mode") == "memory":
         return None
     return Path(database)
 
 
-def _prepare_sqlite_file(url: URL, shown: str) -> None:
-    path = _sqlite_file(url)
-    if path is None:
-        return
+def _prepare_sqlite_file(path: Path, shown: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -253,31 +267,6 @@ def _prepare_sqlite_file(url: URL, shown: str) -> None:
         os.fchmod(fd, 0o600)  # whatever the umask
     finally:
         os.close(fd)
-
-
-def _create_engine(url: URL, busy_timeout_ms: int) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # SQLAlchemy emits BEGIN itself (below), not the sqlite3 module's legacy mode.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
 
 
 def _aware(value: datetime, name: str = "at") -> datetime:
@@ -297,32 +286,26 @@ def _aware_opt(value: datetime | None, name: str) -> datetime | None:
 class StateStore:
     """Typed access to the state DB; see the module docstring for the transaction rules."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self.url = masked_url(engine.url)
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self.url = driver.url
 
     @property
-    def engine(self) -> Engine:
-        return self._engine
+    def driver(self) -> Driver:
+        return self._driver
 
     # -- plumbing
 
     @contextmanager
-    def _tx(self, what: str, *, write: bool) -> Iterator[Session]:
+    def _tx(self, what: str, *, write: bool) -> Iterator[Tx]:
         try:
-            with Session(self._engine, expire_on_commit=False) as session:
-                if write:
-                    session.connection(execution_options={SQLITE_BEGIN_IMMEDIATE: True})
-                yield session
-                if write:
-                    session.commit()
-        except SQLAlchemyError as exc:
-            raise StateStoreError(
-                f"state DB {self.url}: {what} failed: {describe_error(exc)}"
-            ) from exc
+            with self._driver.transaction(write=write) as tx:
+                yield tx
+        except DriverError as exc:
+            raise StateStoreError(f"state DB {self.url}: {what} failed: {exc}") from exc
 
     def close(self) -> None:
-        self._engine.dispose()
+        self._driver.close()
 
     def __enter__(self) -> StateStore:
         return self
@@ -334,35 +317,33 @@ class StateStore:
 
     def load_state(self) -> State:
         """Owned records (deleted ones too), the grants the worker made, pending entries."""
-        with self._tx("load state", write=False) as s:
+        with self._tx("load state", write=False) as tx:
             owned = {
-                row.snapshot_id: _owned_record(row) for row in s.exec(select(OwnedSnapshotRow))
+                row["snapshot_id"]: _owned_record(row)
+                for row in tx.all("SELECT * FROM owned_snapshot")
             }
             grants = tuple(
                 GrantRecord(
-                    snapshot_id=row.snapshot_id,
-                    account=row.account,
-                    granted_at=row.granted_at,
-                    revoked_at=row.revoked_at,
+                    snapshot_id=row["snapshot_id"],
+                    account=row["account"],
+                    granted_at=row["granted_at"],
+                    revoked_at=row["revoked_at"],
                 )
-                for row in s.exec(
-                    select(GrantRow)
-                    .where(col(GrantRow.granted_at).is_not(None))
-                    .order_by(col(GrantRow.id))
-                )
-                if row.granted_at is not None
+                for row in tx.all('SELECT * FROM "grant" WHERE granted_at IS NOT NULL ORDER BY id')
             )
-            pending = tuple(_pending(row) for row in s.exec(_pending_query()))
+            pending = tuple(_pending(row) for row in tx.all(_PENDING))
             verifications = tuple(
                 _verification_record(row)
-                for row in s.exec(select(VerificationRow).order_by(col(VerificationRow.id)))
+                for row in tx.all("SELECT * FROM verification ORDER BY id")
             )
         return State(owned=owned, grants=grants, pending=pending, verifications=verifications)
 
     def copied_sources(self, policy: str) -> set[str]:
-        with self._tx("read copied sources", write=False) as s:
-            stmt = select(CopiedSourceRow.source_id).where(CopiedSourceRow.policy == policy)
-            return set(s.exec(stmt))
+        with self._tx("read copied sources", write=False) as tx:
+            rows = tx.all(
+                "SELECT source_id FROM copied_source WHERE policy = :policy", {"policy": policy}
+            )
+            return {row["source_id"] for row in rows}
 
     def record_copied_source(
         self, policy: str, source_id: str, target_id: str, at: datetime
@@ -370,13 +351,18 @@ class StateStore:
         """Remember that ``policy`` copied ``source_id``; False if it was already recorded
         (the first record stays)."""
         at = _aware(at)
-        with self._tx("record copied source", write=True) as s:
-            if s.get(CopiedSourceRow, (policy, source_id)) is not None:
+        key = {"policy": policy, "source_id": source_id}
+        with self._tx("record copied source", write=True) as tx:
+            if tx.first(
+                "SELECT 1 AS found FROM copied_source"
+                " WHERE policy = :policy AND source_id = :source_id",
+                key,
+            ):
                 return False
-            s.add(
-                CopiedSourceRow(
-                    policy=policy, source_id=source_id, target_id=target_id, copied_at=at
-                )
+            tx.run(
+                "INSERT INTO copied_source (policy, source_id, target_id, copied_at)"
+                " VALUES (:policy, :source_id, :target_id, :copied_at)",
+                {**key, "target_id": target_id, "copied_at": at},
             )
             return True
 
@@ -388,47 +374,57 @@ class StateStore:
         the worker recorded the snapshot as its own.
         """
         at = _aware(at)
-        data_time = _aware_opt(rec.data_time, "data_time")
-        fire_time = _aware_opt(rec.fire_time, "fire_time")
-        deleted_at = _aware_opt(rec.deleted_at, "deleted_at")
-        with self._tx("record owned snapshot", write=True) as s:
-            row = s.get(OwnedSnapshotRow, rec.snapshot_id)
+        values: dict[str, Any] = {
+            "snapshot_id": rec.snapshot_id,
+            "policy": rec.policy,
+            "cluster": rec.cluster,
+            "made_for": rec.made_for,
+            "source_id": rec.source_id,
+            "data_time": _aware_opt(rec.data_time, "data_time"),
+            "fire_time": _aware_opt(rec.fire_time, "fire_time"),
+            "deleted_at": _aware_opt(rec.deleted_at, "deleted_at"),
+        }
+        with self._tx("record owned snapshot", write=True) as tx:
+            row = tx.first(
+                "SELECT * FROM owned_snapshot WHERE snapshot_id = :snapshot_id",
+                {"snapshot_id": rec.snapshot_id},
+            )
             if row is None:
-                s.add(
-                    OwnedSnapshotRow(
-                        snapshot_id=rec.snapshot_id,
-                        policy=rec.policy,
-                        cluster=rec.cluster,
-                        made_for=rec.made_for,
-                        source_id=rec.source_id,
-                        data_time=data_time,
-                        fire_time=fire_time,
-                        recorded_at=at,
-                        adopted=adopted,
-                        deleted_at=deleted_at,
-                    )
+                tx.run(
+                    "INSERT INTO owned_snapshot (snapshot_id, policy, cluster, made_for,"
+                    " source_id, data_time, fire_time, recorded_at, adopted, deleted_at)"
+                    " VALUES (:snapshot_id, :policy, :cluster, :made_for, :source_id,"
+                    " :data_time, :fire_time, :recorded_at, :adopted, :deleted_at)",
+                    {**values, "recorded_at": at, "adopted": adopted},
                 )
                 return
-            row.policy = rec.policy
-            row.cluster = rec.cluster
-            row.made_for = rec.made_for
-            row.source_id = rec.source_id if rec.source_id is not None else row.source_id
-            row.data_time = data_time if data_time is not None else row.data_time
-            row.fire_time = fire_time if fire_time is not None else row.fire_time
-            row.deleted_at = deleted_at if deleted_at is not None else row.deleted_at
-            row.adopted = row.adopted and adopted
-            s.add(row)
+            for name in ("source_id", "data_time", "fire_time", "deleted_at"):
+                if values[name] is None:
+                    values[name] = row[name]
+            values["adopted"] = bool(row["adopted"]) and adopted
+            tx.run(
+                "UPDATE owned_snapshot SET policy = :policy, cluster = :cluster,"
+                " made_for = :made_for, source_id = :source_id, data_time = :data_time,"
+                " fire_time = :fire_time, deleted_at = :deleted_at, adopted = :adopted"
+                " WHERE snapshot_id = :snapshot_id",
+                values,
+            )
 
     def mark_deleted(self, snapshot_id: str, at: datetime) -> bool:
         """Set ``deleted_at`` (the first one stays); False if there is no such record."""
         at = _aware(at)
-        with self._tx("mark snapshot deleted", write=True) as s:
-            row = s.get(OwnedSnapshotRow, snapshot_id)
+        with self._tx("mark snapshot deleted", write=True) as tx:
+            row = tx.first(
+                "SELECT deleted_at FROM owned_snapshot WHERE snapshot_id = :snapshot_id",
+                {"snapshot_id": snapshot_id},
+            )
             if row is None:
                 return False
-            if row.deleted_at is None:
-                row.deleted_at = at
-                s.add(row)
+            if row["deleted_at"] is None:
+                tx.run(
+                    "UPDATE owned_snapshot SET deleted_at = :at WHERE snapshot_id = :snapshot_id",
+                    {"at": at, "snapshot_id": snapshot_id},
+                )
             return True
 
     # -- grants
@@ -436,10 +432,15 @@ class StateStore:
     def record_grant(self, snapshot_id: str, account: str, at: datetime) -> bool:
         """Record a grant the worker made; False (nothing written) if one is already open."""
         at = _aware(at)
-        with self._tx("record grant", write=True) as s:
-            if s.exec(_open_grants(snapshot_id, account)).first() is not None:
+        pair = {"snapshot_id": snapshot_id, "account": account}
+        with self._tx("record grant", write=True) as tx:
+            if tx.first(_OPEN_GRANTS, pair) is not None:
                 return False
-            s.add(GrantRow(snapshot_id=snapshot_id, account=account, granted_at=at))
+            tx.run(
+                'INSERT INTO "grant" (snapshot_id, account, granted_at, revoked_at)'
+                " VALUES (:snapshot_id, :account, :at, NULL)",
+                {**pair, "at": at},
+            )
             return True
 
     def record_revoke(self, snapshot_id: str, account: str, at: datetime) -> bool:
@@ -447,21 +448,27 @@ class StateStore:
         of a grant the worker did not make (``granted_at`` NULL), unless the newest row for
         the pair is already closed (a repeated revoke). True if something was written."""
         at = _aware(at)
-        with self._tx("record revoke", write=True) as s:
-            open_rows = list(s.exec(_open_grants(snapshot_id, account)))
-            for row in open_rows:
-                row.revoked_at = at
-                s.add(row)
-            if open_rows:
+        pair = {"snapshot_id": snapshot_id, "account": account}
+        with self._tx("record revoke", write=True) as tx:
+            closed = tx.run(
+                'UPDATE "grant" SET revoked_at = :at WHERE snapshot_id = :snapshot_id'
+                " AND account = :account AND revoked_at IS NULL",
+                {**pair, "at": at},
+            )
+            if closed:
                 return True
-            newest = s.exec(
-                select(GrantRow)
-                .where(GrantRow.snapshot_id == snapshot_id, GrantRow.account == account)
-                .order_by(col(GrantRow.id).desc())
-            ).first()
+            newest = tx.first(
+                'SELECT id FROM "grant" WHERE snapshot_id = :snapshot_id AND account = :account'
+                " ORDER BY id DESC",
+                pair,
+            )
             if newest is not None:
                 return False  # its revoked_at is set: no open grant exists
-            s.add(GrantRow(snapshot_id=snapshot_id, account=account, revoked_at=at))
+            tx.run(
+                'INSERT INTO "grant" (snapshot_id, account, granted_at, revoked_at)'
+                " VALUES (:snapshot_id, :account, NULL, :at)",
+                {**pair, "at": at},
+            )
             return True
 
     # -- drift
@@ -472,61 +479,55 @@ class StateStore:
         rows written."""
         at = _aware(at)
         rows = [
-            DriftRow(
-                run_id=run_id,
-                policy=i.policy,
-                cluster=i.cluster,
-                snapshot_id=i.snapshot_id,
-                account=i.account,
-                seen_at=at,
-                revoked=i.revoked,
-            )
+            {
+                "run_id": run_id,
+                "policy": i.policy,
+                "cluster": i.cluster,
+                "snapshot_id": i.snapshot_id,
+                "account": i.account,
+                "seen_at": at,
+                "revoked": i.revoked,
+            }
             for i in items
         ]
         if not rows:
             return 0
-        with self._tx("record drift", write=True) as s:
-            s.add_all(rows)
+        with self._tx("record drift", write=True) as tx:
+            for row in rows:
+                tx.run(
+                    "INSERT INTO drift (run_id, policy, cluster, snapshot_id, account, seen_at,"
+                    " revoked) VALUES (:run_id, :policy, :cluster, :snapshot_id, :account,"
+                    " :seen_at, :revoked)",
+                    row,
+                )
         return len(rows)
 
     def latest_drift(self) -> DriftReport | None:
         """The drift seen by the newest ``run``/``daemon`` tick that finished without an
         exception (one that raised may not have recorded it, so an older one's view is shown
         instead; one still running is not looked at). None when no such tick exists yet."""
-        with self._tx("read drift", write=False) as s:
-            run = s.exec(
-                select(RunRow)
-                .where(
-                    col(RunRow.mode) != "plan",
-                    col(RunRow.finished_at).is_not(None),
-                    col(RunRow.error).is_(None),
-                )
-                .order_by(col(RunRow.id).desc())
-            ).first()
-            if run is None or run.id is None:
+        with self._tx("read drift", write=False) as tx:
+            run = tx.first(
+                "SELECT id, finished_at FROM run WHERE mode != 'plan'"
+                " AND finished_at IS NOT NULL AND error IS NULL ORDER BY id DESC LIMIT 1"
+            )
+            if run is None:
                 return None
-            rows = list(
-                s.exec(
-                    select(DriftRow)
-                    .where(DriftRow.run_id == run.id)
-                    .order_by(
-                        col(DriftRow.policy),
-                        col(DriftRow.cluster),
-                        col(DriftRow.snapshot_id),
-                        col(DriftRow.account),
-                    )
-                )
+            rows = tx.all(
+                "SELECT * FROM drift WHERE run_id = :run_id"
+                " ORDER BY policy, cluster, snapshot_id, account",
+                {"run_id": run["id"]},
             )
             return DriftReport(
-                run_id=run.id,
-                seen_at=rows[0].seen_at if rows else run.finished_at,
+                run_id=run["id"],
+                seen_at=rows[0]["seen_at"] if rows else run["finished_at"],
                 items=tuple(
                     DriftItem(
-                        policy=r.policy,
-                        cluster=r.cluster,
-                        snapshot_id=r.snapshot_id,
-                        account=r.account,
-                        revoked=r.revoked,
+                        policy=r["policy"],
+                        cluster=r["cluster"],
+                        snapshot_id=r["snapshot_id"],
+                        account=r["account"],
+                        revoked=r["revoked"],
                     )
                     for r in rows
                 ),
@@ -536,12 +537,15 @@ class StateStore:
 
     def begin_run(self, mode: str, pid: int, at: datetime) -> int:
         at = _aware(at)
-        with self._tx("begin run", write=True) as s:
-            row = RunRow(mode=mode, pid=pid, started_at=at, status="running")
-            s.add(row)
-            s.flush()
-            assert row.id is not None
-            return row.id
+        with self._tx("begin run", write=True) as tx:
+            row = tx.first(
+                "INSERT INTO run (mode, started_at, finished_at, status, actions_ok,"
+                " actions_failed, api_calls, error, pid) VALUES (:mode, :at, NULL, 'running',"
+                " 0, 0, '{}', NULL, :pid) RETURNING id",
+                {"mode": mode, "at": at, "pid": pid},
+            )
+            assert row is not None
+            return int(row["id"])
 
     def finish_run(
         self,
@@ -556,17 +560,23 @@ class StateStore:
         at = _aware(at)
         if status not in _RUN_END_STATUSES:
             raise ValueError(f"run status must be one of {sorted(_RUN_END_STATUSES)}: {status!r}")
-        with self._tx("finish run", write=True) as s:
-            row = s.get(RunRow, run_id)
-            if row is None:
+        with self._tx("finish run", write=True) as tx:
+            changed = tx.run(
+                "UPDATE run SET status = :status, actions_ok = :actions_ok,"
+                " actions_failed = :actions_failed, api_calls = :api_calls, error = :error,"
+                " finished_at = :at WHERE id = :id",
+                {
+                    "id": run_id,
+                    "status": status,
+                    "actions_ok": actions_ok,
+                    "actions_failed": actions_failed,
+                    "api_calls": json.dumps(dict(api_calls), sort_keys=True),
+                    "error": error,
+                    "at": at,
+                },
+            )
+            if changed == 0:
                 raise StateStoreError(f"state DB {self.url}: run {run_id} does not exist")
-            row.status = status
-            row.actions_ok = actions_ok
-            row.actions_failed = actions_failed
-            row.api_calls = json.dumps(dict(api_calls), sort_keys=True)
-            row.error = error
-            row.finished_at = at
-            s.add(row)
 
     # -- journal
 
@@ -577,36 +587,46 @@ class StateStore:
         up, it moves to this run, and it keeps its first ``started_at``.
         """
         at = _aware(at)
-        with self._tx("start journal entry", write=True) as s:
-            row = s.exec(
-                select(JournalRow)
-                .where(JournalRow.key == action.key, JournalRow.status == "pending")
-                .order_by(col(JournalRow.id))
-            ).first()
+        with self._tx("start journal entry", write=True) as tx:
+            row = tx.first(
+                "SELECT id, source_id FROM journal WHERE key = :key AND status = 'pending'"
+                " ORDER BY id LIMIT 1",
+                {"key": action.key},
+            )
             if row is not None:
-                row.attempts += 1
-                row.run_id = run_id
-                row.reason = action.reason
-                row.source_id = action.source if action.source is not None else row.source_id
-            else:
-                row = JournalRow(
-                    run_id=run_id,
-                    key=action.key,
-                    policy=action.policy,
-                    cluster=action.cluster,
-                    kind=action.kind,
-                    snapshot_id=action.snapshot,
-                    account=action.account,
-                    source_id=action.source,
-                    reason=action.reason,
-                    status="pending",
-                    started_at=at,
-                    attempts=1,
+                tx.run(
+                    "UPDATE journal SET attempts = attempts + 1, run_id = :run_id,"
+                    " reason = :reason, source_id = :source_id WHERE id = :id",
+                    {
+                        "id": row["id"],
+                        "run_id": run_id,
+                        "reason": action.reason,
+                        "source_id": action.source
+                        if action.source is not None
+                        else row["source_id"],
+                    },
                 )
-            s.add(row)
-            s.flush()
-            assert row.id is not None
-            return row.id
+                return int(row["id"])
+            new = tx.first(
+                "INSERT INTO journal (run_id, key, policy, cluster, kind, snapshot_id, account,"
+                " source_id, reason, status, started_at, finished_at, error, attempts, outcome)"
+                " VALUES (:run_id, :key, :policy, :cluster, :kind, :snapshot_id, :account,"
+                " :source_id, :reason, 'pending', :at, NULL, NULL, 1, NULL) RETURNING id",
+                {
+                    "run_id": run_id,
+                    "key": action.key,
+                    "policy": action.policy,
+                    "cluster": action.cluster,
+                    "kind": action.kind,
+                    "snapshot_id": action.snapshot,
+                    "account": action.account,
+                    "source_id": action.source,
+                    "reason": action.reason,
+                    "at": at,
+                },
+            )
+            assert new is not None
+            return int(new["id"])
 
     def journal_finish(
         self,
@@ -622,79 +642,73 @@ class StateStore:
             raise ValueError(
                 f"journal status must be one of {sorted(_FINISHED_STATUSES)}: {status!r}"
             )
-        with self._tx("finish journal entry", write=True) as s:
-            row = s.get(JournalRow, entry_id)
-            if row is None:
+        with self._tx("finish journal entry", write=True) as tx:
+            changed = tx.run(
+                "UPDATE journal SET status = :status, outcome = :outcome, error = :error,"
+                " finished_at = :at WHERE id = :id",
+                {"id": entry_id, "status": status, "outcome": outcome, "error": error, "at": at},
+            )
+            if changed == 0:
                 raise StateStoreError(
                     f"state DB {self.url}: journal entry {entry_id} does not exist"
                 )
-            row.status = status
-            row.outcome = outcome
-            row.error = error
-            row.finished_at = at
-            s.add(row)
 
     def supersede(self, entry_id: int, at: datetime) -> None:
         """A pending entry the plan no longer wants (e.g. its snapshot is gone)."""
         self.journal_finish(entry_id, "superseded", None, None, at)
 
     def pending_entries(self) -> list[PendingEntry]:
-        with self._tx("read pending entries", write=False) as s:
-            return [_pending(row) for row in s.exec(_pending_query())]
+        with self._tx("read pending entries", write=False) as tx:
+            return [_pending(row) for row in tx.all(_PENDING)]
 
     # -- leases
 
     def acquire_lease(self, name: str, holder: str, ttl: timedelta, at: datetime) -> bool:
         """Take the lease if it is free, expired, or already ours (then it is extended)."""
         at = _aware(at)
-        expires = at + ttl
-        with self._tx("acquire lease", write=True) as s:
-            result = s.exec(
-                update(LeaseRow)
-                .where(
-                    col(LeaseRow.name) == name,
-                    or_(col(LeaseRow.expires_at) <= at, col(LeaseRow.holder) == holder),
-                )
-                .values(
-                    holder=holder,
-                    acquired_at=case(
-                        (col(LeaseRow.holder) == holder, col(LeaseRow.acquired_at)),
-                        else_=type_coerce(at, UTCDateTime()),
-                    ),
-                    expires_at=expires,
-                )
-                .execution_options(synchronize_session=False)
+        values = {"name": name, "holder": holder, "at": at, "expires": at + ttl}
+        with self._tx("acquire lease", write=True) as tx:
+            taken = tx.run(
+                "UPDATE lease SET holder = :holder,"
+                " acquired_at = CASE WHEN holder = :holder THEN acquired_at ELSE :at END,"
+                " expires_at = :expires"
+                " WHERE name = :name AND (expires_at <= :at OR holder = :holder)",
+                values,
             )
-            if result.rowcount == 1:
+            if taken == 1:
                 return True
-            try:
-                with s.begin_nested():
-                    s.add(LeaseRow(name=name, holder=holder, acquired_at=at, expires_at=expires))
-            except IntegrityError:
-                return False  # held by someone else, not expired
-            return True
+            # Free: insert. Held by someone else, not expired: the insert does nothing.
+            inserted = tx.run(
+                "INSERT INTO lease (name, holder, acquired_at, expires_at)"
+                " VALUES (:name, :holder, :at, :expires) ON CONFLICT (name) DO NOTHING",
+                values,
+            )
+            return inserted == 1
 
     def renew_lease(self, name: str, holder: str, ttl: timedelta, at: datetime) -> bool:
         """Extend a lease we hold; False if it is not (any more) ours."""
         at = _aware(at)
-        with self._tx("renew lease", write=True) as s:
-            result = s.exec(
-                update(LeaseRow)
-                .where(col(LeaseRow.name) == name, col(LeaseRow.holder) == holder)
-                .values(expires_at=at + ttl)
-                .execution_options(synchronize_session=False)
+        with self._tx("renew lease", write=True) as tx:
+            changed = tx.run(
+                "UPDATE lease SET expires_at = :expires WHERE name = :name AND holder = :holder",
+                {"name": name, "holder": holder, "expires": at + ttl},
             )
-            return result.rowcount == 1
+            return changed == 1
 
     def release_lease(self, name: str, holder: str) -> bool:
         """Give the lease up if we hold it; False if it was not ours."""
-        with self._tx("release lease", write=True) as s:
-            result = s.exec(
-                delete(LeaseRow)
-                .where(col(LeaseRow.name) == name, col(LeaseRow.holder) == holder)
-                .execution_options(synchronize_session=False)
+        with self._tx("release lease", write=True) as tx:
+            changed = tx.run(
+                "DELETE FROM lease WHERE name = :name AND holder = :holder",
+                {"name": name, "holder": holder},
             )
-            return result.rowcount == 1
+            return changed == 1
+
+    def lease_holder(self, name: str) -> str | None:
+        """Who holds the lease ``name`` (expired or not); None if nobody does."""
+        with self._tx("read lease", write=False) as tx:
+            row = tx.first("SELECT holder FROM lease WHERE name = :name", {"name": name})
+            return None if row is None else str(row["holder"])
 
     # -- housekeeping
 
@@ -702,102 +716,90 @@ class StateStore:
         """Delete finished journal entries and finished runs older than ``before``; pending
         entries always stay. Returns how many rows went."""
         before = _aware(before, "before")
-        with self._tx("prune", write=True) as s:
-            journal = s.exec(
-                delete(JournalRow)
-                .where(
-                    col(JournalRow.status) != "pending",
-                    col(JournalRow.finished_at).is_not(None),
-                    col(JournalRow.finished_at) < before,
-                )
-                .execution_options(synchronize_session=False)
+        with self._tx("prune", write=True) as tx:
+            journal = tx.run(
+                "DELETE FROM journal WHERE status != 'pending' AND finished_at IS NOT NULL"
+                " AND finished_at < :before",
+                {"before": before},
             )
-            runs = s.exec(
-                delete(RunRow)
-                .where(col(RunRow.finished_at).is_not(None), col(RunRow.finished_at) < before)
-                .execution_options(synchronize_session=False)
+            runs = tx.run(
+                "DELETE FROM run WHERE finished_at IS NOT NULL AND finished_at < :before",
+                {"before": before},
             )
-            return int(journal.rowcount) + int(runs.rowcount)
+            return journal + runs
 
     # -- for `status`
 
     def journal(self, limit: int = 50, run_id: int | None = None) -> list[JournalView]:
         """The newest entries first, of one run or of all."""
-        with self._tx("read journal", write=False) as s:
-            stmt = select(JournalRow)
-            if run_id is not None:
-                stmt = stmt.where(JournalRow.run_id == run_id)
-            stmt = stmt.order_by(col(JournalRow.id).desc()).limit(limit)
-            return [_journal_view(row) for row in s.exec(stmt)]
+        where = "" if run_id is None else " WHERE run_id = :run_id"
+        with self._tx("read journal", write=False) as tx:
+            rows = tx.all(
+                f"SELECT * FROM journal{where} ORDER BY id DESC LIMIT :limit",
+                {"run_id": run_id, "limit": limit} if run_id is not None else {"limit": limit},
+            )
+            return [_journal_view(row) for row in rows]
 
     def recent_runs(self, limit: int = 10) -> list[RunView]:
         """The newest runs first, each with its failed journal entries and API call counts."""
-        with self._tx("read runs", write=False) as s:
-            runs = list(s.exec(select(RunRow).order_by(col(RunRow.id).desc()).limit(limit)))
-            ids = [run.id for run in runs if run.id is not None]
+        with self._tx("read runs", write=False) as tx:
+            runs = tx.all("SELECT * FROM run ORDER BY id DESC LIMIT :limit", {"limit": limit})
             failures: dict[int, list[JournalView]] = {}
-            if ids:
-                failed = s.exec(
-                    select(JournalRow)
-                    .where(col(JournalRow.run_id).in_(ids), JournalRow.status == "failed")
-                    .order_by(col(JournalRow.id))
+            if runs:
+                failed = tx.all(
+                    "SELECT * FROM journal WHERE status = 'failed' AND run_id IN"
+                    " (SELECT id FROM run ORDER BY id DESC LIMIT :limit) ORDER BY id",
+                    {"limit": limit},
                 )
                 for row in failed:
-                    failures.setdefault(row.run_id, []).append(_journal_view(row))
+                    failures.setdefault(row["run_id"], []).append(_journal_view(row))
             return [
                 RunView(
-                    id=cast(int, run.id),
-                    mode=run.mode,
-                    status=run.status,
-                    started_at=run.started_at,
-                    finished_at=run.finished_at,
-                    actions_ok=run.actions_ok,
-                    actions_failed=run.actions_failed,
-                    api_calls=_api_calls(run.api_calls),
-                    error=run.error,
-                    pid=run.pid,
-                    failures=tuple(failures.get(cast(int, run.id), ())),
+                    id=run["id"],
+                    mode=run["mode"],
+                    status=run["status"],
+                    started_at=run["started_at"],
+                    finished_at=run["finished_at"],
+                    actions_ok=run["actions_ok"],
+                    actions_failed=run["actions_failed"],
+                    api_calls=_api_calls(run["api_calls"]),
+                    error=run["error"],
+                    pid=run["pid"],
+                    failures=tuple(failures.get(run["id"], ())),
                 )
                 for run in runs
             ]
 
     def owned_summary(self) -> OwnedSummary:
-        with self._tx("read owned snapshots", write=False) as s:
+        with self._tx("read owned snapshots", write=False) as tx:
             owned: dict[str, dict[str, list[OwnedView]]] = {}
-            rows = s.exec(
-                select(OwnedSnapshotRow).order_by(
-                    col(OwnedSnapshotRow.policy),
-                    col(OwnedSnapshotRow.cluster),
-                    col(OwnedSnapshotRow.data_time),
-                    col(OwnedSnapshotRow.snapshot_id),
-                )
+            rows = tx.all(
+                "SELECT * FROM owned_snapshot ORDER BY policy, cluster, data_time, snapshot_id"
             )
             for row in rows:
-                owned.setdefault(row.policy, {}).setdefault(row.cluster, []).append(
+                owned.setdefault(row["policy"], {}).setdefault(row["cluster"], []).append(
                     OwnedView(
-                        snapshot_id=row.snapshot_id,
-                        policy=row.policy,
-                        cluster=row.cluster,
-                        made_for=row.made_for,
-                        source_id=row.source_id,
-                        data_time=row.data_time,
-                        fire_time=row.fire_time,
-                        recorded_at=row.recorded_at,
-                        adopted=row.adopted,
-                        deleted_at=row.deleted_at,
+                        snapshot_id=row["snapshot_id"],
+                        policy=row["policy"],
+                        cluster=row["cluster"],
+                        made_for=row["made_for"],
+                        source_id=row["source_id"],
+                        data_time=row["data_time"],
+                        fire_time=row["fire_time"],
+                        recorded_at=row["recorded_at"],
+                        adopted=row["adopted"],
+                        deleted_at=row["deleted_at"],
                     )
                 )
             open_grants = tuple(
                 GrantView(
-                    snapshot_id=row.snapshot_id,
-                    account=row.account,
-                    granted_at=row.granted_at,
-                    revoked_at=row.revoked_at,
+                    snapshot_id=row["snapshot_id"],
+                    account=row["account"],
+                    granted_at=row["granted_at"],
+                    revoked_at=row["revoked_at"],
                 )
-                for row in s.exec(
-                    select(GrantRow)
-                    .where(col(GrantRow.revoked_at).is_(None))
-                    .order_by(col(GrantRow.snapshot_id), col(GrantRow.account))
+                for row in tx.all(
+                    'SELECT * FROM "grant" WHERE revoked_at IS NULL ORDER BY snapshot_id, account'
                 )
             )
         return OwnedSummary(
@@ -826,42 +828,45 @@ class StateStore:
         """
         at = _aware(at)
         fire_time = _aware(fire_time, "fire_time")
-        with self._tx("start verification", write=True) as s:
-            unfinished = s.exec(
-                select(VerificationRow).where(
-                    VerificationRow.policy == policy,
-                    VerificationRow.cluster == cluster,
-                    col(VerificationRow.status).in_(("pending", "interrupted")),
-                )
+        with self._tx("start verification", write=True) as tx:
+            unfinished = tx.all(
+                "SELECT id, scratch_cluster, status FROM verification WHERE policy = :policy"
+                " AND cluster = :cluster AND status IN ('pending', 'interrupted') ORDER BY id",
+                {"policy": policy, "cluster": cluster},
             )
-            row: VerificationRow | None = None
+            reused: int | None = None
             for old in unfinished:
-                if old.scratch_cluster == scratch_cluster and row is None:
-                    row = old
-                elif old.status == "pending":
-                    old.status = "interrupted"
-                    old.finished_at = at
-                    s.add(old)
-            if row is None:
-                row = VerificationRow(
-                    policy=policy,
-                    cluster=cluster,
-                    snapshot_id=snapshot_id,
-                    fire_time=fire_time,
-                    scratch_cluster=scratch_cluster,
-                    status="pending",
-                    started_at=at,
+                if old["scratch_cluster"] == scratch_cluster and reused is None:
+                    reused = int(old["id"])
+                elif old["status"] == "pending":
+                    tx.run(
+                        "UPDATE verification SET status = 'interrupted', finished_at = :at"
+                        " WHERE id = :id",
+                        {"id": old["id"], "at": at},
+                    )
+            if reused is not None:
+                tx.run(
+                    "UPDATE verification SET snapshot_id = :snapshot_id, status = 'pending',"
+                    " started_at = :at, finished_at = NULL, detail = '{}' WHERE id = :id",
+                    {"id": reused, "snapshot_id": snapshot_id, "at": at},
                 )
-            else:
-                row.snapshot_id = snapshot_id
-                row.status = "pending"
-                row.started_at = at
-                row.finished_at = None
-                row.detail = "{}"
-            s.add(row)
-            s.flush()
-            assert row.id is not None
-            return row.id
+                return reused
+            new = tx.first(
+                "INSERT INTO verification (policy, cluster, snapshot_id, fire_time,"
+                " scratch_cluster, status, started_at, finished_at, detail, scratch_deleted_at)"
+                " VALUES (:policy, :cluster, :snapshot_id, :fire_time, :scratch_cluster,"
+                " 'pending', :at, NULL, '{}', NULL) RETURNING id",
+                {
+                    "policy": policy,
+                    "cluster": cluster,
+                    "snapshot_id": snapshot_id,
+                    "fire_time": fire_time,
+                    "scratch_cluster": scratch_cluster,
+                    "at": at,
+                },
+            )
+            assert new is not None
+            return int(new["id"])
 
     def finish_verification(
         self, verification_id: int, status: str, detail: Mapping[str, Any], at: datetime
@@ -871,39 +876,40 @@ class StateStore:
         at = _aware(at)
         if status not in ("passed", "failed", "error"):
             raise ValueError(f"verification status must be passed, failed or error: {status!r}")
-        with self._tx("finish verification", write=True) as s:
-            row = s.get(VerificationRow, verification_id)
-            if row is None:
+        with self._tx("finish verification", write=True) as tx:
+            changed = tx.run(
+                "UPDATE verification SET status = :status, finished_at = :at,"
+                " detail = :detail WHERE id = :id",
+                {
+                    "id": verification_id,
+                    "status": status,
+                    "at": at,
+                    "detail": json.dumps(dict(detail), sort_keys=True, default=str),
+                },
+            )
+            if changed == 0:
                 raise StateStoreError(
                     f"state DB {self.url}: verification {verification_id} does not exist"
                 )
-            row.status = status
-            row.finished_at = at
-            row.detail = json.dumps(dict(detail), sort_keys=True, default=str)
-            s.add(row)
 
     def mark_scratch_deleted(self, scratch_cluster: str, at: datetime) -> int:
         """The scratch cluster is gone (deleted by us, or never made); returns rows updated."""
         at = _aware(at)
-        with self._tx("mark scratch cluster deleted", write=True) as s:
-            result = s.exec(
-                update(VerificationRow)
-                .where(
-                    col(VerificationRow.scratch_cluster) == scratch_cluster,
-                    col(VerificationRow.scratch_deleted_at).is_(None),
-                )
-                .values(scratch_deleted_at=at)
-                .execution_options(synchronize_session=False)
+        with self._tx("mark scratch cluster deleted", write=True) as tx:
+            return tx.run(
+                "UPDATE verification SET scratch_deleted_at = :at"
+                " WHERE scratch_cluster = :scratch_cluster AND scratch_deleted_at IS NULL",
+                {"scratch_cluster": scratch_cluster, "at": at},
             )
-            return int(result.rowcount)
 
     def verifications(self, limit: int | None = None) -> list[VerificationView]:
         """Drills, newest first."""
-        with self._tx("read verifications", write=False) as s:
-            stmt = select(VerificationRow).order_by(col(VerificationRow.id).desc())
-            if limit is not None:
-                stmt = stmt.limit(limit)
-            return [_verification_view(row) for row in s.exec(stmt)]
+        sql = "SELECT * FROM verification ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT :limit"
+        with self._tx("read verifications", write=False) as tx:
+            rows = tx.all(sql, {"limit": limit} if limit is not None else None)
+            return [_verification_view(row) for row in rows]
 
     def record_figures(
         self,
@@ -916,95 +922,92 @@ class StateStore:
         """Store the figures read right before the snapshot's CreateClusterSnapshot call. A
         retried create reads them again just before its own call, so the newest read wins."""
         at = _aware(at)
-        text = json.dumps(dict(figures), sort_keys=True, default=str)
-        with self._tx("record snapshot figures", write=True) as s:
-            row = s.get(SnapshotFiguresRow, snapshot_id)
-            if row is None:
-                row = SnapshotFiguresRow(
-                    snapshot_id=snapshot_id,
-                    policy=policy,
-                    cluster=cluster,
-                    figures=text,
-                    recorded_at=at,
+        values = {
+            "snapshot_id": snapshot_id,
+            "policy": policy,
+            "cluster": cluster,
+            "figures": json.dumps(dict(figures), sort_keys=True, default=str),
+            "at": at,
+        }
+        with self._tx("record snapshot figures", write=True) as tx:
+            changed = tx.run(
+                "UPDATE snapshot_figures SET figures = :figures, recorded_at = :at"
+                " WHERE snapshot_id = :snapshot_id",
+                values,
+            )
+            if changed == 0:
+                tx.run(
+                    "INSERT INTO snapshot_figures (snapshot_id, policy, cluster, figures,"
+                    " recorded_at) VALUES (:snapshot_id, :policy, :cluster, :figures, :at)",
+                    values,
                 )
-            else:
-                row.figures = text
-                row.recorded_at = at
-            s.add(row)
 
     def figures_for(self, snapshot_id: str) -> dict[str, Any] | None:
         """The figures recorded with a snapshot, or None."""
-        with self._tx("read snapshot figures", write=False) as s:
-            row = s.get(SnapshotFiguresRow, snapshot_id)
+        with self._tx("read snapshot figures", write=False) as tx:
+            row = tx.first(
+                "SELECT figures FROM snapshot_figures WHERE snapshot_id = :snapshot_id",
+                {"snapshot_id": snapshot_id},
+            )
             if row is None:
                 return None
-            data = json.loads(row.figures or "{}")
+            data = json.loads(row["figures"] or "{}")
             return data if isinstance(data, dict) else None
 
 
 # ------------------------------------------------------------------------------- row helpers
 
+_PENDING = "SELECT * FROM journal WHERE status = 'pending' ORDER BY id"
+_OPEN_GRANTS = (
+    'SELECT id FROM "grant" WHERE snapshot_id = :snapshot_id AND account = :account'
+    " AND revoked_at IS NULL ORDER BY id"
+)
 
-def _owned_record(row: OwnedSnapshotRow) -> OwnedRecord:
+
+def _owned_record(row: Row) -> OwnedRecord:
     return OwnedRecord(
-        snapshot_id=row.snapshot_id,
-        policy=row.policy,
-        cluster=row.cluster,
-        made_for=cast(MadeFor, row.made_for),
-        data_time=row.data_time,
-        source_id=row.source_id,
-        fire_time=row.fire_time,
-        deleted_at=row.deleted_at,
+        snapshot_id=row["snapshot_id"],
+        policy=row["policy"],
+        cluster=row["cluster"],
+        made_for=cast(MadeFor, row["made_for"]),
+        data_time=row["data_time"],
+        source_id=row["source_id"],
+        fire_time=row["fire_time"],
+        deleted_at=row["deleted_at"],
     )
 
 
-def _open_grants(snapshot_id: str, account: str) -> Any:
-    return (
-        select(GrantRow)
-        .where(
-            GrantRow.snapshot_id == snapshot_id,
-            GrantRow.account == account,
-            col(GrantRow.revoked_at).is_(None),
-        )
-        .order_by(col(GrantRow.id))
-    )
-
-
-def _pending_query() -> Any:
-    return select(JournalRow).where(JournalRow.status == "pending").order_by(col(JournalRow.id))
-
-
-def _pending(row: JournalRow) -> PendingEntry:
+def _pending(row: Row) -> PendingEntry:
     return PendingEntry(
-        entry_id=cast(int, row.id),
-        key=row.key,
-        policy=row.policy,
-        kind=cast(ActionKind, row.kind),
-        snapshot_id=row.snapshot_id,
-        cluster=row.cluster,
-        account=row.account,
-        source_id=row.source_id,
+        entry_id=row["id"],
+        key=row["key"],
+        policy=row["policy"],
+        kind=cast(ActionKind, row["kind"]),
+        snapshot_id=row["snapshot_id"],
+        cluster=row["cluster"],
+        account=row["account"],
+        source_id=row["source_id"],
     )
 
 
-def _journal_view(row: JournalRow) -> JournalView:
+def _journal_view(row: Row) -> JournalView:
     return JournalView(
-        id=cast(int, row.id),
-        run_id=row.run_id,
-        key=row.key,
-        policy=row.policy,
-        cluster=row.cluster,
-        kind=row.kind,
-        snapshot_id=row.snapshot_id,
-        account=row.account,
-        source_id=row.source_id,
-        reason=row.reason,
-        status=row.status,
-        outcome=row.outcome,
-        error=row.error,
-        attempts=row.attempts,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
+        id=row["id"],
+        run_id=row["run_id"],
+        key=row["key"],
+        policy=row["policy"],
+        cluster=row["cluster"],
+        kind=row["kind"],
+        snapshot_id=row["snapshot_id"],
+        account=row["account"],
+        source_id=row["source_id"],
+        reason=row["reason"],
+        status=row["status"],
+        outcome=row["outcome"],
+        error=row["error"],
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
     )
 
 
@@ -1035,33 +1038,33 @@ class VerificationView:
     scratch_deleted_at: datetime | None
 
 
-def _verification_view(row: VerificationRow) -> VerificationView:
+def _verification_view(row: Row) -> VerificationView:
     try:
-        detail = json.loads(row.detail or "{}")
+        detail = json.loads(row["detail"] or "{}")
     except ValueError:
         detail = {}
     return VerificationView(
-        id=cast(int, row.id),
-        policy=row.policy,
-        cluster=row.cluster,
-        snapshot_id=row.snapshot_id,
-        fire_time=row.fire_time,
-        scratch_cluster=row.scratch_cluster,
-        status=row.status,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
+        id=row["id"],
+        policy=row["policy"],
+        cluster=row["cluster"],
+        snapshot_id=row["snapshot_id"],
+        fire_time=row["fire_time"],
+        scratch_cluster=row["scratch_cluster"],
+        status=row["status"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
         detail=detail if isinstance(detail, dict) else {},
-        scratch_deleted_at=row.scratch_deleted_at,
+        scratch_deleted_at=row["scratch_deleted_at"],
     )
 
 
-def _verification_record(row: VerificationRow) -> VerificationRecord:
+def _verification_record(row: Row) -> VerificationRecord:
     return VerificationRecord(
-        policy=row.policy,
-        cluster=row.cluster,
-        snapshot_id=row.snapshot_id,
-        fire_time=row.fire_time,
-        scratch_cluster=row.scratch_cluster,
-        status=cast(VerificationStatus, row.status),
-        scratch_deleted=row.scratch_deleted_at is not None,
+        policy=row["policy"],
+        cluster=row["cluster"],
+        snapshot_id=row["snapshot_id"],
+        fire_time=row["fire_time"],
+        scratch_cluster=row["scratch_cluster"],
+        status=cast(VerificationStatus, row["status"]),
+        scratch_deleted=row["scratch_deleted_at"] is not None,
     )

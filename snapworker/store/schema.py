@@ -1,11 +1,13 @@
 """Creating and upgrading the state DB's schema with the Alembic migrations shipped with us.
 
-cron starts snapworker often, so a current schema costs one plain query and no Alembic
-import: :func:`ensure_schema` reads ``alembic_version`` and returns at once when it holds
-:data:`HEAD_REVISION`. Anything else (no table, an older revision) imports Alembic lazily and
-runs ``upgrade head`` inside one transaction that holds the write lock (SQLite: ``BEGIN
-IMMEDIATE`` through the store's engine; PostgreSQL: an advisory lock), re-reading the revision
-under the lock so that two processes starting together migrate once.
+cron starts snapworker often, so a current schema costs one plain query through the store's
+driver (:mod:`snapworker.store.driver`; on SQLite the stdlib module) and imports neither
+Alembic nor SQLAlchemy: :func:`ensure_schema` reads ``alembic_version`` and returns at once
+when it holds :data:`HEAD_REVISION`. Anything else (no table, an older revision) imports
+Alembic and SQLAlchemy lazily and runs ``upgrade head`` on a SQLAlchemy engine set up like
+the driver's connections, inside one transaction that holds the write lock (SQLite: ``BEGIN
+IMMEDIATE``; PostgreSQL: an advisory lock), re-reading the revision under the lock so that
+two processes starting together migrate once.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-
 import snapworker
+from snapworker.store.driver import (
+    SQLITE_BEGIN_IMMEDIATE,
+    Driver,
+    DriverError,
+    StateStoreError,
+    describe_error,
+    masked_url,
+)
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Connection
 
 __all__ = [
     "HEAD_REVISION",
@@ -35,35 +41,7 @@ __all__ = [
 HEAD_REVISION = "0003"
 """The newest migration this snapworker ships; a test checks it is Alembic's script head."""
 
-SQLITE_BEGIN_IMMEDIATE = "snapworker_begin_immediate"
-"""Connection execution option: the store's SQLite engine then opens the transaction with
-``BEGIN IMMEDIATE`` (the write lock up front) instead of a deferred ``BEGIN``."""
-
 _PG_MIGRATION_LOCK = 0x736E6170  # "snap": pg_advisory_xact_lock key held while migrating
-
-
-class StateStoreError(Exception):
-    """The state DB cannot be opened, migrated, read or written; the message names the URL
-    (password masked) and says why."""
-
-
-def masked_url(url: str | URL) -> str:
-    """The URL as it may be shown: any password replaced by ``***``."""
-    try:
-        parsed = url if isinstance(url, URL) else make_url(url)
-    except Exception:
-        # Unparseable: where the password would be is anyone's guess, so show the scheme only.
-        scheme, sep, _rest = str(url).partition("://")
-        return f"{scheme}://(rest not shown)" if sep else "(unparseable URL, not shown)"
-    return parsed.render_as_string(hide_password=True)
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line reason: the DBAPI's own message rather than SQLAlchemy's long wrapper."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        return f"{type(exc.orig).__name__}: {exc.orig}"
-    message = str(exc).split("\n", 1)[0]
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def migrations_dir() -> Path:
@@ -80,15 +58,15 @@ def migrations_dir() -> Path:
     )
 
 
-def _read_revisions(engine: Engine) -> tuple[str, ...] | None:
+def _read_revisions(driver: Driver) -> tuple[str, ...] | None:
     """The fast path: one plain query. None when it cannot be read (no table yet, or worse:
     the slow path will then say what is wrong)."""
     try:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
-    except DBAPIError:
+        with driver.transaction(write=False) as tx:
+            rows = tx.all("SELECT version_num FROM alembic_version")
+    except DriverError:
         return None
-    return tuple(str(row[0]) for row in rows)
+    return tuple(str(row["version_num"]) for row in rows)
 
 
 def _newer_error(url: str, revisions: list[str]) -> StateStoreError:
@@ -104,17 +82,19 @@ def _newer_error(url: str, revisions: list[str]) -> StateStoreError:
     )
 
 
-def ensure_schema(engine: Engine) -> bool:
+def ensure_schema(driver: Driver) -> bool:
     """Bring the schema to :data:`HEAD_REVISION`; True if it had to migrate.
 
     Raises :class:`StateStoreError` when the database cannot be read or migrated, or holds a
     revision this snapworker does not know (a newer one: upgrade snapworker).
     """
-    if _read_revisions(engine) == (HEAD_REVISION,):
+    if _read_revisions(driver) == (HEAD_REVISION,):
         return False
-    url = masked_url(engine.url)
+    url = driver.url
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
-        return _migrate(engine, url)
+        return _migrate(driver, url)
     except StateStoreError:
         raise
     except (SQLAlchemyError, OSError) as exc:
@@ -130,7 +110,7 @@ def ensure_schema(engine: Engine) -> bool:
         raise
 
 
-def _migrate(engine: Engine, url: str) -> bool:
+def _migrate(driver: Driver, url: str) -> bool:
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
@@ -143,7 +123,7 @@ def _migrate(engine: Engine, url: str) -> bool:
     known = {rev.revision for rev in script.walk_revisions()}
     heads = set(script.get_heads())
 
-    with engine.connect() as conn:
+    with driver.sqlalchemy_engine() as engine, engine.connect() as conn:
         conn.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
         with conn.begin():
             _lock_for_migration(conn)
@@ -160,4 +140,6 @@ def _migrate(engine: Engine, url: str) -> bool:
 
 def _lock_for_migration(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
+        from sqlalchemy import text
+
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
