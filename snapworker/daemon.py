@@ -10,6 +10,8 @@ late):
   of the schedule's fire times in the policy's time zone (:class:`CronFireTrigger` uses
   ``core.schedule.next_fire``, the same croniter evaluation the planner uses to decide what
   is due, so the two can never disagree on day-of-week numbering or DST);
+- ``verify:<policy>``: likewise for a policy with a ``verify`` block, a tick of that policy
+  at each fire time of ``verify.schedule``, which plans the restore drill then due;
 - ``poll-creating``: after a tick that made a snapshot, or saw one it owns still
   ``creating``, one more reconcile ``daemon.poll_creating_seconds`` (<= 30 s) later, so that
   sharing follows creation promptly;
@@ -194,7 +196,7 @@ class Daemon:
         reconcile and the first prune run (default: at once)."""
         now = now or datetime.now(UTC)
         for job in self.scheduler.get_jobs():
-            if job.id.startswith("create:"):
+            if job.id.startswith(("create:", "verify:")):
                 job.remove()
         d = self.config.daemon
         self.scheduler.add_job(
@@ -215,6 +217,19 @@ class Daemon:
                 id=f"create:{p.name}",
                 name=f"schedule of {p.name}",
                 args=[[p.name], "schedule"],
+                replace_existing=True,
+            )
+        for p in self.config.policies:
+            if p.verify is None:
+                continue
+            # A tick of the policy at each fire time of its verify schedule plans the drill
+            # then, instead of at the next reconcile interval.
+            self.scheduler.add_job(
+                self.run_tick,
+                CronFireTrigger(p.verify.schedule, p.verify.timezone),
+                id=f"verify:{p.name}",
+                name=f"restore drill of {p.name}",
+                args=[[p.name], "verify"],
                 replace_existing=True,
             )
         self.scheduler.add_job(

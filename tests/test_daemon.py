@@ -211,6 +211,38 @@ def test_jobs_on_a_paused_scheduler(daemon: Daemon) -> None:
         assert job.misfire_grace_time == JOB_DEFAULTS["misfire_grace_time"] == 900
 
 
+def test_a_verify_schedule_gets_a_job_that_ticks_its_policy(daemon: Daemon, tmp_path: Path) -> None:
+    verified = CONFIG.replace(
+        "      timezone: Europe/Berlin\n",
+        "      timezone: Europe/Berlin\n"
+        "    verify:\n"
+        '      schedule: "30 6 * * 1"\n'
+        "      timezone: America/New_York\n"
+        "      connect:\n"
+        "        db_user: verifier\n"
+        "      checks:\n"
+        "        - name: rows\n"
+        "          sql: select 1\n"
+        "          expect:\n"
+        "            min: 1\n",
+    )
+    assert verified != CONFIG
+    write_config(tmp_path, verified)
+    assert daemon.reload() is True
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # Wednesday
+    daemon.install_jobs(now=now)
+    daemon.scheduler.start(paused=True)
+    jobs = {j.id: j for j in daemon.scheduler.get_jobs()}
+    assert set(jobs) == {"reconcile", "create:weekly", "verify:weekly", "prune"}
+    # Monday 06:30 in New York is 11:30 UTC in winter
+    assert jobs["verify:weekly"].next_run_time == datetime(2026, 11, 30, 11, 30, tzinfo=UTC)
+    assert jobs["verify:weekly"].args == (["weekly"], "verify")
+    # and a reload without the block removes the job
+    write_config(tmp_path)
+    assert daemon.reload() is True
+    assert {j.id for j in daemon.scheduler.get_jobs()} == {"reconcile", "create:weekly", "prune"}
+
+
 def test_reconcile_copies_then_a_creating_poll_shares(daemon: Daemon, aws: Any) -> None:
     make_cluster(aws, "prod-a")
     automated("prod-a", 1)
