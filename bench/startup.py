@@ -1,5 +1,7 @@
 """Start-up: a ``snapworker run`` with nothing to do, against ``python -c "import boto3"``,
-as a ratio (median of ``--repeat`` runs each, alternated, measured in the same run).
+as a ratio (median of ``--repeat`` runs each, alternated, measured in the same run); and
+against a bare boto3 script making the run's two listing calls, the floor of any tool that
+reads the inventory with boto3.
 
 The run is the real CLI against an empty moto sandbox (``python -m snapworker.aws.sandbox
 serve --port 0``: no clusters, no snapshots) with a state DB whose schema is current (a
@@ -36,6 +38,16 @@ policies:
     retention:
       max_age_days: 35
 """
+
+
+BARE = """\
+import boto3
+client = boto3.session.Session(region_name="us-east-1").client("redshift")
+client.describe_clusters()
+client.describe_cluster_snapshots()
+"""
+"""The least any boto3 program doing a run's reads pays: the client (botocore loads
+Redshift's service model and the endpoint rules) and the two listing calls."""
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -96,20 +108,26 @@ def main() -> int:
             )
             run = [sys.executable, "-m", "snapworker", "run", "-c", str(cfg)]
             boto3 = [sys.executable, "-c", "import boto3"]
+            bare = [sys.executable, "-c", BARE]
             timed(run, env)  # creates the state DB (schema migrations) and warms the caches
             timed(boto3, env)
-            runs, imports = [], []
+            timed(bare, env)
+            runs, imports, bares = [], [], []
             for _ in range(args.repeat):
                 imports.append(timed(boto3, env))
+                bares.append(timed(bare, env))
                 runs.append(timed(run, env))
             heavy = top_imports(run, env) if args.importtime else []
     finally:
         server.terminate()
         server.wait(timeout=30)
-    b, r = statistics.median(imports), statistics.median(runs)
-    print(f'python -c "import boto3":   {b:.3f} s (median of {args.repeat})')
-    print(f"snapworker run (nothing to do): {r:.3f} s (median of {args.repeat})")
-    print(f"ratio run / import boto3:       {r / b:.2f}")
+    b, r, f = statistics.median(imports), statistics.median(runs), statistics.median(bares)
+    n = args.repeat
+    print(f'python -c "import boto3":                  {b:.3f} s (median of {n})')
+    print(f"boto3 client + the run's two listing calls: {f:.3f} s (median of {n})")
+    print(f"snapworker run (nothing to do):             {r:.3f} s (median of {n})")
+    print(f"ratio run / import boto3:                   {r / b:.2f}")
+    print(f"ratio run / bare boto3 doing its calls:     {r / f:.2f}")
     if heavy:
         print("\nheaviest top-level imports of one run (cumulative, python -X importtime):")
         for us, name in heavy:
