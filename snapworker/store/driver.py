@@ -112,7 +112,11 @@ class SqliteUrl:
         if self.database in ("", ":memory:"):
             return True
         if self.uri:
-            return self.query.get("mode") == "memory" or "mode=memory" in self.database
+            return (
+                self.query.get("mode") == "memory"
+                or "mode=memory" in self.database
+                or self.database.startswith("file::memory:")
+            )
         return False
 
     def connect_target(self) -> str:
@@ -302,7 +306,7 @@ class SqliteDriver(Driver):
 
     dialect = "sqlite"
 
-    def __init__(self, url: str, parsed: SqliteUrl, busy_timeout_ms: int, columns: Columns):
+    def __init__(self, url: str, parsed: SqliteUrl, busy_timeout_ms: int, columns: Columns) -> None:
         self.url = masked_url(url)
         self._raw_url = url
         self._parsed = parsed

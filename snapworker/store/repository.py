@@ -744,15 +744,18 @@ class StateStore:
         """The newest runs first, each with its failed journal entries and API call counts."""
         with self._tx("read runs", write=False) as tx:
             runs = tx.all("SELECT * FROM run ORDER BY id DESC LIMIT :limit", {"limit": limit})
+            ids = {run["id"] for run in runs}
             failures: dict[int, list[JournalView]] = {}
-            if runs:
+            if ids:
+                # The runs read above, by id range (one statement may see newer rows).
                 failed = tx.all(
-                    "SELECT * FROM journal WHERE status = 'failed' AND run_id IN"
-                    " (SELECT id FROM run ORDER BY id DESC LIMIT :limit) ORDER BY id",
-                    {"limit": limit},
+                    "SELECT * FROM journal WHERE status = 'failed'"
+                    " AND run_id BETWEEN :oldest AND :newest ORDER BY id",
+                    {"oldest": min(ids), "newest": max(ids)},
                 )
                 for row in failed:
-                    failures.setdefault(row["run_id"], []).append(_journal_view(row))
+                    if row["run_id"] in ids:
+                        failures.setdefault(row["run_id"], []).append(_journal_view(row))
             return [
                 RunView(
                     id=run["id"],
