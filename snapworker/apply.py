@@ -275,7 +275,7 @@ def apply(
     ``should_stop`` is asked before each action (the actions in flight finish);
     ``progress`` is called once per outcome, never from two threads at once.
     """
-    workers = executor.max_concurrency if _store_is_thread_safe(executor.store) else 1
+    workers = executor.max_concurrency
     groups: dict[tuple[str, str], list[int]] = {}
     later: list[int] = []
     for i, action in enumerate(actions):
@@ -352,14 +352,6 @@ class _SerialStore:
                 return attr(*args, **kwargs)
 
         return locked
-
-
-def _store_is_thread_safe(store: object) -> bool:
-    """Whether several threads may share ``store``: not an in-memory SQLite database, whose
-    connection pool gives each thread a database of its own."""
-    engine = getattr(store, "engine", None)
-    pool = getattr(engine, "pool", None)
-    return type(pool).__name__ != "SingletonThreadPool"
 
 
 def _guarded_delete(action: Action, executor: Executor, revoke_failed: bool) -> Outcome:

@@ -371,6 +371,13 @@ def test_naive_datetimes_are_refused(store: StateStore) -> None:
         store.record_owned(rec, at=T0)
 
 
+def test_owned_summary_lists_a_cluster_oldest_data_first_unknown_first(store: StateStore) -> None:
+    for sid, data_time in (("b-new", T0), ("a-old", T0 - timedelta(1)), ("z-unknown", None)):
+        store.record_owned(OwnedRecord(sid, "p", "c", "copy", data_time), at=T0)
+    views = store.owned_summary().owned["p"]["c"]
+    assert [v.snapshot_id for v in views] == ["z-unknown", "a-old", "b-new"]  # both backends
+
+
 def test_owned_upsert_keeps_what_it_knew(store: StateStore) -> None:
     rec = OwnedRecord("snap-1", "p", "c", "copy", T0, source_id="rs:auto-1")
     store.record_owned(rec, at=T0)

@@ -777,7 +777,8 @@ class StateStore:
         with self._tx("read owned snapshots", write=False) as tx:
             owned: dict[str, dict[str, list[OwnedView]]] = {}
             rows = tx.all(
-                "SELECT * FROM owned_snapshot ORDER BY policy, cluster, data_time, snapshot_id"
+                "SELECT * FROM owned_snapshot ORDER BY policy, cluster,"
+                " data_time IS NOT NULL, data_time, snapshot_id"  # no data time first, anywhere
             )
             for row in rows:
                 owned.setdefault(row["policy"], {}).setdefault(row["cluster"], []).append(
