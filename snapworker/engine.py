@@ -7,14 +7,14 @@ The tick is the only place where the adapters (gateway, store, clock) meet the p
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from snapworker.apply import Executor, Outcome, apply, reconcile_pending
 from snapworker.core import planner
-from snapworker.core.model import Inventory, Plan, State
+from snapworker.core.model import Inventory, OwnedRecord, Plan, State
 
 if TYPE_CHECKING:
     from snapworker.aws.redshift import RedshiftGateway
@@ -197,8 +197,10 @@ def _tick(
         reconciled = reconcile_pending(rt.store, pending, inv, rt.clock())
         if reconciled:
             state = rt.store.load_state()
-    adopted = _adopt(rt, policies, inv, state)
-    if adopted:
+    owned = planner.owned_snapshots(policies, inv, state, rt.gateway.account_id())
+    adopted = _adopt(rt, policies, owned, state)
+    timed = _time_untracked_grants(rt, policies, owned, inv, state)
+    if adopted or timed:
         state = rt.store.load_state()
     # Scratch clusters of restore drills a crash cut short: deleted before anything else.
     from snapworker.verify_run import cleanup_scratch
@@ -253,14 +255,54 @@ def _tick(
     return TickResult(plan, outcomes, run_id, reconciled, adopted, inv)
 
 
-def _adopt(rt: Runtime, policies: Sequence[Policy], inv: Inventory, state: State) -> int:
+def _adopt(
+    rt: Runtime, policies: Sequence[Policy], owned: Mapping[str, OwnedRecord], state: State
+) -> int:
     """Record owned snapshots the state DB does not know (their tags prove ownership: the
     state DB was lost or is new). Adoption writes the state DB only, never AWS."""
-    owned = planner.owned_snapshots(policies, inv, state, rt.gateway.account_id())
     count = 0
     for sid, rec in owned.items():
         if sid not in state.owned and rec.policy in {p.name for p in policies}:
             rt.store.record_owned(rec, adopted=True, at=rt.clock())
             rt.log.info("adopted", snapshot=sid, policy=rec.policy, cluster=rec.cluster)
             count += 1
+    return count
+
+
+def _time_untracked_grants(
+    rt: Runtime,
+    policies: Sequence[Policy],
+    owned: Mapping[str, OwnedRecord],
+    inv: Inventory,
+    state: State,
+) -> int:
+    """Start the ``unshare_after`` clock of grants the state DB has no open record of.
+
+    An owned snapshot shared with an account its policy lists, with no open grant recorded:
+    the state DB was lost (or the grant was made by hand, or re-made after a revoke).
+    Recorded as granted now, the grant lapses ``unshare_after`` from today: never sooner
+    than the policy says, since it is at least that old by then. Without this it would stay
+    until its snapshot expired. Only for policies with ``unshare_after``; writes the state
+    DB only. Returns the grants recorded."""
+    timed = {p.name: p for p in policies if p.share.unshare_after is not None}
+    if not timed:
+        return 0
+    open_grants = {(g.snapshot_id, g.account) for g in state.grants if g.revoked_at is None}
+    count = 0
+    for sid, rec in owned.items():
+        policy = timed.get(rec.policy)
+        snap = inv.snapshots.get(sid)
+        if policy is None or snap is None or rec.deleted_at is not None:
+            continue
+        for account in snap.accounts:
+            if account not in policy.share.accounts or (sid, account) in open_grants:
+                continue
+            if rt.store.record_grant(sid, account, rt.clock()):
+                rt.log.info(
+                    "grant first seen: unshare_after counts from now",
+                    snapshot=sid,
+                    account=account,
+                    policy=rec.policy,
+                )
+                count += 1
     return count

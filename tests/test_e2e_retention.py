@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -156,6 +157,34 @@ def test_unshare_after_revokes_the_grant_keeps_the_snapshot_and_never_shares_aga
     assert box.snapshots()[sid]["accounts"] == []
     explained = ok(box.cli("plan", "--explain", sid, **at(4))).stdout
     assert "revoked at " in explained and "lapsed under unshare_after" in explained
+
+
+def test_after_the_db_is_lost_an_existing_grant_is_timed_from_when_it_is_first_seen(
+    sandbox: Sandbox,
+) -> None:
+    box = sandbox
+    config(box)
+    (sid,) = shared(box, 1)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{box.db}{suffix}").unlink(missing_ok=True)
+
+    # The next run adopts the copy and records the grant it finds as made now.
+    r = ok(box.cli("run", **at(1)))
+    assert "adopted 1 owned snapshot(s) from their tags" in r.stdout
+    (grant,) = rows(box, "select * from [grant]")
+    assert (grant["snapshot_id"], grant["account"], grant["revoked_at"]) == (sid, ACC, None)
+    seen = datetime.fromisoformat(grant["granted_at"]).replace(tzinfo=UTC)
+    assert abs(seen - (datetime.now(UTC) + timedelta(days=1))) < timedelta(hours=1)
+
+    # unshare_after (2d) counts from then: kept at 1 + 1.5 days, revoked at 1 + 2.5 days.
+    assert plan_json(box.cli("plan", "--format", "json", **at(2.5)))["actions"] == []
+    p = plan_json(box.cli("plan", "--format", "json", **at(3.5)))
+    assert [(a["action"], a["snapshot"], a["account"]) for a in p["actions"]] == [
+        ("revoke", sid, ACC)
+    ]
+    ok(box.cli("run", **at(3.5)))
+    assert box.snapshots()[sid]["accounts"] == []
+    assert sid in box.snapshots()  # revoking access never deletes
 
 
 def test_drift_is_reported_recorded_and_revoked_only_under_revoke_unlisted(
