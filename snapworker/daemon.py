@@ -59,7 +59,7 @@ from snapworker.health import HealthServer, Metrics
 from snapworker.lease import new_holder
 
 if TYPE_CHECKING:
-    from snapworker.config import Config
+    from snapworker.config import Config, CreateSpec, VerifySpec
     from snapworker.engine import Runtime
     from snapworker.store.repository import StateStore
 
@@ -209,29 +209,23 @@ class Daemon:
             replace_existing=True,
         )
         for p in self.config.policies:
-            if p.create is None:
-                continue
-            self.scheduler.add_job(
-                self.run_tick,
-                CronFireTrigger(p.create.schedule, p.create.timezone),
-                id=f"create:{p.name}",
-                name=f"schedule of {p.name}",
-                args=[[p.name], "schedule"],
-                replace_existing=True,
-            )
-        for p in self.config.policies:
-            if p.verify is None:
-                continue
-            # A tick of the policy at each fire time of its verify schedule plans the drill
-            # then, instead of at the next reconcile interval.
-            self.scheduler.add_job(
-                self.run_tick,
-                CronFireTrigger(p.verify.schedule, p.verify.timezone),
-                id=f"verify:{p.name}",
-                name=f"restore drill of {p.name}",
-                args=[[p.name], "verify"],
-                replace_existing=True,
-            )
+            # A tick of the policy at each fire time of its create schedule, and of its verify
+            # schedule (which plans the drill then, not at the next reconcile interval).
+            cron: list[tuple[str, CreateSpec | VerifySpec | None, str, str]] = [
+                ("create", p.create, "schedule of", "schedule"),
+                ("verify", p.verify, "restore drill of", "verify"),
+            ]
+            for kind, spec, label, reason in cron:
+                if spec is None:
+                    continue
+                self.scheduler.add_job(
+                    self.run_tick,
+                    CronFireTrigger(spec.schedule, spec.timezone),
+                    id=f"{kind}:{p.name}",
+                    name=f"{label} {p.name}",
+                    args=[[p.name], reason],
+                    replace_existing=True,
+                )
         self.scheduler.add_job(
             self.prune,
             IntervalTrigger(seconds=int(PRUNE_EVERY.total_seconds()), timezone=UTC),
