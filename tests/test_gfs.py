@@ -22,11 +22,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil import tz as dtz
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from snapworker.core.model import GrantRecord, State
-from snapworker.core.planner import plan
+from snapworker.core import ids
+from snapworker.core.durations import format_duration
+from snapworker.core.model import GrantRecord, Snapshot, State
+from snapworker.core.planner import plan, rules_of
 from snapworker.core.retention import Candidate, RetentionRules, evaluate
 from tests import factories
 
@@ -568,3 +570,121 @@ def test_the_plan_names_every_rule_that_keeps_each_snapshot() -> None:
     )
     assert reasons[snaps[3].id] == "keep_monthly 2 (newest of 2024-02)"
     assert [a.snapshot for a in result.actions if a.kind == "delete"] == [snaps[2].id]
+
+
+# ------------------------------------------ the planner's verdicts are evaluate's, exactly
+
+# The planner does not call ``evaluate`` per snapshot: it sorts each cluster once and runs
+# the rules (``retention.keep_reasons``) over its own records, and judges the sources of
+# new copies by inserting them into that order. These check it against ``evaluate`` (itself
+# checked against the reference above), word for word.
+
+STATUSES = st.sampled_from(["available", "available", "available", "creating"])
+
+
+def policy_for(rules: dict[str, Any], zone: str) -> Any:
+    retention = {
+        name: format_duration(value) if name == "keep_within" else value
+        for name, value in rules.items()
+    }
+    return factories.policy(
+        retention=retention,
+        create={"schedule": "0 3 * * *", "timezone": zone},
+        share={"accounts": []},
+        limits={"max_deletes_per_run": 10_000},
+    )
+
+
+def copies_of(pol: str, times: list[tuple[str, datetime]], statuses: list[str]) -> list[Any]:
+    """Owned copies (adopted from their tags) of sources that are gone, one per time."""
+    return [
+        factories.owned_copy(
+            pol,
+            Snapshot(f"rs:prod-a-gone-{sid}", "prod-a", "automated", "available", t),
+            status=status,
+        )
+        for (sid, t), status in zip(times, statuses, strict=True)
+    ]
+
+
+@PROPS
+@given(snapshot_lists, rule_sets, nows, st.sampled_from(ZONES), st.data())
+def test_the_plan_keeps_and_deletes_exactly_what_evaluate_decides(
+    snaps: list[tuple[str, datetime]],
+    rules: dict[str, Any],
+    now: datetime,
+    zone: str,
+    data: st.DataObject,
+) -> None:
+    assume(rules.get("keep_within") != timedelta(0))  # not a valid config value
+    pol = policy_for(rules, zone)
+    statuses = data.draw(st.lists(STATUSES, min_size=len(snaps), max_size=len(snaps)))
+    made = copies_of(pol.name, snaps, statuses)
+    result = plan([pol], factories.inventory([factories.cluster("prod-a")], made), State(), now)
+
+    times = {s.id: t for s, (_, t) in zip(made, snaps, strict=True)}
+    verdicts = evaluate(
+        [Candidate(s.id, times[s.id]) for s in made if s.available], rules_of(pol), now
+    )
+    kept = {k.snapshot: k.reason for k in result.kept}
+    deleted = {a.snapshot: a.reason for a in result.actions if a.kind == "delete"}
+    for v in verdicts:
+        if v.kept:
+            assert kept[v.id] == "; ".join(v.keep_reasons)
+            assert v.id not in deleted
+        else:
+            assert deleted[v.id] == v.expire_reason
+            assert v.id not in kept
+    for s in made:
+        if not s.available:
+            assert kept[s.id].startswith(f"status '{s.status}'") and s.id not in deleted
+    assert len(result.kept) + len(deleted) == len(made)
+
+
+@PROPS
+@given(snapshot_lists, snapshot_lists, rule_sets, nows, st.sampled_from(ZONES), st.data())
+def test_the_plan_copies_exactly_the_sources_evaluate_would_keep(
+    owned: list[tuple[str, datetime]],
+    sources: list[tuple[str, datetime]],
+    rules: dict[str, Any],
+    now: datetime,
+    zone: str,
+    data: st.DataObject,
+) -> None:
+    """A source is copied when retention over the owned snapshots (any status) and all the
+    sources to copy would keep it; otherwise a note gives the expiry reason."""
+    assume(rules.get("keep_within") != timedelta(0))
+    pol = policy_for(rules, zone)
+    statuses = data.draw(st.lists(STATUSES, min_size=len(owned), max_size=len(owned)))
+    made = copies_of(pol.name, owned, statuses)
+    autos = [
+        Snapshot(f"rs:prod-a-new-{sid}", "prod-a", "automated", "available", t)
+        for sid, t in sources
+    ]
+    inv = factories.inventory([factories.cluster("prod-a")], [*made, *autos])
+    result = plan([pol], inv, State(), now)
+
+    targets = {a.id: ids.copy_snapshot_id(pol.name, "prod-a", a.id) for a in autos}
+    verdicts = {
+        v.id: v
+        for v in evaluate(
+            [
+                *(Candidate(s.id, t) for s, (_, t) in zip(made, owned, strict=True)),
+                *(Candidate(targets[a.id], a.create_time) for a in autos),
+            ],
+            rules_of(pol),
+            now,
+            only=set(targets.values()),
+        )
+    }
+    copied = {a.source: a.snapshot for a in result.actions if a.kind == "copy"}
+    notes = {n.snapshot: n.message for n in result.notes if n.message.startswith("not copied")}
+    for a in autos:
+        verdict = verdicts[targets[a.id]]
+        if verdict.kept:
+            assert copied[a.id] == targets[a.id] and a.id not in notes
+        else:
+            assert a.id not in copied
+            assert notes[a.id] == (
+                f"not copied: {a.id} is already past retention ({verdict.expire_reason})"
+            )

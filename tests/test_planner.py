@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import pickle
 from datetime import timedelta
 
+import pytest
+
 from snapworker.core import ids
-from snapworker.core.model import SUPPORT_ALIAS, TAG_POLICY, GrantRecord, OwnedRecord, State
+from snapworker.core.model import (
+    SUPPORT_ALIAS,
+    TAG_POLICY,
+    Action,
+    GrantRecord,
+    Kept,
+    OwnedRecord,
+    State,
+)
 from snapworker.core.planner import plan
 from tests.factories import (
     EMPTY,
@@ -430,3 +443,51 @@ def test_notes_on_snapshots_of_a_removed_policy_do_not_depend_on_inventory_order
     p2 = plan([other], inventory([cluster("prod-a")], reversed(copies)), EMPTY, NOW)
     assert [n.snapshot for n in p1.notes if n.snapshot] == sorted(c.id for c in copies)
     assert p1 == p2
+
+
+# -- the records a plan is made of --------------------------------------------------------
+
+
+def test_kept_and_action_are_the_dataclasses_their_fields_say():
+    """Kept and Action are built by one ``__dict__`` store (model._one_store_init, for
+    speed: a plan makes one per kept snapshot): same parameters, defaults and instances as
+    the dataclass's own ``__init__`` would make, still frozen."""
+    for cls in (Kept, Action):
+        fields = dataclasses.fields(cls)
+        params = inspect.signature(cls).parameters
+        assert list(params) == [f.name for f in fields]
+        for f in fields:
+            default = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+            assert params[f.name].default == default
+    k = Kept("p", "prod-a", "s1", "keep_last 3 (#1 newest)", NOW, True)
+    assert (k.policy, k.cluster, k.snapshot, k.reason, k.data_time, k.held) == (
+        "p",
+        "prod-a",
+        "s1",
+        "keep_last 3 (#1 newest)",
+        NOW,
+        True,
+    )
+    assert vars(k) == {f.name: getattr(k, f.name) for f in dataclasses.fields(Kept)}
+    same = Kept(
+        policy="p",
+        cluster="prod-a",
+        snapshot="s1",
+        reason="keep_last 3 (#1 newest)",
+        data_time=NOW,
+        held=True,
+    )
+    assert k == same and hash(k) == hash(same)
+    assert repr(k) == (
+        "Kept(policy='p', cluster='prod-a', snapshot='s1', reason='keep_last 3 (#1 newest)', "
+        f"data_time={NOW!r}, held=True)"
+    )
+    assert pickle.loads(pickle.dumps(k)) == k
+    assert dataclasses.replace(k, held=False) == Kept("p", "prod-a", "s1", k.reason, NOW)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        k.reason = "changed"  # type: ignore[misc]
+    a = Action("p", "prod-a", "delete", "s1", "expired")
+    assert (a.source, a.account, a.data_time, a.fire_time) == (None, None, None, None)
+    assert a.key == "p|delete|s1"
+    with pytest.raises(TypeError):
+        Kept("p", "prod-a", "s1")  # type: ignore[call-arg]

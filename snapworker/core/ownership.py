@@ -85,42 +85,41 @@ _create_id = functools.lru_cache(maxsize=1 << 16)(ids.create_snapshot_id)
 
 
 def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
-    tags = snap.tags
-    policy = tags.get(TAG_POLICY)
-    if not policy or tags.get(TAG_CLUSTER) != snap.cluster:
+    tag = snap.tags.get
+    policy = tag(TAG_POLICY)
+    cluster = snap.cluster
+    if not policy or tag(TAG_CLUSTER) != cluster:
         return None
-    kind = tags.get(TAG_KIND)
+    kind = tag(TAG_KIND)
     # A state DB record of this very id, for the same policy, cluster and source (or fire
     # time), proves the id is one the worker generated: it records only ids it made, or
     # adopted after this same check. So the hash is recomputed only for what the DB does
     # not know (after a loss of the state DB, or a snapshot someone else tagged).
-    known = db is not None and db.policy == policy and db.cluster == snap.cluster
+    known = db if db is not None and db.policy == policy and db.cluster == cluster else None
     if kind == "copy":
-        source = tags.get(TAG_SOURCE)
+        source = tag(TAG_SOURCE)
         if not source:
             return None
-        recorded = known and db is not None and db.made_for == "copy" and db.source_id == source
-        if recorded and db is not None and db.deleted_at is None and db.data_time is not None:
-            return db  # the state DB's record says all the tags would (source time included)
-        if not recorded and _copy_id(policy, snap.cluster, source) != snap.id:
+        if known is not None and known.made_for == "copy" and known.source_id == source:
+            if known.deleted_at is None and known.data_time is not None:
+                return known  # the state DB's record says all the tags would
+        elif _copy_id(policy, cluster, source) != snap.id:
             return None
-        data_time = parse_utc(tags.get(TAG_SOURCE_TIME))
+        data_time = parse_utc(tag(TAG_SOURCE_TIME))
         if data_time is None and db is not None and db.policy == policy:
             data_time = db.data_time
         # Tag and record both gone: the copy's own time errs towards keeping.
         return OwnedRecord(
-            snap.id, policy, snap.cluster, "copy", data_time or snap.create_time, source_id=source
+            snap.id, policy, cluster, "copy", data_time or snap.create_time, source_id=source
         )
     if kind == "create":
-        fire = parse_utc(tags.get(TAG_FIRE_TIME))
+        fire = parse_utc(tag(TAG_FIRE_TIME))
         if fire is None:
             return None
-        recorded = known and db is not None and db.made_for == "create" and db.fire_time == fire
-        if not recorded and _create_id(policy, snap.cluster, fire) != snap.id:
+        recorded = known is not None and known.made_for == "create" and known.fire_time == fire
+        if not recorded and _create_id(policy, cluster, fire) != snap.id:
             return None
-        return OwnedRecord(
-            snap.id, policy, snap.cluster, "create", snap.create_time, fire_time=fire
-        )
+        return OwnedRecord(snap.id, policy, cluster, "create", snap.create_time, fire_time=fire)
     return None
 
 
@@ -131,16 +130,31 @@ def owner_of(
     account: str | None,
 ) -> Ownership | None:
     """Who owns ``snap`` (see the module docstring), or None: not the worker's."""
+    found = owned_record(snap, state.owned.get(snap.id), pending_made, account)
+    if found is None:
+        return None
+    rec, proof = found
+    return Ownership(rec, proof == "tags", proof)
+
+
+def owned_record(
+    snap: Snapshot,
+    db: OwnedRecord | None,
+    pending_made: Mapping[str, PendingEntry],
+    account: str | None,
+) -> tuple[OwnedRecord, str] | None:
+    """:func:`owner_of` as (record, proof) (the planner's per-snapshot form: no
+    :class:`Ownership` built); ``db``: the state DB's record of ``snap.id``, if any."""
     if snap.type != "manual":
         return None
-    if account is not None and snap.owner_account not in (None, account):
-        return None
-    db = state.owned.get(snap.id)
+    owner = snap.owner_account
+    if owner is not None and account is not None and owner != account:
+        return None  # another account's snapshot (None: not reported, this account's)
     if TAG_POLICY in snap.tags:
         rec = _from_tags(snap, db)
-        return Ownership(rec, True, "tags") if rec is not None else None
+        return (rec, "tags") if rec is not None else None
     if db is not None and db.deleted_at is None and db.cluster == snap.cluster:
-        return Ownership(db, False, "state")
+        return db, "state"
     entry = pending_made.get(snap.id)
     if entry is not None and entry.cluster == snap.cluster and entry.kind in ("create", "copy"):
         rec = OwnedRecord(
@@ -151,5 +165,5 @@ def owner_of(
             None,
             source_id=entry.source_id,
         )
-        return Ownership(rec, False, "journal")
+        return rec, "journal"
     return None

@@ -38,9 +38,12 @@ The module is pure: the clock comes in as ``now``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import compress
+from operator import attrgetter
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from snapworker.core.durations import format_duration
@@ -62,18 +65,15 @@ class RetentionRules:
 
     @property
     def has_rules(self) -> bool:
-        return any(
-            v is not None
-            for v in (
-                self.max_age,
-                self.keep_last,
-                self.keep_hourly,
-                self.keep_daily,
-                self.keep_weekly,
-                self.keep_monthly,
-                self.keep_yearly,
-                self.keep_within,
-            )
+        return (
+            self.max_age is not None
+            or self.keep_last is not None
+            or self.keep_hourly is not None
+            or self.keep_daily is not None
+            or self.keep_weekly is not None
+            or self.keep_monthly is not None
+            or self.keep_yearly is not None
+            or self.keep_within is not None
         )
 
     def describe(self) -> str:
@@ -113,9 +113,27 @@ class Verdict:
         return bool(self.keep_reasons)
 
 
-def order_newest_first(cands: Sequence[Candidate]) -> list[Candidate]:
+class Dated(Protocol):
+    """What retention reads of a snapshot: a :class:`Candidate`, or any object with the
+    same two attributes (the planner passes its own records, not copies of them)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def data_time(self) -> datetime: ...
+
+
+D = TypeVar("D", bound=Dated)
+_NEWEST_KEY = attrgetter("data_time", "id")
+_ID = attrgetter("id")
+DATA_TIME = attrgetter("data_time")
+_BUCKET_RULES = ("keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+
+
+def order_newest_first(cands: Iterable[D]) -> list[D]:
     """Newest data first; ties broken by id, descending (documented, deterministic)."""
-    return sorted(cands, key=lambda c: (c.data_time, c.id), reverse=True)
+    return sorted(cands, key=_NEWEST_KEY, reverse=True)
 
 
 def _bucketers(tz: ZoneInfo) -> dict[str, Callable[[datetime], tuple[int, ...]]]:
@@ -159,6 +177,7 @@ def _bucket_label(name: str, t: datetime, tz: ZoneInfo) -> str:
 
 
 def _age_text(delta: timedelta) -> str:
+    # Also inlined in keep_reasons (max_age): change both together.
     days = delta.total_seconds() / 86400
     if days >= 1:
         return f"{days:.0f} d" if days >= 10 else f"{days:.1f} d"
@@ -166,7 +185,7 @@ def _age_text(delta: timedelta) -> str:
 
 
 def evaluate(
-    cands: Sequence[Candidate],
+    cands: Sequence[Dated],
     rules: RetentionRules,
     now: datetime,
     only: Collection[str] | None = None,
@@ -184,77 +203,135 @@ def evaluate(
     ordered = order_newest_first(cands)
     # The candidates whose verdicts are returned; the per-candidate rules (clock skew,
     # keep_within, max_age) look at these alone, the ranking rules at all of them.
-    subject = ordered if only is None else [c for c in ordered if c.id in only]
+    subject: Sequence[int] = (
+        range(len(ordered))
+        if only is None
+        else list(compress(range(len(ordered)), map(only.__contains__, map(_ID, ordered))))
+    )
     if not rules.has_rules:
-        return [Verdict(c.id, c.data_time, ("no retention rule set",)) for c in subject]
-    reasons: dict[str, list[str]] = {c.id: [] for c in subject}
-    tz = ZoneInfo(rules.timezone)
-
-    for c in subject:
-        if c.data_time > now:
-            reasons[c.id].append("data time in the future (clock skew?); kept")
-
-    if rules.keep_last is not None:
-        limit = len(ordered) if rules.keep_last == -1 else rules.keep_last
-        for i, c in enumerate(ordered[:limit]):
-            if (r := reasons.get(c.id)) is not None:
-                r.append(f"keep_last {rules.keep_last} (#{i + 1} newest)")
-
-    for name, bucket in _bucketers(tz).items():
-        count = getattr(rules, name)
-        if count is None or count == 0:
-            continue
-        last: tuple[int, ...] | None = None
-        kept = 0
-        for c in ordered:
-            if count != -1 and kept >= count:
-                break
-            b = bucket(c.data_time)
-            if b != last:
-                last = b
-                kept += 1
-                if (r := reasons.get(c.id)) is not None:
-                    label = _bucket_label(name, c.data_time, tz)
-                    r.append(f"{name} {count} (newest of {label})")
-
-    if rules.keep_within is not None:
-        newest = next((c.data_time for c in ordered if c.data_time <= now), None)
-        if newest is not None:
-            floor = newest - rules.keep_within
-            within = format_duration(rules.keep_within)
-            for c in subject:
-                if floor <= c.data_time <= newest:
-                    reasons[c.id].append(
-                        f"keep_within {within} of the newest ({newest:%Y-%m-%d %H:%M}Z)"
-                    )
-
-    if rules.max_age is not None:
-        zero, max_age, days = timedelta(0), rules.max_age, rules.max_age.days
-        for c in subject:
-            age = now - c.data_time
-            if zero <= age <= max_age:
-                reasons[c.id].append(f"age {_age_text(age)} <= max_age_days {days}")
-
+        return [Verdict(ordered[i].id, ordered[i].data_time, (NO_RULE,)) for i in subject]
+    # One list of reasons per id (candidates sharing an id share it), None for the
+    # candidates whose verdicts are not returned.
+    by_id: dict[str, list[str]] = {}
+    reasons: list[list[str] | None] = [None] * len(ordered)
+    for i in subject:
+        reasons[i] = by_id.setdefault(ordered[i].id, [])
+    keep_reasons(list(map(DATA_TIME, ordered)), reasons, subject, rules, now)
     verdicts = []
-    tail = _expire_tail(rules)  # the same for every candidate: built once, not per snapshot
-    for c in subject:
-        rs = tuple(reasons[c.id])
-        expire = "" if rs else _expire_reason(c, rules, now, tail)
+    tail = expire_tail(rules)  # the same for every candidate: built once, not per snapshot
+    for i in subject:
+        c = ordered[i]
+        rs = tuple(by_id[c.id])
+        expire = "" if rs else expire_reason(c.data_time, rules, now, tail)
         verdicts.append(Verdict(c.id, c.data_time, rs, expire))
     return verdicts
 
 
-def _expire_reason(
-    c: Candidate, rules: RetentionRules, now: datetime, tail: list[str] | None = None
+NO_RULE = "no retention rule set"
+"""The one keep reason when the policy sets no retention rule (nothing expires)."""
+_FUTURE = "data time in the future (clock skew?); kept"
+
+
+def keep_reasons(
+    times: Sequence[datetime],
+    reasons: Sequence[list[str] | None],
+    subject: Iterable[int],
+    rules: RetentionRules,
+    now: datetime,
+) -> None:
+    """The rules' work, shared by :func:`evaluate` and the planner: append to ``reasons[i]``
+    every rule that keeps the i-th snapshot of ``times`` (data times, newest first as
+    :func:`order_newest_first` orders them). ``reasons[i]`` is None for a snapshot that only
+    ranks the others; ``subject``: the indexes whose reasons are wanted (none None). An
+    empty list left: the snapshot expires (:func:`expire_reason` says why). ``rules`` must
+    set a rule (``has_rules``; with none, :data:`NO_RULE` keeps everything).
+
+    Cost: O(n) per rule, most of it in the reason texts of the subject."""
+    # The subject's times and reason lists, side by side: walked once per per-snapshot rule.
+    own_times: Sequence[datetime]
+    own_reasons: Sequence[list[str]]
+    if subject == range(len(times)):
+        own_times, own_reasons = times, reasons  # type: ignore[assignment]
+    else:
+        subject = list(subject)
+        own_times = [times[i] for i in subject]
+        own_reasons = [reasons[i] for i in subject]  # type: ignore[misc]
+    for t, r in zip(own_times, own_reasons, strict=True):
+        if t > now:
+            r.append(_FUTURE)
+
+    keep_last = rules.keep_last
+    if keep_last is not None:
+        limit = len(times) if keep_last == -1 else keep_last
+        for i in range(len(times))[:limit]:  # slices as ``ordered[:limit]`` did
+            if (ranked := reasons[i]) is not None:
+                ranked.append(f"keep_last {keep_last} (#{i + 1} newest)")
+
+    tz = ZoneInfo(rules.timezone)
+    bucketers = None
+    for name in _BUCKET_RULES:
+        count = getattr(rules, name)
+        if count is None or count == 0:
+            continue
+        if bucketers is None:
+            bucketers = _bucketers(tz)
+        bucket = bucketers[name]
+        last: tuple[int, ...] | None = None
+        kept = 0
+        for i, t in enumerate(times):
+            if count != -1 and kept >= count:
+                break
+            b = bucket(t)
+            if b != last:
+                last = b
+                kept += 1
+                if (ranked := reasons[i]) is not None:
+                    label = _bucket_label(name, t, tz)
+                    ranked.append(f"{name} {count} (newest of {label})")
+
+    if rules.keep_within is not None:
+        newest = next((t for t in times if t <= now), None)
+        if newest is not None:
+            floor = newest - rules.keep_within
+            text = (
+                f"keep_within {format_duration(rules.keep_within)} of the newest "
+                f"({newest:%Y-%m-%d %H:%M}Z)"
+            )
+            for t, r in zip(own_times, own_reasons, strict=True):
+                if floor <= t <= newest:
+                    r.append(text)
+
+    if rules.max_age is not None:
+        zero, max_age = timedelta(0), rules.max_age
+        suffix = f" <= max_age_days {max_age.days}"
+        for t, r in zip(own_times, own_reasons, strict=True):
+            age = now - t
+            if zero <= age <= max_age:
+                # _age_text, inlined: this is the one text built for every kept snapshot.
+                secs = age.total_seconds()
+                days = secs / 86400
+                if days >= 10:
+                    text = f"age {days:.0f} d{suffix}"
+                elif days >= 1:
+                    text = f"age {days:.1f} d{suffix}"
+                else:
+                    text = f"age {secs / 3600:.1f} h{suffix}"
+                r.append(text)
+
+
+def expire_reason(
+    data_time: datetime, rules: RetentionRules, now: datetime, tail: list[str] | None = None
 ) -> str:
+    """Why a snapshot of ``data_time`` that no rule keeps expires. ``tail``: what
+    :func:`expire_tail` returns for ``rules`` (the same for every snapshot: build it once)."""
     parts = []
     if rules.max_age is not None:
-        parts.append(f"age {_age_text(now - c.data_time)} > max_age_days {rules.max_age.days}")
-    parts.extend(_expire_tail(rules) if tail is None else tail)
+        parts.append(f"age {_age_text(now - data_time)} > max_age_days {rules.max_age.days}")
+    parts.extend(expire_tail(rules) if tail is None else tail)
     return "; ".join(parts)
 
 
-def _expire_tail(rules: RetentionRules) -> list[str]:
+def expire_tail(rules: RetentionRules) -> list[str]:
     """The parts of an expiry reason that do not depend on the snapshot."""
     parts = []
     if rules.keep_last is not None:
