@@ -29,7 +29,13 @@ from snapworker.core import ids
 from snapworker.core.durations import format_duration
 from snapworker.core.model import GrantRecord, Snapshot, State
 from snapworker.core.planner import plan, rules_of
-from snapworker.core.retention import Candidate, RetentionRules, evaluate
+from snapworker.core.retention import (
+    Candidate,
+    RetentionRules,
+    _age_text,
+    evaluate,
+    keep_reasons,
+)
 from tests import factories
 
 BUCKET_RULES = ("keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
@@ -688,3 +694,19 @@ def test_the_plan_copies_exactly_the_sources_evaluate_would_keep(
             assert notes[a.id] == (
                 f"not copied: {a.id} is already past retention ({verdict.expire_reason})"
             )
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.integers(min_value=0, max_value=900 * 86_400 * 10**6),  # any age, to the µs
+        st.integers(min_value=0, max_value=2 * 900).map(lambda h: h * 43_200 * 10**6),  # d/2
+    ).map(lambda us: timedelta(microseconds=us))
+)
+def test_max_age_reason_texts_are_age_text_s(age: timedelta) -> None:
+    """keep_reasons builds the max_age text inline (the one text of most kept snapshots);
+    it must read as ``_age_text`` writes it, half days (ties) included."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    reasons: list[list[str] | None] = [[]]
+    keep_reasons([now - age], reasons, range(1), RetentionRules(max_age=timedelta(days=900)), now)
+    assert reasons == [[f"age {_age_text(age)} <= max_age_days 900"]]

@@ -586,7 +586,7 @@ def _retention(
     ``keep_reasons`` without building a Candidate and a Verdict per snapshot."""
     name, hold_tag = policy.name, policy.hold_tag
     ordered = [o for o in items if o.available]
-    for o in items:
+    for o in items if len(ordered) < len(items) else ():
         if not o.available:
             kept.append(
                 Kept(

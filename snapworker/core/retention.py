@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import compress
+from itertools import compress, islice
 from operator import attrgetter
 from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -241,24 +241,30 @@ def keep_reasons(
 ) -> None:
     """The rules' work, shared by :func:`evaluate` and the planner: append to ``reasons[i]``
     every rule that keeps the i-th snapshot of ``times`` (data times, newest first as
-    :func:`order_newest_first` orders them). ``reasons[i]`` is None for a snapshot that only
-    ranks the others; ``subject``: the indexes whose reasons are wanted (none None). An
-    empty list left: the snapshot expires (:func:`expire_reason` says why). ``rules`` must
-    set a rule (``has_rules``; with none, :data:`NO_RULE` keeps everything).
+    :func:`order_newest_first` orders them: the rules rely on that order). ``reasons[i]``
+    is None for a snapshot that only ranks the others; ``subject``: the indexes whose
+    reasons are wanted (none None). An empty list left: the snapshot expires
+    (:func:`expire_reason` says why). ``rules`` must set a rule (``has_rules``; with none,
+    :data:`NO_RULE` keeps everything).
 
     Cost: O(n) per rule, most of it in the reason texts of the subject."""
-    # The subject's times and reason lists, side by side: walked once per per-snapshot rule.
+    # The subject's times and reason lists, side by side (newest first, as ``times``):
+    # walked by the per-snapshot rules.
     own_times: Sequence[datetime]
     own_reasons: Sequence[list[str]]
     if subject == range(len(times)):
         own_times, own_reasons = times, reasons  # type: ignore[assignment]
     else:
-        subject = list(subject)
+        subject = sorted(subject)
         own_times = [times[i] for i in subject]
         own_reasons = [reasons[i] for i in subject]  # type: ignore[misc]
+    # Newest first: the snapshots in the future (clock skew) are the first ``future``.
+    future = 0
     for t, r in zip(own_times, own_reasons, strict=True):
-        if t > now:
-            r.append(_FUTURE)
+        if t <= now:
+            break
+        r.append(_FUTURE)
+        future += 1
 
     keep_last = rules.keep_last
     if keep_last is not None:
@@ -302,21 +308,25 @@ def keep_reasons(
                     r.append(text)
 
     if rules.max_age is not None:
-        zero, max_age = timedelta(0), rules.max_age
+        max_age = rules.max_age
         suffix = f" <= max_age_days {max_age.days}"
-        for t, r in zip(own_times, own_reasons, strict=True):
-            age = now - t
-            if zero <= age <= max_age:
-                # _age_text, inlined: this is the one text built for every kept snapshot.
-                secs = age.total_seconds()
-                days = secs / 86400
-                if days >= 10:
-                    text = f"age {days:.0f} d{suffix}"
-                elif days >= 1:
-                    text = f"age {days:.1f} d{suffix}"
-                else:
-                    text = f"age {secs / 3600:.1f} h{suffix}"
-                r.append(text)
+        # Past the ``future`` ones, ages grow: the first older than max_age ends the walk.
+        for t, r in islice(zip(own_times, own_reasons, strict=True), future, None):
+            age = now - t  # >= 0: not in the future
+            if age > max_age:
+                break
+            # _age_text, inlined: this is the one text built for every kept snapshot. Its
+            # f"{days:.0f}" is str(round(days)), which costs a third: both round the exact
+            # value, half to even (tests/test_gfs.py checks the texts against _age_text).
+            secs = age.total_seconds()
+            days = secs / 86400
+            if days >= 10:
+                text = f"age {round(days)} d{suffix}"
+            elif days >= 1:
+                text = f"age {days:.1f} d{suffix}"
+            else:
+                text = f"age {secs / 3600:.1f} h{suffix}"
+            r.append(text)
 
 
 def expire_reason(
