@@ -345,6 +345,31 @@ def test_tags_that_do_not_match_the_id_do_not_prove_ownership():
     assert plan([pol], inventory([cluster("prod-a")], [forged]), EMPTY, NOW).actions == ()
 
 
+@pytest.mark.parametrize(
+    ("recorded_days", "tagged_days", "deleted"),
+    [
+        (40, 40, True),  # tag and record agree: past max_age_days 35
+        (40, 20, False),  # a later source-time tag keeps it (the later time decides)
+        (20, 40, False),  # an earlier tag does not expire what the record keeps
+        (40, None, True),  # no tag: the record decides
+    ],
+)
+def test_tag_and_record_disagreeing_on_the_source_time_err_towards_keeping(
+    recorded_days: int, tagged_days: int | None, deleted: bool
+):
+    pol = policy(retention={"max_age_days": 35}, copy_automated=False)
+    src = automated("prod-a", days_ago(recorded_days))
+    copy = owned_copy("prod-nightly", src, copy_time=days_ago(recorded_days))
+    tags = dict(copy.tags)
+    del tags["snapworker:source-time"]
+    if tagged_days is not None:
+        tags["snapworker:source-time"] = days_ago(tagged_days).strftime("%Y-%m-%dT%H:%M:%SZ")
+    copy = dataclasses.replace(copy, tags=tags)
+    rec = OwnedRecord(copy.id, "prod-nightly", "prod-a", "copy", src.create_time, source_id=src.id)
+    p = plan([pol], inventory([cluster("prod-a")], [copy]), State(owned={copy.id: rec}), NOW)
+    assert (("delete", copy.id, None) in kinds(p)) is deleted
+
+
 def test_snapshot_of_another_account_is_never_owned():
     _, copies = _estate([400], accounts=())
     foreign = copies[0].__class__(**{**copies[0].__dict__, "owner_account": "999999999999"})

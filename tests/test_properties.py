@@ -826,7 +826,15 @@ def test_the_generator_reaches_every_kind_of_action() -> None:
     every action kind, deferred deletes and held snapshots (so no property is vacuous)."""
     seen: Counter[str] = Counter()
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    # Derandomized: a census of 200 random estates missed a rare kind (create, copy) about
+    # once in 20 runs; a fixed sample keeps this check about the generator, not about luck.
+    @settings(
+        max_examples=200,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     @given(scenario)
     def census(case: tuple[list[Policy], Estate]) -> None:
         policies, e = case

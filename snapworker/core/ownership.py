@@ -19,6 +19,7 @@ Ownership decides what the worker may ever change, so it is strict:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -102,7 +103,13 @@ def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
             return None
         if known is not None and known.made_for == "copy" and known.source_id == source:
             if known.deleted_at is None and known.data_time is not None:
-                return known  # the state DB's record says all the tags would
+                # The state DB's record says what the tags would, but for the source time:
+                # should the tag and the record disagree (a tag edited by hand), the later
+                # of the two decides retention, which errs towards keeping.
+                tagged = parse_utc(tag(TAG_SOURCE_TIME))
+                if tagged is None or tagged <= known.data_time:
+                    return known
+                return dataclasses.replace(known, data_time=tagged)
         elif _copy_id(policy, cluster, source) != snap.id:
             return None
         data_time = parse_utc(tag(TAG_SOURCE_TIME))
