@@ -5,7 +5,8 @@ automated snapshot to copy, two more automated ones already copied, every older 
 copy shared with one account; the policy (``max_age_days 35``, ``keep_last 3``, a daily
 schedule) copies, creates, keeps, and revokes then deletes what is past 35 days. The state
 DB knows every copy. Each figure is the median of ``--repeat`` cold plans (the id-check
-memo cleared before each), garbage collector on, as a `plan` or `run` pays it.
+memo cleared before each), as a `plan` or `run` pays it (the planner pauses the cyclic
+garbage collector itself while it works).
 
 The baseline is the 10,000-snapshot plan measured in the same run: the growth ratio
 100k/10k would be ~10 for a linear planner (~13 for n log n), ~100 for a quadratic one.
@@ -15,7 +16,6 @@ Usage: ``.venv/bin/python bench/planner.py [--repeat N]``.
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
 import time
@@ -29,17 +29,12 @@ from snapworker.config import Policy
 from snapworker.core import ownership, planner
 
 
-def measure(
-    snapshots: int, repeat: int, collect: bool = True
-) -> tuple[float, float, Counter[str], int]:
-    """Median wall and CPU seconds of a cold plan, its actions by kind, its kept count.
-    ``collect``: the garbage collector on (as in a real run) or off (the planner alone)."""
+def measure(snapshots: int, repeat: int) -> tuple[float, float, Counter[str], int]:
+    """Median wall and CPU seconds of a cold plan, its actions by kind, its kept count."""
     pol = Policy.model_validate(policy_data())
     inv, state = plain(1000, snapshots)
     walls, cpus = [], []
     plan = None
-    if not collect:
-        gc.disable()
     for _ in range(repeat):
         ownership._copy_id.cache_clear()
         ownership._create_id.cache_clear()
@@ -47,7 +42,6 @@ def measure(
         plan = planner.plan([pol], inv, state, NOW, account=ACCOUNT)
         cpus.append(time.process_time() - c)
         walls.append(time.perf_counter() - w)
-    gc.enable()
     assert plan is not None
     return (
         statistics.median(walls),
@@ -72,13 +66,6 @@ def main() -> int:
         )
     grow = results[100_000][1] / results[10_000][1]
     print(f"growth 100k/10k (CPU): {grow:.1f}x for 10x the snapshots (linear ~10)")
-    # The same without the garbage collector: what the planner's own work grows like.
-    bare = {n: measure(n, args.repeat, collect=False)[1] for n in (10_000, 100_000)}
-    print(
-        f"garbage collector off: {bare[10_000]:.3f} s and {bare[100_000]:.3f} s CPU, "
-        f"growth {bare[100_000] / bare[10_000]:.1f}x; the collector's share at 100k: "
-        f"{1 - bare[100_000] / results[100_000][1]:.0%}"
-    )
     return 0
 
 
