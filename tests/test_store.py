@@ -37,29 +37,6 @@ def url_for(path: Path) -> str:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "snapworker.db"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, db_path: Path) -> str:
-    """A state DB URL with an empty store: a new SQLite file, or this session's scratch
-    PostgreSQL database with its tables emptied."""
-    if request.param == "sqlite":
-        return url_for(db_path)
-    name = request.getfixturevalue("pg_database")
-    pg_support.clean(name)
-    return pg_support.url_of(name)
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[StateStore]:
-    s = open_store(store_url)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def sqlite_store(db_path: Path) -> Iterator[StateStore]:
     s = open_store(url_for(db_path))
     yield s

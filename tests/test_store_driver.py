@@ -14,7 +14,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ import pytest
 from snapworker.core.model import Action, OwnedRecord
 from snapworker.store.driver import describe_error, masked_url, open_driver
 from snapworker.store.repository import COLUMNS, DriftItem, StateStore, open_store
-from tests import pg_support
 from tests.e2e_support import Sandbox
 from tests.pg_support import pg_database  # noqa: F401  (a fixture)
 
@@ -32,22 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 27, 3, 0, 0, 250000, tzinfo=UTC)
 PLUS2 = timezone(timedelta(hours=2))
 HEAVY = {"sqlalchemy", "sqlmodel", "alembic"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    name = request.getfixturevalue("pg_database")
-    pg_support.clean(name)
-    return pg_support.url_of(name)
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[StateStore]:
-    s = open_store(store_url)
-    yield s
-    s.close()
 
 
 def models() -> list[Any]:
