@@ -7,26 +7,25 @@ The run is the real CLI against an empty moto sandbox (``python -m snapworker.aw
 serve --port 0``: no clusters, no snapshots) with a state DB whose schema is current (a
 first run creates it before the measurements): so it imports what a cron tick imports,
 opens the state DB, lists clusters and snapshots (one call each), plans nothing, records
-its run and exits. Both commands run with byte-code caching on, in a scratch
-``PYTHONPYCACHEPREFIX`` warmed by the first run of each: an installed wheel ships compiled
-modules, and a ``PYTHONDONTWRITEBYTECODE`` environment would otherwise make every run of an
-editable checkout recompile snapworker's own modules (~60 ms) while boto3's come precompiled
-from pip. ``--importtime`` also prints the heaviest top-level imports of one run
-(``python -X importtime``). Usage: ``.venv/bin/python bench/startup.py [--repeat N]``.
+its run and exits. Every command runs with byte-code caching on, in a scratch cache the
+first run of each fills (see ``bench/_commands.py``). ``--importtime`` also prints the
+heaviest top-level imports of one run (``python -X importtime``).
+Usage: ``.venv/bin/python bench/startup.py [--repeat N]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._commands import command_env, start_sandbox, timed
+
 CONFIG = """\
 state_url: sqlite:///{db}
 aws:
@@ -50,15 +49,6 @@ client.describe_cluster_snapshots()
 Redshift's service model and the endpoint rules) and the two listing calls."""
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    t = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    took = time.perf_counter() - t
-    if r.returncode != 0:
-        raise SystemExit(f"{cmd} failed ({r.returncode}): {r.stderr[-1500:]}")
-    return took
-
-
 def top_imports(cmd: list[str], env: dict[str, str], n: int = 12) -> list[tuple[int, str]]:
     r = subprocess.run(
         [cmd[0], "-X", "importtime", *cmd[1:]], env=env, capture_output=True, text=True
@@ -78,34 +68,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--importtime", action="store_true")
     args = ap.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "snapworker.aws.sandbox", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    if not line.startswith("READY "):
-        server.kill()
-        raise SystemExit(f"the sandbox did not start: {line!r}")
+    server, url = start_sandbox(seed=False)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = Path(tmp, "snapworker.yaml")
             cfg.write_text(CONFIG.format(db=Path(tmp, "state.db")))
-            env = {
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("AWS_", "SNAP")) and k != "PYTHONDONTWRITEBYTECODE"
-            }
-            env.update(
-                PYTHONPYCACHEPREFIX=str(Path(tmp, "pycache")),
-                AWS_ACCESS_KEY_ID="bench",
-                AWS_SECRET_ACCESS_KEY="bench",
-                AWS_REGION="us-east-1",
-                AWS_ENDPOINT_URL=line.split()[1],
-            )
+            env = command_env(Path(tmp), url)
             run = [sys.executable, "-m", "snapworker", "run", "-c", str(cfg)]
             boto3 = [sys.executable, "-c", "import boto3"]
             bare = [sys.executable, "-c", BARE]
@@ -114,9 +82,9 @@ def main() -> int:
             timed(bare, env)
             runs, imports, bares = [], [], []
             for _ in range(args.repeat):
-                imports.append(timed(boto3, env))
-                bares.append(timed(bare, env))
-                runs.append(timed(run, env))
+                imports.append(timed(boto3, env)[0])
+                bares.append(timed(bare, env)[0])
+                runs.append(timed(run, env)[0])
             heavy = top_imports(run, env) if args.importtime else []
     finally:
         server.terminate()

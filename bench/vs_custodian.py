@@ -10,7 +10,8 @@ c7n`` if it is missing; if that fails, it says so and prints snapworker's figure
 The c7n policy: resource ``redshift-snapshot``, filter ``age`` days > 35, action ``delete``;
 snapworker's: the sandbox config (``config/sandbox.yaml``: retention ``max_age_days 35``,
 ``keep_last 3``, plus copies and shares). Each figure is the median of ``--repeat`` runs
-(after one warm-up of each, which also fills a scratch byte-code cache both use).
+(after one warm-up of each, which also fills a scratch byte-code cache both use: see
+``bench/_commands.py``).
 Usage: ``.venv/bin/python bench/vs_custodian.py [--repeat N]``.
 """
 
@@ -18,16 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._commands import ROOT, command_env, start_sandbox, timed
+
 VENV = ROOT / "bench" / ".c7n-venv"
 C7N_POLICY = """\
 policies:
@@ -60,37 +62,12 @@ def custodian() -> Path | None:
     return exe if exe.exists() else None
 
 
-def start_sandbox() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "snapworker.aws.sandbox", "serve", "--port", "0", "--seed"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("READY "):
-        proc.kill()
-        raise SystemExit(f"the sandbox did not start: {line!r}")
-    return proc, line.split()[1]
-
-
-def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
-    t = time.perf_counter()
-    r = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    took = time.perf_counter() - t
-    if r.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed ({r.returncode}):\n{r.stdout[-1500:]}{r.stderr[-1500:]}")
-    return took, r.stdout
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     exe = custodian()
-    proc, url = start_sandbox()
+    proc, url = start_sandbox(seed=True)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -98,21 +75,7 @@ def main() -> int:
             cfg = cfg.replace("sqlite:///snapworker-demo.db", f"sqlite:///{work / 'state.db'}")
             (work / "snapworker.yaml").write_text(cfg)
             (work / "c7n.yml").write_text(C7N_POLICY)
-            # Byte-code caching on for both, in a scratch prefix the warm-ups fill (see
-            # bench/startup.py: a wheel ships compiled modules, as c7n's venv has them).
-            env = {
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("AWS_", "SNAP")) and k != "PYTHONDONTWRITEBYTECODE"
-            }
-            env.update(
-                PYTHONPYCACHEPREFIX=str(work / "pycache"),
-                AWS_ACCESS_KEY_ID="bench",
-                AWS_SECRET_ACCESS_KEY="bench",
-                AWS_REGION="us-east-1",
-                AWS_DEFAULT_REGION="us-east-1",
-                AWS_ENDPOINT_URL=url,
-            )
+            env = command_env(work, url)  # byte-code caching on for both tools
             sw = [sys.executable, "-m", "snapworker", "plan", "-c", str(work / "snapworker.yaml")]
             sw_json = [*sw, "--format", "json"]
             c7n = (
