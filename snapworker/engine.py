@@ -260,9 +260,10 @@ def _adopt(
 ) -> int:
     """Record owned snapshots the state DB does not know (their tags prove ownership: the
     state DB was lost or is new). Adoption writes the state DB only, never AWS."""
+    names = {p.name for p in policies}
     count = 0
     for sid, rec in owned.items():
-        if sid not in state.owned and rec.policy in {p.name for p in policies}:
+        if sid not in state.owned and rec.policy in names:
             rt.store.record_owned(rec, adopted=True, at=rt.clock())
             rt.log.info("adopted", snapshot=sid, policy=rec.policy, cluster=rec.cluster)
             count += 1

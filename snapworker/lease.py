@@ -125,7 +125,7 @@ class PolicyLeases:
     def _acquire(self, name: str) -> bool:
         if self.store.acquire_lease(name, self.holder, self.ttl, self.clock()):
             return True
-        other = self._holder_of(name)
+        other = self.store.lease_holder(name)
         if other is None or not dead_local_holder(other):
             return False
         # Its holder was killed on this host: take over now rather than after the TTL.
@@ -134,9 +134,6 @@ class PolicyLeases:
             self.log.warning("taking over the lease of a dead process", lease=name, holder=other)
         self.store.release_lease(name, other)
         return self.store.acquire_lease(name, self.holder, self.ttl, self.clock())
-
-    def _holder_of(self, name: str) -> str | None:
-        return self.store.lease_holder(name)
 
     def renew(self) -> None:
         """Extend every lease held; one that is no longer ours is marked lost."""
