@@ -375,21 +375,16 @@ class SqliteDriver(Driver):
 
     @contextmanager
     def sqlalchemy_engine(self) -> Iterator[Engine]:
-        from snapworker.store.driver_sa import create_sa_engine
+        from snapworker.store.driver_sa import begin_as_asked, create_sa_engine
 
         if self._parsed.in_memory:
             # The migration must run on the very connection the store then uses.
-            from sqlalchemy import create_engine, event
+            from sqlalchemy import create_engine
             from sqlalchemy.pool import StaticPool
 
             with self._connection() as conn:
                 engine = create_engine("sqlite://", creator=lambda: conn, poolclass=StaticPool)
-
-                @event.listens_for(engine, "begin")
-                def _on_begin(sa_conn: Any) -> None:
-                    immediate = sa_conn.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE)
-                    sa_conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
+                begin_as_asked(engine)
                 try:
                     yield engine
                 finally:

@@ -31,7 +31,7 @@ from snapworker.store.driver import (
     masked_url,
 )
 
-__all__ = ["SqlAlchemyDriver", "create_sa_engine"]
+__all__ = ["SqlAlchemyDriver", "begin_as_asked", "create_sa_engine"]
 
 
 def create_sa_engine(url: str | URL, busy_timeout_ms: int) -> Engine:
@@ -55,12 +55,19 @@ def create_sa_engine(url: str | URL, busy_timeout_ms: int) -> Engine:
         finally:
             cursor.close()
 
+    begin_as_asked(engine)
+    return engine
+
+
+def begin_as_asked(engine: Engine) -> None:
+    """SQLite: open each transaction of ``engine`` ourselves, ``BEGIN IMMEDIATE`` (the write
+    lock up front) when the connection has the :data:`SQLITE_BEGIN_IMMEDIATE` execution
+    option, else a deferred ``BEGIN``."""
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
 
 
 class _SaTx(Tx):
@@ -103,10 +110,6 @@ class SqlAlchemyDriver(Driver):
                 f"{parsed.drivername!r}: {describe_error(exc)}"
             ) from exc
         return cls(engine, columns)
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
 
     @contextmanager
     def transaction(self, *, write: bool) -> Iterator[Tx]:
