@@ -193,7 +193,8 @@ class Daemon:
 
     def install_jobs(self, now: datetime | None = None) -> None:
         """(Re)create the jobs from the current config. ``now``: when the start-up
-        reconcile and the first prune run (default: at once)."""
+        reconcile and the first prune run, and what the cron jobs' first fire times are
+        counted from (default: the clock)."""
         now = now or datetime.now(UTC)
         for job in self.scheduler.get_jobs():
             if job.id.startswith(("create:", "verify:")):
@@ -218,12 +219,16 @@ class Daemon:
             for kind, spec, label, reason in cron:
                 if spec is None:
                     continue
+                trigger = CronFireTrigger(spec.schedule, spec.timezone)
                 self.scheduler.add_job(
                     self.run_tick,
-                    CronFireTrigger(spec.schedule, spec.timezone),
+                    trigger,
                     id=f"{kind}:{p.name}",
                     name=f"{label} {p.name}",
                     args=[[p.name], reason],
+                    # From ``now``, not from the clock when the scheduler starts: APScheduler
+                    # computes an unset first fire time from the real clock at start.
+                    next_run_time=trigger.get_next_fire_time(None, now),
                     replace_existing=True,
                 )
         self.scheduler.add_job(
