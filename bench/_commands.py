@@ -1,7 +1,7 @@
 """What the wall-time benchmarks share: the sandbox server, the commands' environment, timing.
 
 ``bench/startup.py`` and ``bench/vs_custodian.py`` time whole commands against moto's server
-(``python -m snapworker.aws.sandbox serve``). Both run every command with byte-code caching
+(``python -m snapworker.sandbox.server serve``). Both run every command with byte-code caching
 on, in a scratch ``PYTHONPYCACHEPREFIX`` their warm-up runs fill: an installed wheel ships
 compiled modules, and a ``PYTHONDONTWRITEBYTECODE`` environment (this machine sets it) would
 otherwise make every run of an editable checkout recompile snapworker's own modules
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def start_sandbox(*, seed: bool) -> tuple[subprocess.Popen[str], str]:
     """moto's server with snapworker's extension (``seed``: the demo estate, else empty) and
     its endpoint URL. The caller terminates it."""
-    cmd = [sys.executable, "-m", "snapworker.aws.sandbox", "serve", "--port", "0"]
+    cmd = [sys.executable, "-m", "snapworker.sandbox.server", "serve", "--port", "0"]
     proc = subprocess.Popen(
         [*cmd, "--seed"] if seed else cmd,
         stdout=subprocess.PIPE,

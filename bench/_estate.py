@@ -97,7 +97,7 @@ def seed_moto(
 ) -> None:
     """Seed moto's Redshift backend (no API calls) with :func:`layout`'s estate, times
     relative to ``now`` (the worker's clock when it runs)."""
-    from snapworker.aws import moto_ext
+    from snapworker.sandbox import moto_ext
 
     for cid in cluster_ids(clusters):
         be.create_cluster(

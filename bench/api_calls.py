@@ -95,8 +95,8 @@ def main() -> int:
     ap.add_argument("--snapshots", type=int, default=20000)
     args = ap.parse_args()
 
-    from snapworker.aws import moto_ext
-    from snapworker.aws.sandbox import serve
+    from snapworker.sandbox import moto_ext
+    from snapworker.sandbox.server import serve
 
     server, url = serve(port=0)
     try:

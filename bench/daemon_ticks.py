@@ -63,7 +63,7 @@ def rss_mib() -> float:
 
 
 def seed(client: Any, clusters: int, snapshots: int) -> None:
-    from snapworker.aws import moto_ext
+    from snapworker.sandbox import moto_ext
 
     be = moto_ext.backend("123456789012", "us-east-1")
     now = datetime.now(UTC)
@@ -99,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
     from moto import mock_aws
 
-    from snapworker.aws import moto_ext
-    from snapworker.bootstrap import bootstrap
     from snapworker.config import load_config
-    from snapworker.daemon import Daemon
+    from snapworker.entrypoints.daemon import Daemon
     from snapworker.logs import configure
+    from snapworker.sandbox import moto_ext
+    from snapworker.service.bootstrap import bootstrap
 
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     configure(json=True, file=devnull)

@@ -3,7 +3,7 @@ as a ratio (median of ``--repeat`` runs each, alternated, measured in the same r
 against a bare boto3 script making the run's two listing calls, the floor of any tool that
 reads the inventory with boto3.
 
-The run is the real CLI against an empty moto sandbox (``python -m snapworker.aws.sandbox
+The run is the real CLI against an empty moto sandbox (``python -m snapworker.sandbox.server
 serve --port 0``: no clusters, no snapshots) with a state DB whose schema is current (a
 first run creates it before the measurements): so it imports what a cron tick imports,
 opens the state DB, lists clusters and snapshots (one call each), plans nothing, records

@@ -1,7 +1,7 @@
 """Wall time of ``snapworker plan`` against Cloud Custodian (c7n) running an equivalent age
 policy with ``--dryrun``, on the same moto inventory, as a ratio measured in the same run.
 
-The inventory is the sandbox's demo estate, served by ``python -m snapworker.aws.sandbox
+The inventory is the sandbox's demo estate, served by ``python -m snapworker.sandbox.server
 serve --port 0 --seed`` (moto's server with snapworker's extension); both tools reach it
 through ``AWS_ENDPOINT_URL``. c7n runs from its own virtual environment, ``bench/.c7n-venv``
 (it pins its own boto3), which this script creates with ``python -m venv`` and ``pip install

@@ -1,6 +1,6 @@
 """Alembic environment of the snapworker state DB.
 
-snapworker runs these migrations itself at start (``snapworker.store.schema.ensure_schema``),
+snapworker runs these migrations itself at start (``snapworker.adapters.store.schema.ensure_schema``),
 passing its open connection through ``config.attributes["connection"]``; the migration then
 runs inside that connection's transaction, which the caller commits. Run by hand (``alembic``
 with a config whose ``sqlalchemy.url`` is set), it connects to that URL instead. Revision ids
@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from snapworker.store.tables import metadata
+from snapworker.adapters.store.tables import metadata
 
 config = context.config
 target_metadata = metadata

@@ -1,3 +1,3 @@
-from snapworker.cli import main
+from snapworker.entrypoints.cli import main
 
 main()

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from snapworker.store.repository import StateStore
+    from snapworker.adapters.store.repository import StateStore
 
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
-    from snapworker.aws.sandbox import serve
+    from snapworker.sandbox.server import serve
 
     server, url = serve(port=0)
     yield url
@@ -55,7 +55,7 @@ def store_url(request: pytest.FixtureRequest, db_path: Path) -> str:
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[StateStore]:
-    from snapworker.store.repository import open_store
+    from snapworker.adapters.store.repository import open_store
 
     s = open_store(store_url)
     yield s

@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 
-from snapworker.aws import moto_ext
+from snapworker.sandbox import moto_ext
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -30,11 +30,11 @@ from typing import Any
 
 import pytest
 
-from snapworker.apply import Executor, Outcome, apply
-from snapworker.aws.redshift import AwsError
+from snapworker.adapters.aws.redshift import AwsError
+from snapworker.adapters.store.repository import StateStore, open_store
 from snapworker.core.model import SUPPORT_ALIAS, TAG_POLICY, Action, Inventory, Snapshot
 from snapworker.core.planner import plan
-from snapworker.store.repository import StateStore, open_store
+from snapworker.service.executor import Executor, Outcome, apply
 from tests.factories import NOW, automated, cluster, days_ago, owned_copy, policy
 
 ACCOUNT = "123456789012"
@@ -286,9 +286,9 @@ def test_moto_shared_between_plan_and_apply_is_revoked_but_not_deleted(tmp_path:
     boto3 = pytest.importorskip("boto3")
     from moto import mock_aws
 
-    from snapworker.aws import moto_ext
-    from snapworker.aws.redshift import RedshiftGateway
+    from snapworker.adapters.aws.redshift import RedshiftGateway
     from snapworker.config import RetryConfig
+    from snapworker.sandbox import moto_ext
 
     with mock_aws():
         moto_ext.install()
@@ -378,15 +378,15 @@ def test_each_guard_is_load_bearing(tmp_path: Path, guard: str, record_property:
         shutil.copy(root / "tests" / name, copy / "tests" / name)
     shutil.copy(root / "pyproject.toml", copy / "pyproject.toml")
     shutil.copytree(root / "migrations", copy / "migrations")  # the store applies them
-    target = copy / "snapworker" / "apply.py"
+    target = copy / "snapworker" / "service" / "executor.py"
     if guard in GUARDS:
         pattern, replacement = GUARDS[guard]
         mutated, n = re.subn(pattern, replacement, target.read_text())
-        assert n == 1, f"guard {guard!r} not found in apply.py: update GUARDS"
+        assert n == 1, f"guard {guard!r} not found in service/executor.py: update GUARDS"
         target.write_text(mutated)
     env = dict(os.environ, PYTHONPATH=str(copy))
     where = subprocess.run(
-        [sys.executable, "-c", "import snapworker.apply as a; print(a.__file__)"],
+        [sys.executable, "-c", "import snapworker.service.executor as a; print(a.__file__)"],
         env=env,
         cwd=copy,
         capture_output=True,

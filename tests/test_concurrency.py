@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from snapworker.apply import Executor, apply
-from snapworker.aws.redshift import RedshiftGateway
+from snapworker.adapters.aws.ratelimit import RateLimiter
+from snapworker.adapters.aws.redshift import RedshiftGateway
 from snapworker.config import RetryConfig
 from snapworker.core import ids
 from snapworker.core.model import Action, OwnedRecord, State
 from snapworker.core.ownership import ownership_tags
-from snapworker.ratelimit import RateLimiter
+from snapworker.service.executor import Executor, apply
 from tests.factories import policy
 
 POLICY = "prod-nightly"
@@ -330,7 +330,7 @@ def test_a_throttle_halves_the_rate_of_every_thread():
 
 
 def test_the_pool_shares_a_real_sqlite_state_db(tmp_path: Path):
-    from snapworker.store.repository import open_store
+    from snapworker.adapters.store.repository import open_store
 
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     try:

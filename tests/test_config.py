@@ -80,7 +80,7 @@ def test_sandbox_config() -> None:
 
 
 def test_sandbox_config_is_the_demo_config(tmp_path: Path) -> None:
-    demo = pytest.importorskip("snapworker.demo")
+    demo = pytest.importorskip("snapworker.entrypoints.demo")
     path = tmp_path / "demo.yaml"
     path.write_text(demo.DEMO_CONFIG)
     demo_config, sandbox = load_config(path), load_config(EXAMPLES / "sandbox.yaml")

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from snapworker.aws import moto_ext
 from snapworker.core import ids
 from snapworker.core.model import OwnedRecord
 from snapworker.core.ownership import ownership_tags
+from snapworker.sandbox import moto_ext
 from tests.e2e_support import CONFIG, Sandbox, reset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -19,18 +19,18 @@ import pytest
 from croniter import croniter
 from moto import mock_aws
 
-from snapworker.aws import moto_ext
-from snapworker.aws.redshift import AwsError
+from snapworker.adapters.aws.redshift import AwsError
+from snapworker.adapters.aws.sqs import BadMessage, RedshiftEvent, SqsPoller, parse_message
+from snapworker.adapters.http.health import HealthServer, Metrics
 from snapworker.config import Config, load_config
-from snapworker.daemon import (
+from snapworker.entrypoints.daemon import (
     JOB_DEFAULTS,
     CronFireTrigger,
     Daemon,
     policies_for_cluster,
     stop_bound_seconds,
 )
-from snapworker.events_sqs import BadMessage, RedshiftEvent, SqsPoller, parse_message
-from snapworker.health import HealthServer, Metrics
+from snapworker.sandbox import moto_ext
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -175,7 +175,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def daemon(aws: Any, tmp_path: Path, clock: FakeClock) -> Iterator[Daemon]:
-    from snapworker.bootstrap import bootstrap
+    from snapworker.service.bootstrap import bootstrap
 
     path = write_config(tmp_path)
 
@@ -576,9 +576,9 @@ def scrape(port: int, path: str) -> tuple[int, str, str]:
 
 
 def test_health_and_metrics_endpoint() -> None:
-    from snapworker.apply import Outcome
-    from snapworker.aws.redshift import CallStats
+    from snapworker.adapters.aws.redshift import CallStats
     from snapworker.core.model import Action
+    from snapworker.service.executor import Outcome
 
     t = [1000.0]
     metrics = Metrics(clock=lambda: t[0])

@@ -24,7 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
-from snapworker.aws import moto_ext
+from snapworker.sandbox import moto_ext
 from tests.e2e_support import CONFIG, REGION, Sandbox
 
 pytestmark = pytest.mark.e2e
@@ -265,7 +265,7 @@ def test_concurrent_run_beside_the_daemon_does_not_double_act(sandbox: Sandbox) 
 
 
 def test_run_skips_a_leased_policy_and_takes_over_a_stale_lease(sandbox: Sandbox) -> None:
-    from snapworker.store.repository import open_store
+    from snapworker.adapters.store.repository import open_store
 
     box = sandbox
     box.cluster("prod-a", env="prod")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from snapworker.demo import DEMO_CONFIG
+from snapworker.entrypoints.demo import DEMO_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 

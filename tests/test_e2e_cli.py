@@ -113,7 +113,7 @@ def test_validate_and_bad_config_exit_2_without_aws_calls(sandbox: Sandbox) -> N
         .replace("keep_last: 3", "keep_last: -7")
         .replace('"111122223333"', '"11112222333"')
     )
-    from snapworker.aws import moto_ext
+    from snapworker.sandbox import moto_ext
 
     moto_ext.reset_call_counts()
     for cmd in ("validate", "plan", "run"):

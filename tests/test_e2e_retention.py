@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from snapworker.aws import moto_ext
 from snapworker.core import ids
 from snapworker.core.model import OwnedRecord
 from snapworker.core.ownership import ownership_tags
+from snapworker.sandbox import moto_ext
 from tests.e2e_support import Sandbox, plan_json
 
 pytestmark = pytest.mark.e2e

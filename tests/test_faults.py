@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from snapworker.aws import moto_ext
+from snapworker.sandbox import moto_ext
 from tests.e2e_support import REGION, Sandbox
 from tests.test_crash import ACC, ALIAS, SCENARIO_CONFIG, end_state, reference, seed
 
@@ -349,9 +349,9 @@ def test_in_process_botocore_and_tenacity_layers(
     monkeypatch: pytest.MonkeyPatch,
     record_property: Any,
 ) -> None:
-    from snapworker.bootstrap import bootstrap
     from snapworker.config import load_config
-    from snapworker.engine import tick
+    from snapworker.service.bootstrap import bootstrap
+    from snapworker.service.tick import tick
 
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(k, v)

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from snapworker.adapters.store.repository import DriftItem, StateStore, open_store
 from snapworker.core.explain import UnknownSnapshot, explain
 from snapworker.core.model import GrantRecord, Inventory, OwnedRecord, Snapshot, State
-from snapworker.holds import HoldRefused, find_target, hold, release
-from snapworker.store.repository import DriftItem, StateStore, open_store
+from snapworker.service.holds import HoldRefused, find_target, hold, release
 from tests import factories
 from tests.factories import NOW, days_ago
 
@@ -159,8 +159,8 @@ def test_a_hold_stops_aws_expiry_even_without_fail_safe_days_in_the_policy() -> 
 
 
 def test_a_hold_whose_aws_expiry_cannot_be_suspended_says_so_and_fails() -> None:
-    from snapworker.aws.redshift import AwsError
-    from snapworker.holds import HoldIncomplete
+    from snapworker.adapters.aws.redshift import AwsError
+    from snapworker.service.holds import HoldIncomplete
 
     snap = copy_of(3)
     rt = runtime(snap, retention={"keep_last": 3, "fail_safe_days": 30})
@@ -272,9 +272,9 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     import boto3
     from moto import mock_aws
 
-    from snapworker.aws import moto_ext
-    from snapworker.aws.redshift import RedshiftGateway
+    from snapworker.adapters.aws.redshift import RedshiftGateway
     from snapworker.config import RetryConfig
+    from snapworker.sandbox import moto_ext
 
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(k, "testing")
@@ -295,8 +295,8 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def test_retention_days_on_create_and_modify_cluster_snapshot(gateway: Any) -> None:
-    from snapworker.aws import moto_ext
-    from snapworker.aws.redshift import AwsError
+    from snapworker.adapters.aws.redshift import AwsError
+    from snapworker.sandbox import moto_ext
 
     made = gateway.create_snapshot("sw-one", "prod-a", {"k": "v"}, retention_days=30)
     plain = gateway.create_snapshot("sw-two", "prod-a", {})

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from snapworker.aws import moto_ext
 from snapworker.config import MAX_CONFIG_BYTES
+from snapworker.sandbox import moto_ext
 from tests.e2e_support import CONFIG, Sandbox
 from tests.test_config import BAD, CATALOGUE
 

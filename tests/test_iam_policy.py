@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from snapworker import permissions
-from snapworker.aws import redshift
+from snapworker.adapters.aws import redshift
 from snapworker.config import Config, load_config
-from snapworker.permissions import actions_of, declared_iam_actions, iam_policy
+from snapworker.service import permissions
+from snapworker.service.permissions import actions_of, declared_iam_actions, iam_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "example.yaml"

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from snapworker.lease import PolicyLeases, lease_name
-from snapworker.store.repository import StateStore, open_store
+from snapworker.adapters.store.repository import StateStore, open_store
+from snapworker.service.leases import PolicyLeases, lease_name
 from tests.test_daemon import CONFIG, automated, aws, make_cluster, write_config  # noqa: F401
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -65,10 +65,10 @@ def test_renewal_keeps_a_lease_and_a_lost_one_is_noticed(store: StateStore) -> N
 
 
 def test_a_tick_skips_a_leased_policy_and_plans_without_a_lease(aws: Any, tmp_path: Path) -> None:  # noqa: F811
-    from snapworker.aws import moto_ext
-    from snapworker.bootstrap import bootstrap
     from snapworker.config import load_config
-    from snapworker.engine import tick
+    from snapworker.sandbox import moto_ext
+    from snapworker.service.bootstrap import bootstrap
+    from snapworker.service.tick import tick
 
     cfg = load_config(write_config(tmp_path))
     rt = bootstrap(cfg, client=aws)
@@ -105,7 +105,7 @@ def test_the_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(
     import subprocess
     import sys
 
-    from snapworker.lease import _pid_namespace, new_holder
+    from snapworker.service.leases import _pid_namespace, new_holder
 
     child = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

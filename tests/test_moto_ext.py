@@ -20,8 +20,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from snapworker.aws import moto_ext
-from snapworker.aws.sandbox import (
+from snapworker.sandbox import moto_ext
+from snapworker.sandbox.server import (
     AUTOMATED_AGES_DAYS,
     DEMO_CLUSTERS,
     UNOWNED_SNAPSHOTS,
@@ -101,7 +101,7 @@ AUTO_ID = moto_ext.automated_snapshot_id("c1", NOW - timedelta(days=3))
 
 def test_import_does_not_install_and_install_is_idempotent() -> None:
     code = (
-        "import snapworker.aws.moto_ext as m\n"
+        "import snapworker.sandbox.moto_ext as m\n"
         "from moto.redshift.responses import RedshiftResponse as R\n"
         "assert not hasattr(R, 'copy_cluster_snapshot') and not m.is_installed()\n"
         "m.install(); m.install()\n"
@@ -579,7 +579,7 @@ def test_sandbox_module_serves_until_sigterm() -> None:
     }
     env[moto_ext.ENV_CREATING_POLLS] = "1"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "snapworker.aws.sandbox", "serve", "--port", "0", "--seed"],
+        [sys.executable, "-m", "snapworker.sandbox.server", "serve", "--port", "0", "--seed"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

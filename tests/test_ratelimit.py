@@ -1,4 +1,5 @@
-"""The shared AIMD token bucket (snapworker.ratelimit), on a fake clock: no real sleeps."""
+"""The shared AIMD token bucket (snapworker.adapters.aws.ratelimit), on a fake clock: no real
+sleeps."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from snapworker.ratelimit import RateLimiter
+from snapworker.adapters.aws.ratelimit import RateLimiter
 
 
 class FakeTime:

@@ -22,10 +22,10 @@ import pytest
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from snapworker.aws import moto_ext
-from snapworker.aws.redshift import AwsError, CallStats, RedshiftGateway
+from snapworker.adapters.aws.redshift import AwsError, CallStats, RedshiftGateway
 from snapworker.config import RetryConfig
 from snapworker.core import ids
+from snapworker.sandbox import moto_ext
 from tests.e2e_support import CONFIG, Sandbox
 
 SNAP = "sw-prod-nightly-prod-a-20261128-0300-0123abcd"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from snapworker.aws import moto_ext
-from snapworker.aws.redshift import MUTATIONS
-from snapworker.store.schema import HEAD_REVISION
+from snapworker.adapters.aws.redshift import MUTATIONS
+from snapworker.adapters.store.schema import HEAD_REVISION
+from snapworker.sandbox import moto_ext
 from tests.e2e_support import Sandbox
 
 pytestmark = pytest.mark.e2e
@@ -115,7 +115,7 @@ def test_older_schema_is_migrated(sandbox: Sandbox) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from snapworker.store.schema import migrations_dir
+    from snapworker.adapters.store.schema import migrations_dir
 
     box = sandbox
     _seed(box)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from snapworker.adapters.store.driver import open_driver
+from snapworker.adapters.store.repository import StateStore, StateStoreError, open_store
+from snapworker.adapters.store.schema import HEAD_REVISION, ensure_schema, migrations_dir
 from snapworker.core.model import Action, GrantRecord, OwnedRecord
-from snapworker.store.driver import open_driver
-from snapworker.store.repository import StateStore, StateStoreError, open_store
-from snapworker.store.schema import HEAD_REVISION, ensure_schema, migrations_dir
 from tests import pg_support
 from tests.pg_support import pg_database  # noqa: F401  (a fixture)
 
@@ -100,7 +100,7 @@ def test_models_match_migrations(store: StateStore) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from snapworker.store.tables import metadata
+    from snapworker.adapters.store.tables import metadata
 
     with store.driver.sqlalchemy_engine() as engine, engine.connect() as conn:
         context = MigrationContext.configure(
@@ -148,7 +148,7 @@ def test_current_schema_does_not_import_alembic(db_path: Path) -> None:
     open_store(url_for(db_path)).close()
     code = (
         "import sys\n"
-        "from snapworker.store.repository import open_store\n"
+        "from snapworker.adapters.store.repository import open_store\n"
         "store = open_store(sys.argv[1])\n"
         "store.load_state()\n"
         "store.close()\n"
@@ -201,7 +201,7 @@ def test_newer_schema_is_a_clear_error(db_path: Path) -> None:
 def test_concurrent_first_opens_migrate_once(db_path: Path) -> None:
     code = (
         "import sys\n"
-        "from snapworker.store.repository import open_store\n"
+        "from snapworker.adapters.store.repository import open_store\n"
         "open_store(sys.argv[1]).close()\n"
     )
     procs = [
@@ -526,7 +526,7 @@ def test_lease_contended_by_processes(store_url: str) -> None:
     code = (
         "import sys\n"
         "from datetime import UTC, datetime, timedelta\n"
-        "from snapworker.store.repository import open_store\n"
+        "from snapworker.adapters.store.repository import open_store\n"
         "store = open_store(sys.argv[1])\n"
         "at = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)\n"
         "print(store.acquire_lease('policy:prod', sys.argv[2], timedelta(minutes=5), at))\n"
@@ -578,15 +578,15 @@ def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
     assert "snapworker/_migrations/env.py" in names
     assert "snapworker/_migrations/script.py.mako" in names
     assert "snapworker/_migrations/versions/0001_initial.py" in names
-    assert "snapworker/store/schema.py" in names
+    assert "snapworker/adapters/store/schema.py" in names
 
     # Installed from it, the store migrates with the shipped copy of the migrations.
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = (
         "import sys\n"
-        "from snapworker.store.repository import open_store\n"
-        "from snapworker.store.schema import migrations_dir\n"
+        "from snapworker.adapters.store.repository import open_store\n"
+        "from snapworker.adapters.store.schema import migrations_dir\n"
         "open_store(sys.argv[1]).close()\n"
         "print(migrations_dir())\n"
     )

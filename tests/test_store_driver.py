@@ -1,4 +1,4 @@
-"""The store's driver layer (``snapworker.store.driver``): it stores what SQLModel stores.
+"""The store's driver layer (``snapworker.adapters.store.driver``): it stores what SQLModel stores.
 
 - Format: rows written through the SQLModel models (SQLAlchemy engine on the same database)
   are read by the store with equal values, and rows the store writes are read back through
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from snapworker.adapters.store.driver import describe_error, masked_url, open_driver
+from snapworker.adapters.store.repository import COLUMNS, DriftItem, StateStore, open_store
 from snapworker.core.model import Action, OwnedRecord
-from snapworker.store.driver import describe_error, masked_url, open_driver
-from snapworker.store.repository import COLUMNS, DriftItem, StateStore, open_store
 from tests.e2e_support import Sandbox
 from tests.pg_support import pg_database  # noqa: F401  (a fixture)
 
@@ -33,7 +33,7 @@ HEAVY = {"sqlalchemy", "sqlmodel", "alembic"}
 
 
 def models() -> list[Any]:
-    from snapworker.store import tables
+    from snapworker.adapters.store import tables
 
     return [
         tables.OwnedSnapshotRow,
@@ -92,7 +92,7 @@ def write_with_models(url: str, rows: list[Any]) -> None:
 
 def model_rows() -> list[Any]:
     """One or more rows of every table, with datetimes in other zones, NULLs and booleans."""
-    from snapworker.store import tables as t
+    from snapworker.adapters.store import tables as t
 
     local = datetime(2026, 11, 1, 5, 30, 0, 123456, tzinfo=PLUS2)
     return [
@@ -204,7 +204,7 @@ def assert_aware_utc(dump: dict[str, list[dict[str, Any]]]) -> None:
 def test_converted_columns_are_the_models_datetimes_and_booleans() -> None:
     from sqlalchemy import Boolean, DateTime
 
-    from snapworker.store.tables import metadata
+    from snapworker.adapters.store.tables import metadata
 
     datetimes, booleans, others = set(), set(), set()
     for table in metadata.tables.values():
@@ -364,7 +364,7 @@ def test_sqlite_hot_path_imports_no_sqlalchemy(tmp_path: Path) -> None:
         "import sys\n"
         "from datetime import UTC, datetime, timedelta\n"
         "from snapworker.core.model import Action\n"
-        "from snapworker.store.repository import open_store\n"
+        "from snapworker.adapters.store.repository import open_store\n"
         "at = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)\n"
         "store = open_store(sys.argv[1])\n"
         "store.load_state()\n"
@@ -415,7 +415,7 @@ def test_sqlite_urls_and_errors_need_no_sqlalchemy(tmp_path: Path) -> None:
     code = (
         "import sqlite3, sys\n"
         "from snapworker.config import _state_url\n"
-        "from snapworker.store.driver import describe_error, masked_url\n"
+        "from snapworker.adapters.store.driver import describe_error, masked_url\n"
         "url = sys.argv[1]\n"
         "assert _state_url(url) == url\n"
         "assert masked_url(url) == url\n"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from snapworker.apply import Executor
-from snapworker.aws.redshift import STOPPING, AwsError, ClusterInfo, TemporaryCredentials
+from snapworker.adapters.aws.redshift import STOPPING, AwsError, ClusterInfo, TemporaryCredentials
+from snapworker.adapters.store.repository import StateStore, open_store
 from snapworker.config import REDSHIFT_RESERVED_WORDS, ConfigError, Policy, load_config
 from snapworker.core import planner
 from snapworker.core.model import (
@@ -32,8 +32,7 @@ from snapworker.core.verify import (
     scratch_owner,
     scratch_tags,
 )
-from snapworker.store.repository import StateStore, open_store
-from snapworker.verify_run import (
+from snapworker.service.drills import (
     ConnectParams,
     DrillError,
     VerificationFailed,
@@ -42,6 +41,7 @@ from snapworker.verify_run import (
     run_drill,
     run_queries,
 )
+from snapworker.service.executor import Executor
 from tests import factories as f
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # a Sunday

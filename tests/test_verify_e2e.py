@@ -25,11 +25,11 @@ from typing import Any
 
 import pytest
 
-from snapworker.aws import moto_ext
 from snapworker.core import ids
 from snapworker.core.model import OwnedRecord
 from snapworker.core.ownership import ownership_tags
 from snapworker.core.schedule import latest_fire
+from snapworker.sandbox import moto_ext
 from tests.e2e_support import Sandbox
 
 pytestmark = pytest.mark.e2e
@@ -172,7 +172,7 @@ def status_json(runs: Runs) -> dict[str, Any]:
 
 
 def expire_leases(box: Sandbox) -> None:
-    """The killed process's policy leases lapse after their TTL (snapworker.lease); a test
+    """The killed process's policy leases lapse after their TTL (snapworker.service.leases); a test
     does not wait for that: it drops them, as expiry would."""
     con = sqlite3.connect(box.db)
     try:

@@ -1,8 +1,8 @@
 """The domain as plain, immutable data: what AWS holds, what the state DB remembers, what to do.
 
-Nothing here does I/O or reads the clock. The gateway (``snapworker.aws``) turns AWS answers
-into these types; the store (``snapworker.store``) turns rows into them; the planner turns them
-into a :class:`Plan`. Every datetime is timezone-aware UTC.
+Nothing here does I/O or reads the clock. The gateway (``snapworker.adapters.aws``) turns AWS
+answers into these types; the store (``snapworker.adapters.store``) turns rows into them; the
+planner turns them into a :class:`Plan`. Every datetime is timezone-aware UTC.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ scratch cluster is called, and whether a check's result meets its expectation.
 A backup nobody restored is a hope. A policy's ``verify`` block schedules a drill per cluster:
 restore the policy's newest owned snapshot (by data time, ``available``) into a short-lived
 scratch cluster, connect with temporary credentials, run the checks, delete the scratch
-cluster. The I/O lives in ``snapworker.verify_run``; this module decides, like creation:
+cluster. The I/O lives in ``snapworker.service.drills``; this module decides, like creation:
 
 * a drill is due at once for a cluster never verified, then once per fire time of the
   verify schedule (:func:`snapworker.core.schedule.latest_fire`);

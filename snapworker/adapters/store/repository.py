@@ -7,10 +7,10 @@ IMMEDIATE`` (the write lock up front, waiting up to the busy timeout) so that a
 read-then-write never fails half way with a stale snapshot; reads use a deferred ``BEGIN``.
 
 The queries are written once, as SQL text with ``:name`` parameters, and run by a small
-driver (:mod:`snapworker.store.driver`): a plain ``sqlite:`` URL on the stdlib ``sqlite3``
+driver (:mod:`snapworker.adapters.store.driver`): a plain ``sqlite:`` URL on the stdlib ``sqlite3``
 module, so that a cron tick on a current schema never imports SQLAlchemy; any other URL
 (PostgreSQL) through SQLAlchemy. The tables are those of the SQLModel models in
-:mod:`snapworker.store.tables`, created by the Alembic migrations; the driver stores values
+:mod:`snapworker.adapters.store.tables`, created by the Alembic migrations; the driver stores values
 as SQLModel does, and ``tests/test_store_driver.py`` checks both read what the other wrote.
 
 Grants: ``State.grants`` lists the grants the worker made (``granted_at`` known), open or
@@ -31,6 +31,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from snapworker.adapters.store.driver import (
+    Columns,
+    Driver,
+    DriverError,
+    Row,
+    StateStoreError,
+    Tx,
+    masked_url,
+    open_driver,
+    parse_sqlite_url,
+)
+from snapworker.adapters.store.schema import ensure_schema
 from snapworker.core.model import (
     Action,
     ActionKind,
@@ -43,18 +55,6 @@ from snapworker.core.model import (
     VerificationRecord,
     VerificationStatus,
 )
-from snapworker.store.driver import (
-    Columns,
-    Driver,
-    DriverError,
-    Row,
-    StateStoreError,
-    Tx,
-    masked_url,
-    open_driver,
-    parse_sqlite_url,
-)
-from snapworker.store.schema import ensure_schema
 
 __all__ = [
     "DriftItem",
@@ -814,7 +814,7 @@ class StateStore:
             open_grants=open_grants,
         )
 
-    # -- restore drills (snapworker.verify_run)
+    # -- restore drills (snapworker.service.drills)
 
     def start_verification(
         self,

@@ -16,12 +16,12 @@ late):
   ``creating``, one more reconcile ``daemon.poll_creating_seconds`` (<= 30 s) later, so that
   sharing follows creation promptly;
 - ``event-*``: an immediate tick of the policies selecting the cluster an SQS message names
-  (see ``snapworker.events_sqs``);
+  (see ``snapworker.adapters.aws.sqs``);
 - ``prune``: once a day (and at start-up), journal entries and runs older than
   ``daemon.history_days`` are deleted (pending journal entries always stay).
 
 Ticks never overlap in this process (one lock); across processes, each tick takes the
-lease of each policy it works on (``snapworker.lease``), so a `run` from cron and the
+lease of each policy it works on (``snapworker.service.leases``), so a `run` from cron and the
 daemon never act on the same policy at once.
 
 Signals: SIGTERM or SIGINT stops it: the tick in progress finishes the action in flight
@@ -51,17 +51,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from snapworker.adapters.aws.sqs import RedshiftEvent, SqsPoller
+from snapworker.adapters.http.health import HealthServer, Metrics
 from snapworker.core.model import TAG_POLICY
 from snapworker.core.schedule import next_fire
-from snapworker.engine import TickResult, tick
-from snapworker.events_sqs import RedshiftEvent, SqsPoller
-from snapworker.health import HealthServer, Metrics
-from snapworker.lease import new_holder
+from snapworker.service.leases import new_holder
+from snapworker.service.tick import TickResult, tick
 
 if TYPE_CHECKING:
+    from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config, CreateSpec, VerifySpec
-    from snapworker.engine import Runtime
-    from snapworker.store.repository import StateStore
+    from snapworker.service.tick import Runtime
 
 MISFIRE_GRACE = timedelta(minutes=15)
 JOB_DEFAULTS: dict[str, Any] = {
@@ -180,7 +180,7 @@ class Daemon:
 
     def _sleep(self, seconds: float) -> None:
         """The gateway's retry backoff: returns early, with an error, when stopping."""
-        from snapworker.aws.redshift import STOPPING, AwsError
+        from snapworker.adapters.aws.redshift import STOPPING, AwsError
 
         if self.stop_event.wait(seconds):
             raise AwsError(
@@ -512,7 +512,7 @@ class Daemon:
 
 
 def _bootstrap(config: Config, store: StateStore | None, sleep: Callable[[float], None]) -> Runtime:
-    from snapworker.bootstrap import bootstrap
+    from snapworker.service.bootstrap import bootstrap
 
     return bootstrap(config, store=store, sleep=sleep)
 

@@ -2,7 +2,8 @@
 whose rate adapts to throttling (AIMD: halve on a throttle, add back a little per success).
 
 Why: mutations run on a small thread pool (one thread per cluster at a time, see
-``snapworker.apply``), and Redshift's API limits are per account and region, not per thread.
+``snapworker.service.executor``), and Redshift's API limits are per account and region, not
+per thread.
 Without a shared budget, four threads quadruple the request rate and AWS answers with
 ``Throttling``, which costs retries and time. With it, a thousand copies go out as fast as
 the budget allows, and when AWS throttles anyway (another tool in the account spends the same

@@ -5,12 +5,12 @@ Three ways in:
 - :func:`embedded` — in-process ``moto.mock_aws()`` with fake credentials and the demo seeded;
   used by ``snapworker demo``.
 - :func:`serve` — moto's server in a thread of this process; returns ``(server, url)``.
-- ``python -m snapworker.aws.sandbox serve --port N [--seed] [--now ISO] [--creating-polls N]
+- ``python -m snapworker.sandbox.server serve --port N [--seed] [--now ISO] [--creating-polls N]
   [--verbose]`` — the same server in the foreground until SIGTERM/SIGINT; prints
   ``READY http://HOST:PORT`` (flushed) once it accepts requests. ``--port 0`` picks a free port.
 
 The server also answers snapworker's admin endpoints (``GET /_snapworker/calls``, ...; see
-``snapworker.aws.moto_ext``). moto is an optional dependency (the ``sandbox`` extra) and is
+``snapworker.sandbox.moto_ext``). moto is an optional dependency (the ``sandbox`` extra) and is
 imported only when one of these is used.
 
 The demo (:func:`seed_demo`), in account 123456789012, region ``us-east-1``:
@@ -117,7 +117,7 @@ def seed_demo(
     """
     import boto3
 
-    from snapworker.aws import moto_ext
+    from snapworker.sandbox import moto_ext
 
     moto_ext.install()
     now = _utc(now).replace(second=0, microsecond=0)
@@ -161,7 +161,7 @@ def _make_server(host: str, port: int) -> ThreadedMotoServer:
     from moto.server import ThreadedMotoServer
     from werkzeug.serving import make_server
 
-    from snapworker.aws import moto_ext
+    from snapworker.sandbox import moto_ext
 
     class _Server(ThreadedMotoServer):
         """moto's threaded server, its WSGI app wrapped with snapworker's admin endpoints."""
@@ -189,7 +189,7 @@ def serve(
     ``port=0`` picks a free port. With *seed*, the demo is seeded as of *now* (default: the
     current time). Stop it with ``server.stop()``.
     """
-    from snapworker.aws import moto_ext
+    from snapworker.sandbox import moto_ext
 
     moto_ext.install()
     server = _make_server(host, port)
@@ -210,7 +210,7 @@ def embedded(now: datetime, region: str = DEMO_REGION) -> Iterator[Sandbox]:
     """
     from moto import mock_aws
 
-    from snapworker.aws import moto_ext
+    from snapworker.sandbox import moto_ext
 
     saved = {k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, *_ENV_CLEARED)}
     saved.update({k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_REGION")})
@@ -237,8 +237,8 @@ def _parse_now(value: str) -> datetime:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m snapworker.aws.sandbox serve ...`` (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m snapworker.aws.sandbox")
+    """``python -m snapworker.sandbox.server serve ...`` (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m snapworker.sandbox.server")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run moto's server with snapworker's extension")
     p_serve.add_argument("--host", default="127.0.0.1")
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from snapworker.aws import moto_ext
+    from snapworker.sandbox import moto_ext
 
     if not args.verbose:  # werkzeug logs each request on stderr: a pipe nobody reads fills up
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

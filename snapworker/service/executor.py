@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
-from snapworker.aws.redshift import AwsError, RedshiftGateway
+from snapworker.adapters.aws.redshift import AwsError, RedshiftGateway
 from snapworker.core.model import (
     TAG_FIRE_TIME,
     TAG_POLICY,
@@ -41,10 +41,11 @@ from snapworker.core.model import (
     State,
 )
 from snapworker.core.ownership import owner_of, ownership_tags, parse_utc
+from snapworker.errors import SnapworkerError
 
 if TYPE_CHECKING:
+    from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Policy
-    from snapworker.store.repository import StateStore
 
 Clock = Callable[[], datetime]
 
@@ -59,7 +60,7 @@ class Outcome:
     error: str | None = None
 
 
-class Refused(Exception):
+class Refused(SnapworkerError):
     """A guard refused the action (not an AWS error): recorded as a failure, never retried."""
 
 
@@ -136,7 +137,7 @@ class Executor:
         )
         policy = self.policies.get(action.policy)
         if policy is not None and policy.verify and policy.verify.record_before_snapshot:
-            from snapworker.verify_run import record_figures_before_snapshot
+            from snapworker.service.drills import record_figures_before_snapshot
 
             record_figures_before_snapshot(self, policy, action)
         try:
@@ -249,9 +250,9 @@ class Executor:
         return outcome
 
     def _do_verify(self, action: Action) -> str:
-        """A restore drill (``snapworker.verify_run``); a failed or erroring drill raises
+        """A restore drill (``snapworker.service.drills``); a failed or erroring drill raises
         ``VerificationFailed`` (a ``Refused``): recorded as a failed action."""
-        from snapworker.verify_run import run_drill
+        from snapworker.service.drills import run_drill
 
         return run_drill(self, action)
 

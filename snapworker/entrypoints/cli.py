@@ -22,7 +22,7 @@ import typer
 if TYPE_CHECKING:
     from snapworker.config import Config
     from snapworker.core.model import Plan
-    from snapworker.engine import Runtime
+    from snapworker.service.tick import Runtime
 
 app = typer.Typer(
     name="snapworker",
@@ -76,9 +76,9 @@ def load(config_path: str | None) -> Config:
 
 
 def runtime(config: Config) -> Runtime:
-    from snapworker.bootstrap import bootstrap
+    from snapworker.adapters.store.repository import StateStoreError
     from snapworker.logs import configure
-    from snapworker.store.repository import StateStoreError
+    from snapworker.service.bootstrap import bootstrap
 
     configure()
     try:
@@ -91,8 +91,8 @@ def _aws_guard(exc: BaseException) -> NoReturn:
     """Turn a failure to reach AWS into one clear line (no traceback)."""
     from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError
 
-    from snapworker.aws.redshift import AwsError
-    from snapworker.store.repository import StateStoreError
+    from snapworker.adapters.aws.redshift import AwsError
+    from snapworker.adapters.store.repository import StateStoreError
 
     if isinstance(exc, StateStoreError):
         # Locked past the busy timeout, read-only, not a database...: the journal cannot be
@@ -120,8 +120,8 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
     """
     cfg = load(config)
     rt = runtime(cfg)
-    from snapworker.engine import UnknownPolicy, tick
-    from snapworker.report import render_outcomes, summary
+    from snapworker.service.tick import UnknownPolicy, tick
+    from snapworker.views.plan_report import render_outcomes, summary
 
     progress = _Progress()
 
@@ -205,8 +205,8 @@ def plan(
     """
     cfg = load(config)
     rt = runtime(cfg)
-    from snapworker.engine import UnknownPolicy, tick
-    from snapworker.report import render
+    from snapworker.service.tick import UnknownPolicy, tick
+    from snapworker.views.plan_report import render
 
     try:
         result = tick(rt, policy, dry_run=True)
@@ -227,8 +227,8 @@ def _explain(
     rt: Runtime, cfg: Config, policy: list[str] | None, result: Any, sid: str, fmt: str
 ) -> None:
     from snapworker.core.explain import UnknownSnapshot, explain
-    from snapworker.engine import select_policies
-    from snapworker.explain_report import render_explanation
+    from snapworker.service.tick import select_policies
+    from snapworker.views.explanation import render_explanation
 
     try:
         e = explain(
@@ -269,7 +269,7 @@ def validate(
     typer.echo(f"{resolve_config_path(config)}: ok ({n} polic{'y' if n == 1 else 'ies'})")
     if not aws:
         return
-    from snapworker.aws.redshift import RedshiftGateway, make_client
+    from snapworker.adapters.aws.redshift import RedshiftGateway, make_client
     from snapworker.core.planner import selects
 
     try:
@@ -291,8 +291,8 @@ def status(
 ) -> None:
     """What the state DB holds: owned snapshots, grants, recent runs and failures."""
     cfg = load(config)
-    from snapworker.status import render_status
-    from snapworker.store.repository import StateStoreError, open_store
+    from snapworker.adapters.store.repository import StateStoreError, open_store
+    from snapworker.views.status import render_status
 
     try:
         store = open_store(cfg.state_url)
@@ -313,7 +313,7 @@ def demo(
     No AWS account needed: prints the plan, runs it, then runs again to show that a rerun
     changes nothing. Needs the `sandbox` extra (moto).
     """
-    from snapworker.demo import run_demo
+    from snapworker.entrypoints.demo import run_demo
 
     raise typer.Exit(run_demo(state_url))
 
@@ -325,10 +325,10 @@ def _hold_command(snapshot: str, config: str | None, reason: str | None) -> None
     """hold (reason given) or release (None): refusals exit 2 before any AWS mutation."""
     cfg = load(config)
     rt = runtime(cfg)
-    from snapworker.aws.redshift import AwsError
-    from snapworker.holds import HoldIncomplete, HoldRefused
-    from snapworker.holds import hold as do_hold
-    from snapworker.holds import release as do_release
+    from snapworker.adapters.aws.redshift import AwsError
+    from snapworker.service.holds import HoldIncomplete, HoldRefused
+    from snapworker.service.holds import hold as do_hold
+    from snapworker.service.holds import release as do_release
 
     try:
         text = do_release(rt, snapshot) if reason is None else do_hold(rt, snapshot, reason)
@@ -379,10 +379,10 @@ def daemon(config: ConfigOpt = None) -> None:
     exit 0. SIGHUP: reload the config (a bad one is reported and the old one kept).
     """
     cfg = load(config)
+    from snapworker.adapters.store.repository import StateStoreError
     from snapworker.config import resolve_config_path
-    from snapworker.daemon import Daemon
+    from snapworker.entrypoints.daemon import Daemon
     from snapworker.logs import configure
-    from snapworker.store.repository import StateStoreError
 
     configure()
     try:
@@ -432,7 +432,7 @@ def credentials(
         fail("--show-password prints the password to a terminal only; stdout is not one")
     assert chosen.verify is not None
     rt = runtime(cfg)
-    from snapworker.verify_run import DrillError, connect_params, conninfo
+    from snapworker.service.drills import DrillError, connect_params, conninfo
 
     try:
         params = connect_params(rt.gateway, cluster, chosen.verify.connect)
@@ -469,9 +469,9 @@ def iam_policy(
     """
     import re
 
-    from snapworker.engine import UnknownPolicy, select_policies
-    from snapworker.permissions import iam_policy as build
-    from snapworker.permissions import render
+    from snapworker.service.permissions import iam_policy as build
+    from snapworker.service.permissions import render
+    from snapworker.service.tick import UnknownPolicy, select_policies
 
     cfg = load(config)
     if account != "*" and re.fullmatch(r"[0-9]{12}", account) is None:

@@ -158,7 +158,7 @@ class DriftRow(SQLModel, table=True):
 
 
 class VerificationRow(SQLModel, table=True):
-    """One restore drill (``snapworker.verify_run``). Written ``pending`` *before* the
+    """One restore drill (``snapworker.service.drills``). Written ``pending`` *before* the
     RestoreFromClusterSnapshot call, so a crash leaves a record of the scratch cluster that
     the next run finds and deletes; ``scratch_deleted_at`` is set once the scratch cluster is
     known to be gone. ``detail`` is a JSON object with each check's result (or the error):

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from snapworker.store.repository import StateStore
+from snapworker.adapters.store.repository import StateStore
 
 
 def _t(t: datetime | None) -> str:

@@ -30,12 +30,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from snapworker.errors import SnapworkerError
+
 MAX_BODY = 256 * 1024  # SQS's own limit
 _ARN = re.compile(r"^arn:aws[a-z-]*:redshift:[^:]*:[^:]*:(cluster|snapshot):(.+)$")
 _CLUSTER_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
-class BadMessage(ValueError):
+class BadMessage(SnapworkerError, ValueError):
     """A message that is not a Redshift event snapworker understands; says why."""
 
 

@@ -39,16 +39,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from snapworker.apply import Refused
-from snapworker.aws.redshift import STOPPING, AwsError, ClusterInfo, TemporaryCredentials
+from snapworker.adapters.aws.redshift import STOPPING, AwsError, ClusterInfo, TemporaryCredentials
 from snapworker.core import verify
 from snapworker.core.model import TAG_POLICY, Action, Inventory, State
+from snapworker.errors import SnapworkerError
+from snapworker.service.executor import Refused
 
 if TYPE_CHECKING:
-    from snapworker.apply import Executor
-    from snapworker.aws.redshift import RedshiftGateway
+    from snapworker.adapters.aws.redshift import RedshiftGateway
+    from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Policy, VerifyConnect, VerifySpec
-    from snapworker.store.repository import StateStore
+    from snapworker.service.executor import Executor
 
 __all__ = [
     "ConnectParams",
@@ -65,7 +66,7 @@ __all__ = [
 CONNECT_TIMEOUT_SECONDS = 30
 
 
-class DrillError(Exception):
+class DrillError(SnapworkerError):
     """A drill could not run to its checks (restore, wait, credentials, connection). The
     message is safe to log and store: it never holds the password."""
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from snapworker.config import Config
-from snapworker.engine import Runtime
+from snapworker.service.tick import Runtime
 
 
 def system_clock() -> datetime:
@@ -40,9 +40,9 @@ def bootstrap(
     sleep: Callable[[float], None] = time.sleep,
     store: Any = None,
 ) -> Runtime:
-    from snapworker.aws.redshift import CallStats, RedshiftGateway, instrument, make_client
+    from snapworker.adapters.aws.redshift import CallStats, RedshiftGateway, instrument, make_client
+    from snapworker.adapters.store.repository import open_store
     from snapworker.logs import get_logger
-    from snapworker.store.repository import open_store
 
     log = get_logger()
     if store is None:
@@ -56,7 +56,7 @@ def bootstrap(
     def on_retry(operation: str, err: Exception, attempt: int) -> None:
         log.warning("retrying", operation=operation, attempt=attempt, error=str(err))
 
-    from snapworker.ratelimit import RateLimiter
+    from snapworker.adapters.aws.ratelimit import RateLimiter
 
     # One budget of mutating calls for every worker thread (aws.max_calls_per_second).
     limiter = RateLimiter(config.aws.max_calls_per_second, sleep=sleep)

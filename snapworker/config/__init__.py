@@ -62,6 +62,7 @@ from pydantic_core import PydanticCustomError
 
 from snapworker.core.durations import MAX_DURATION, parse_duration
 from snapworker.core.ids import policy_name_problem
+from snapworker.errors import UsageError
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -323,7 +324,7 @@ def _timezone(value: str) -> str:
 def _state_url(value: str) -> str:
     # A plain SQLite URL runs on the stdlib driver: no need to import SQLAlchemy (heavy) to
     # check it. Any other URL is checked by SQLAlchemy, imported here only.
-    from snapworker.store.driver import parse_sqlite_url
+    from snapworker.adapters.store.driver import parse_sqlite_url
 
     if parse_sqlite_url(value) is not None:
         return value
@@ -400,7 +401,7 @@ class AwsConfig(_Model):
     """Clusters whose actions run at the same time (each cluster's actions stay in order)."""
     max_calls_per_second: Annotated[float, _in_range(0.1, 100)] = 5.0
     """Budget of mutating calls per second, shared by all threads; halved on throttling,
-    recovered additively (see ``snapworker.ratelimit``)."""
+    recovered additively (see ``snapworker.adapters.aws.ratelimit``)."""
 
 
 class RetryConfig(_Model):
@@ -790,7 +791,7 @@ class Problem:
         return ": ".join(parts)
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """A configuration that cannot be used; ``problems`` lists everything found wrong."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from snapworker.aws.redshift import AwsError
+from snapworker.adapters.aws.redshift import AwsError
 from snapworker.core.model import Inventory, OwnedRecord, Snapshot, State
 from snapworker.core.planner import owned_snapshots
+from snapworker.errors import SnapworkerError, UsageError
 
 if TYPE_CHECKING:
     from snapworker.config import Policy
-    from snapworker.engine import Runtime
+    from snapworker.service.tick import Runtime
 
 __all__ = [
     "MAX_REASON",
@@ -50,11 +51,11 @@ MAX_REASON = 256
 """AWS's limit on a tag value (the reason is the hold tag's value)."""
 
 
-class HoldRefused(Exception):
+class HoldRefused(UsageError):
     """The snapshot cannot be held or released (unknown, not owned, bad reason): exit 2."""
 
 
-class HoldIncomplete(Exception):
+class HoldIncomplete(SnapworkerError):
     """The hold tag is set but AWS's own expiry could not be suspended (exit 1); the message
     says what was done and what was not."""
 
@@ -120,7 +121,7 @@ def _check_reason(reason: str) -> str:
 
 
 def _target(rt: Runtime, snapshot_id: str) -> HoldTarget:
-    from snapworker.engine import observe
+    from snapworker.service.tick import observe
 
     inv = observe(rt)
     return find_target(

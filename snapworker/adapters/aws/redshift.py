@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from snapworker import crashpoints
 from snapworker.core.model import SUPPORT_ALIAS, Cluster, Snapshot, SnapshotType
+from snapworker.errors import SnapworkerError
 
 if TYPE_CHECKING:
+    from snapworker.adapters.aws.ratelimit import RateLimiter
     from snapworker.config import AwsConfig, RetryConfig
-    from snapworker.ratelimit import RateLimiter
 
 T = TypeVar("T")
 
@@ -85,7 +86,7 @@ BUSY_CODES: dict[str, frozenset[str]] = {
 }
 
 
-class AwsError(Exception):
+class AwsError(SnapworkerError):
     """An AWS call that failed for good (after the retries its kind allows)."""
 
     def __init__(
@@ -617,7 +618,7 @@ class RedshiftGateway:
             ),
         )
 
-    # -- restore drills (snapworker.verify_run) -------------------------------------------
+    # -- restore drills (snapworker.service.drills) -------------------------------------------
 
     def restore_cluster(self, cluster_id: str, snapshot_id: str, source_cluster: str) -> str:
         """RestoreFromClusterSnapshot into a new cluster; returns its status (``creating``).

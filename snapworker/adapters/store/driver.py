@@ -5,8 +5,8 @@ Why two: cron starts snapworker often, and importing SQLAlchemy (with SQLModel's
 more than the rest of a run with nothing to do. So a plain ``sqlite:`` URL runs on the
 stdlib ``sqlite3`` module directly (:class:`SqliteDriver`, no SQLAlchemy import), and any
 other URL (PostgreSQL) runs the same SQL through SQLAlchemy's ``text()`` on an engine
-(:mod:`snapworker.store.driver_sa`, imported only then). The SQLModel models in
-:mod:`snapworker.store.tables` and the Alembic migrations remain the schema of record.
+(:mod:`snapworker.adapters.store.driver_sa`, imported only then). The SQLModel models in
+:mod:`snapworker.adapters.store.tables` and the Alembic migrations remain the schema of record.
 
 Values cross this layer converted exactly as SQLModel's ``UTCDateTime`` and SQLAlchemy's
 SQLite types store them, so state DBs written before keep working and SQLModel reads what
@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
+
+from snapworker.errors import SnapworkerError, UsageError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -58,12 +60,12 @@ SQLITE_BEGIN_IMMEDIATE = "snapworker_begin_immediate"
 transaction with ``BEGIN IMMEDIATE`` (the write lock up front) instead of a deferred ``BEGIN``."""
 
 
-class StateStoreError(Exception):
+class StateStoreError(UsageError):
     """The state DB cannot be opened, migrated, read or written; the message names the URL
     (password masked) and says why."""
 
 
-class DriverError(Exception):
+class DriverError(SnapworkerError):
     """A database call failed; ``str()`` is the one-line reason (:func:`describe_error`)."""
 
 
@@ -375,7 +377,7 @@ class SqliteDriver(Driver):
 
     @contextmanager
     def sqlalchemy_engine(self) -> Iterator[Engine]:
-        from snapworker.store.driver_sa import begin_as_asked, create_sa_engine
+        from snapworker.adapters.store.driver_sa import begin_as_asked, create_sa_engine
 
         if self._parsed.in_memory:
             # The migration must run on the very connection the store then uses.
@@ -416,6 +418,6 @@ def open_driver(url: str, busy_timeout_ms: int, columns: Columns | None = None) 
     parsed = parse_sqlite_url(url)
     if parsed is not None:
         return SqliteDriver(url, parsed, busy_timeout_ms, columns)
-    from snapworker.store.driver_sa import SqlAlchemyDriver
+    from snapworker.adapters.store.driver_sa import SqlAlchemyDriver
 
     return SqlAlchemyDriver.open(url, busy_timeout_ms, columns)

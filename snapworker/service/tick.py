@@ -12,19 +12,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from snapworker.apply import Executor, Outcome, apply, reconcile_pending
 from snapworker.core import planner
 from snapworker.core.model import Inventory, OwnedRecord, Plan, State
+from snapworker.errors import UsageError
+from snapworker.service.executor import Executor, Outcome, apply, reconcile_pending
 
 if TYPE_CHECKING:
-    from snapworker.aws.redshift import RedshiftGateway
+    from snapworker.adapters.aws.redshift import RedshiftGateway
+    from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config, Policy
-    from snapworker.store.repository import StateStore
 
 
 @dataclass
 class Runtime:
-    """The wired adapters (see ``snapworker.bootstrap``)."""
+    """The wired adapters (see ``snapworker.service.bootstrap``)."""
 
     config: Config
     gateway: RedshiftGateway
@@ -42,7 +43,7 @@ class TickResult:
     adopted: int = 0
     inventory: Inventory | None = None
     skipped: list[str] = field(default_factory=list)
-    """Policies not worked on: another process holds their lease (see snapworker.lease)."""
+    """Policies not worked on: another process holds their lease (see snapworker.service.leases)."""
 
     @property
     def failures(self) -> list[Outcome]:
@@ -54,8 +55,8 @@ class TickResult:
         return 1 if self.failures or self.skipped else 0
 
 
-class UnknownPolicy(ValueError):
-    pass
+class UnknownPolicy(UsageError, ValueError):
+    """A policy named on the command line (--policy) that the config does not define."""
 
 
 def select_policies(config: Config, names: Sequence[str] | None) -> list[Policy]:
@@ -110,7 +111,7 @@ def tick(
         plan = make_plan(rt, policies, inv, rt.store.load_state())
         return TickResult(plan, inventory=inv)
 
-    from snapworker.lease import PolicyLeases
+    from snapworker.service.leases import PolicyLeases
 
     leases = PolicyLeases(rt.store, holder, log=rt.log)
     acquired, skipped = leases.acquire([p.name for p in policies])
@@ -203,7 +204,7 @@ def _tick(
     if adopted or timed:
         state = rt.store.load_state()
     # Scratch clusters of restore drills a crash cut short: deleted before anything else.
-    from snapworker.verify_run import cleanup_scratch
+    from snapworker.service.drills import cleanup_scratch
 
     if cleanup_scratch(
         rt.gateway, rt.store, inv, state, [p.name for p in policies], rt.clock, rt.log
@@ -248,7 +249,7 @@ def _tick(
 
     outcomes = apply(plan.actions, executor, report, should_stop)
     # The drift this tick saw, for `status`: revoked only if its revoke succeeded.
-    from snapworker.store.repository import drift_items
+    from snapworker.adapters.store.repository import drift_items
 
     revoked = {o.action.key for o in outcomes if o.ok and o.action.kind == "revoke"}
     rt.store.record_drift(run_id, drift_items(plan, revoked), rt.clock())

@@ -86,7 +86,7 @@ DescribeClusterSnapshots responses that include such a snapshot show it ``creati
 
 Call counting: every Redshift request that reaches moto is counted by operation name
 (:func:`call_counts`, :func:`reset_call_counts`), errors included; thread-safe. Over HTTP, wrap
-the server's WSGI app with :func:`admin_middleware` (``snapworker.aws.sandbox.serve`` does):
+the server's WSGI app with :func:`admin_middleware` (``snapworker.sandbox.server.serve`` does):
 ``GET /_snapworker/calls`` returns the counts as JSON, ``DELETE /_snapworker/calls`` resets
 them, ``POST /_snapworker/settle`` runs :func:`settle_all`, ``POST
 /_snapworker/creating-polls?n=N`` runs :func:`set_creating_polls`; ``/_snapworker/faults``:

@@ -40,16 +40,16 @@ policies:
 
 def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
     try:
-        from snapworker.aws.sandbox import embedded
+        from snapworker.sandbox.server import embedded
     except ImportError:  # pragma: no cover - depends on the install
         typer.echo("snapworker demo needs moto: pip install 'snapworker[sandbox]'", err=True)
         return 2
-    from snapworker.bootstrap import bootstrap
     from snapworker.config import load_config
-    from snapworker.engine import tick
     from snapworker.logs import configure
-    from snapworker.report import render_outcomes, render_table
-    from snapworker.status import render_status
+    from snapworker.service.bootstrap import bootstrap
+    from snapworker.service.tick import tick
+    from snapworker.views.plan_report import render_outcomes, render_table
+    from snapworker.views.status import render_status
 
     configure(level="warning")
     now = datetime.now(UTC)

@@ -1,7 +1,7 @@
 """Creating and upgrading the state DB's schema with the Alembic migrations shipped with us.
 
 cron starts snapworker often, so a current schema costs one plain query through the store's
-driver (:mod:`snapworker.store.driver`; on SQLite the stdlib module) and imports neither
+driver (:mod:`snapworker.adapters.store.driver`; on SQLite the stdlib module) and imports neither
 Alembic nor SQLAlchemy: :func:`ensure_schema` reads ``alembic_version`` and returns at once
 when it holds :data:`HEAD_REVISION`. Anything else (no table, an older revision) imports
 Alembic and SQLAlchemy lazily and runs ``upgrade head`` on a SQLAlchemy engine set up like
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import snapworker
-from snapworker.store.driver import (
+from snapworker.adapters.store.driver import (
     SQLITE_BEGIN_IMMEDIATE,
     Driver,
     DriverError,

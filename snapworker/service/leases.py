@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from snapworker.store.repository import StateStore
+    from snapworker.adapters.store.repository import StateStore
 
 DEFAULT_TTL = timedelta(seconds=120)
 """A crashed holder blocks a policy for at most this long."""

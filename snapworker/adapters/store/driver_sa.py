@@ -17,7 +17,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from snapworker.store.driver import (
+from snapworker.adapters.store.driver import (
     SQLITE_BEGIN_IMMEDIATE,
     Columns,
     Driver,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from snapworker.core.explain import Explanation
-from snapworker.report import action_dict, kept_dict, note_dict
+from snapworker.views.plan_report import action_dict, kept_dict, note_dict
 
 
 def _t(t: datetime | None) -> str:

@@ -1,0 +1,1 @@
+"""Entrypoints: the command line, the daemon, the demo."""
