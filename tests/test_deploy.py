@@ -216,7 +216,7 @@ def test_grace_period_is_above_the_stop_bound_even_with_a_queue(
 ) -> None:
     # Imported here: only this test depends on where the package keeps these.
     from snapworker.config import load_config
-    from snapworker.daemon import stop_bound_seconds
+    from snapworker.entrypoints.daemon import stop_bound_seconds
 
     config_map = next(d for d in _docs(manifest) if d["kind"] == "ConfigMap")
     config = yaml.safe_load(config_map["data"]["snapworker.yaml"])
