@@ -43,7 +43,7 @@ from typing import Any
 
 import pytest
 
-from snapworker.aws import moto_ext
+from snapworker.adapters.store.repository import open_store
 from snapworker.config import load_config
 from snapworker.core.model import (
     Cluster,
@@ -55,9 +55,9 @@ from snapworker.core.model import (
     State,
     VerificationRecord,
 )
-from snapworker.engine import Runtime, tick
-from snapworker.report import render
-from snapworker.store.repository import open_store
+from snapworker.sandbox import moto_ext
+from snapworker.service.tick import Runtime, tick
+from snapworker.views.plan_report import render
 from tests.e2e_support import Sandbox
 
 CORPUS = Path(__file__).parent / "corpus" / "estates.json.gz"
