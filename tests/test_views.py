@@ -10,10 +10,13 @@ import re
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from snapworker.core.model import Action, Kept, Plan
 from snapworker.views.formatting import iso, md_table, minute
+from snapworker.views.plan_report import render
 from snapworker.views.status import LIMIT, render_status
 from tests.e2e_support import Sandbox, plan_json
 
@@ -170,9 +173,7 @@ def test_markdown_cells_cannot_break_the_table() -> None:
 
 
 def test_one_date_formatter_for_people_and_one_for_scripts() -> None:
-    paris = datetime(2026, 11, 27, 4, 5, 6, tzinfo=UTC).astimezone(
-        __import__("zoneinfo").ZoneInfo("Europe/Paris")
-    )
+    paris = datetime(2026, 11, 27, 4, 5, 6, tzinfo=UTC).astimezone(ZoneInfo("Europe/Paris"))
     assert minute(paris) == "2026-11-27 04:05"
     assert minute(paris, zone=True) == "2026-11-27 04:05 UTC"
     assert minute(None) == minute(None, zone=True) == "-"
@@ -212,3 +213,30 @@ def test_every_plan_row_names_its_snapshot(sandbox: Sandbox) -> None:
     for a in revokes:
         row = rf"^  revoke +{re.escape(a['snapshot'])} +\S+ \S+ +{re.escape(a['account'])}: "
         assert re.search(row, table, re.MULTILINE), (a, table)
+
+
+def test_drill_and_tag_rows_name_their_snapshot_too() -> None:
+    """In process, the kinds the e2e test above does not reach: a restore drill and a
+    re-tag, each under another snapshot's kept row."""
+    older, newer = "sw-p-prod-a-older", "sw-p-prod-a-newer"
+    plan = Plan(
+        generated_at=NOW,
+        actions=(
+            Action("p", "prod-a", "tag", older, "tags lost in a crash", data_time=NOW),
+            Action("p", "prod-a", "verify", older, "drill due", data_time=NOW),
+        ),
+        kept=(
+            Kept("p", "prod-a", newer, "keep_last 3 (#1 newest)", NOW + timedelta(hours=1)),
+            Kept("p", "prod-a", older, "keep_last 3 (#2 newest)", NOW),
+        ),
+    )
+    table = render(plan, "table").splitlines()
+    rows = [ln.split() for ln in table if ln.startswith("  ")]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("keep", newer),
+        ("keep", older),
+        ("tag", older),
+        ("verify", older),
+    ]
+    md = render(plan, "markdown")
+    assert f"| verify | {older} | 2026-11-27 03:00 | drill due |" in md
