@@ -2,7 +2,7 @@
 
 A run reads the inventory in ceil(snapshots/100) DescribeClusterSnapshots pages and
 ceil(clusters/100) DescribeClusters pages, makes one call per mutation (plus CreateTags
-after a copy), and one more DescribeClusterSnapshots per delete: the re-read DESIGN.md's
+after a copy), and one more DescribeClusterSnapshots per delete: the re-read docs/design.md's
 invariant 2 requires ("revoke first, re-read, then delete"), counted apart by the worker as
 ``DescribeClusterSnapshots (by id)``. No sts:GetCallerIdentity: the account is learned from
 the inventory (here from the snapshots' OwnerAccount; moto reports no ClusterNamespaceArn).

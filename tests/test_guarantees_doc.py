@@ -23,5 +23,5 @@ def test_every_test_the_guarantees_section_names_exists() -> None:
         if re.search(rf"^def {test}\(", source, re.MULTILINE) is None:
             missing.append(f"{file}::{test}")
     assert not missing, f"README names tests that do not exist: {missing}"
-    for n in range(1, 8):  # DESIGN.md's seven safety invariants, each with its tests
+    for n in range(1, 8):  # docs/design.md's seven safety invariants, each with its tests
         assert re.search(rf"^{n}\. \*\*", section, re.MULTILINE), f"invariant {n} missing"

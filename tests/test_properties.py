@@ -10,7 +10,7 @@ with -1, caps down to 0), share lists, ``unshare_after``, ``revoke_unlisted`` an
 schedules; the recorded state holds owned records (deleted ones too), grants and pending
 journal entries; ``now`` is random.
 
-The properties are those of DESIGN.md's safety invariants, over ``core.planner.plan``:
+The properties are those of docs/design.md's safety invariants, over ``core.planner.plan``:
 
 (a) nothing but a copy (whose source is an automated snapshot) ever targets a snapshot
     the action's policy does not own per ``ownership.owner_of``;

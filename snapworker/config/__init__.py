@@ -62,6 +62,7 @@ from pydantic_core import PydanticCustomError
 
 from snapworker.core.durations import MAX_DURATION, parse_duration
 from snapworker.core.ids import policy_name_problem
+from snapworker.core.model import SUPPORT_ALIAS
 from snapworker.errors import UsageError
 
 __all__ = [
@@ -94,8 +95,6 @@ DEFAULT_CONFIG_FILE = "snapworker.yaml"
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_NESTING = 32
 _MAX_NUMBER_TEXT = 100
-SUPPORT_ALIAS = "amazon-redshift-support"
-"""The account alias AWS support restores through (reported by AWS as ``AccountAlias``)."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Retention rules: which owned snapshots of one (policy, cluster) stay, and why.
 
 Semantics are restic's ``forget`` (people already know them), over the snapshots' *data
-time* (see DESIGN.md: for a copy, the time of the automated snapshot it was copied from):
+time* (see docs/design.md: for a copy, the time of the automated snapshot it was copied from):
 
 - Snapshots are ordered newest first by data time; ties are broken by snapshot id,
   descending, so the order (and therefore every decision) is deterministic.

@@ -54,9 +54,14 @@ PolicyOpt = Annotated[
 
 
 class Format(StrEnum):
+    """Every report renders in each of these (``status``, ``plan``, ``plan --explain``)."""
+
     table = "table"
     json = "json"
     markdown = "markdown"
+
+
+FORMAT_HELP = "table (for a person), json (for a script) or markdown (for a ticket or a wiki)."
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -187,7 +192,7 @@ class _Progress:
 def plan(
     config: ConfigOpt = None,
     policy: PolicyOpt = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    format: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
     explain: Annotated[
         str | None,
         typer.Option(
@@ -287,7 +292,15 @@ def validate(
 @app.command()
 def status(
     config: ConfigOpt = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
+    format: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="List every open grant and restore drill (without it, the first 20 of each "
+            "and how many more).",
+        ),
+    ] = False,
 ) -> None:
     """What the state DB holds: owned snapshots, grants, recent runs and failures."""
     cfg = load(config)
@@ -298,7 +311,7 @@ def status(
         store = open_store(cfg.state_url)
     except StateStoreError as e:
         fail(str(e))
-    typer.echo(render_status(store, format.value))
+    typer.echo(render_status(store, format.value, show_all=show_all))
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """A small extension that makes moto behave like AWS for Redshift snapshots.
 
 moto 5.x lacks, or gets wrong, the parts of the Redshift API that snapshot lifecycle needs
-(see ``shared/MOTO-NOTES.md``). This module fills them in, faithful to the Redshift API
+(see ``docs/moto.md``). This module fills them in, faithful to the Redshift API
 reference and botocore's service model, so that the tests and the sandbox believe what AWS
 does. Nothing happens on import: call :func:`install` (idempotent) to apply it. It patches
 moto's classes, so it works both in-process (``moto.mock_aws``) and in a

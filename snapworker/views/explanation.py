@@ -1,21 +1,15 @@
-"""Rendering of ``plan --explain SNAPSHOT`` (see ``snapworker.core.explain``): text or JSON."""
+"""Rendering of ``plan --explain SNAPSHOT`` (see ``snapworker.core.explain``): text, JSON or
+Markdown (the same sections as the text, as headings, pipe tables and lists)."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from snapworker.core.explain import Explanation
+from snapworker.views.formatting import iso, md_cell, md_table, minute
 from snapworker.views.plan_report import action_dict, kept_dict, note_dict
-
-
-def _t(t: datetime | None) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if t else "-"
-
-
-def _iso(t: datetime | None) -> str | None:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
 
 
 def _age(d: timedelta | None) -> str:
@@ -33,15 +27,15 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
         "cluster": e.cluster,
         "type": e.type,
         "status": e.status,
-        "create_time": _iso(e.create_time),
-        "generated_at": _iso(e.now),
+        "create_time": iso(e.create_time),
+        "generated_at": iso(e.now),
         "owner": {
             "owned": e.owned,
             "policy": e.policy,
             "proof": e.proof,
             "why": e.ownership,
         },
-        "data_time": _iso(e.data_time),
+        "data_time": iso(e.data_time),
         "age_days": round(e.age.total_seconds() / 86400, 3) if e.age is not None else None,
         "rules": [{"rule": r.rule, "keeps": r.keeps, "why": r.why} for r in e.rules],
         "retention": e.retention,
@@ -53,9 +47,9 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
                 "account": g.account,
                 "listed": g.listed,
                 "authorized": g.authorized,
-                "granted_at": _iso(g.granted_at),
-                "revoked_at": _iso(g.revoked_at),
-                "lapses_at": _iso(g.lapses_at),
+                "granted_at": iso(g.granted_at),
+                "revoked_at": iso(g.revoked_at),
+                "lapses_at": iso(g.lapses_at),
                 "status": g.status,
             }
             for g in e.grants
@@ -65,7 +59,7 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
         "kept": kept_dict(e.kept) if e.kept is not None else None,
         "fail_safe_days": e.fail_safe_days,
         "retention_period": e.retention_period,
-        "aws_expiry": _iso(e.aws_expiry),
+        "aws_expiry": iso(e.aws_expiry),
         "notes": [note_dict(n) for n in e.notes],
         "outcome": e.outcome,
     }
@@ -74,16 +68,22 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
 def render_explanation(e: Explanation, fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps(explanation_dict(e), indent=2)
+    if fmt == "markdown":
+        return _markdown(e)
     out = [
         f"Snapshot {e.snapshot}  (cluster {e.cluster}, {e.type}, {e.status})",
-        f"  as of {_t(e.now)}",
+        f"  as of {minute(e.now, zone=True)}",
         "",
         "Owner",
         f"  {e.ownership}" if e.owned else f"  not owned: {e.ownership}",
         "",
         "Age",
-        f"  data time {_t(e.data_time)}, {_age(e.age)} old"
-        + (f" (AWS create time {_t(e.create_time)})" if e.create_time != e.data_time else ""),
+        f"  data time {minute(e.data_time, zone=True)}, {_age(e.age)} old"
+        + (
+            f" (AWS create time {minute(e.create_time, zone=True)})"
+            if e.create_time != e.data_time
+            else ""
+        ),
     ]
     if e.owned and e.policy is not None:
         out += ["", "Retention rules"]
@@ -118,14 +118,7 @@ def render_explanation(e: Explanation, fmt: str = "table") -> str:
     out += ["", "Actions"]
     if not e.actions:
         out.append("  none")
-    for a in e.actions:
-        who = f" {a.account}" if a.account else ""
-        out.append(f"  {a.kind}{who}: {a.reason}")
-    if e.kept is not None:
-        held = e.kept.held and e.kept.reason.startswith("held")
-        out.append(f"  {e.kept.reason}" if held else f"  keep: {e.kept.reason}")
-    for n in e.notes:
-        out.append(f"  {n.level}: {n.message}")
+    out += [f"  {line}" for line in _action_lines(e)]
     out += ["", f"Result: {e.outcome}"]
     return "\n".join(out)
 
@@ -145,7 +138,7 @@ def _aws_expiry_lines(e: Explanation) -> list[str]:
     when = "overdue" if expiry <= e.now else f"in {_age(expiry - e.now)}"
     lines = [
         f"  AWS expiry: ManualSnapshotRetentionPeriod {period} days: AWS deletes it at "
-        f"{_t(expiry)} ({when}){policy}, whatever the rules say"
+        f"{minute(expiry, zone=True)} ({when}){policy}, whatever the rules say"
     ]
     if e.hold_reason is not None:
         lines.append(
@@ -153,3 +146,71 @@ def _aws_expiry_lines(e: Explanation) -> list[str]:
             "period to -1 (a hold tag set by hand does not)"
         )
     return lines
+
+
+def _action_lines(e: Explanation) -> list[str]:
+    """The Actions section: each action, then what keeps it, then the notes (unindented)."""
+    lines = []
+    for a in e.actions:
+        who = f" {a.account}" if a.account else ""
+        lines.append(f"{a.kind}{who}: {a.reason}")
+    if e.kept is not None:
+        held = e.kept.held and e.kept.reason.startswith("held")
+        lines.append(e.kept.reason if held else f"keep: {e.kept.reason}")
+    lines += [f"{n.level}: {n.message}" for n in e.notes]
+    return lines
+
+
+def _markdown(e: Explanation) -> str:
+    created = (
+        f" (AWS create time {minute(e.create_time, zone=True)})"
+        if e.create_time != e.data_time
+        else ""
+    )
+    out = [
+        f"# Snapshot {md_cell(e.snapshot)}",
+        "",
+        f"Cluster {e.cluster}, {e.type}, {e.status}; as of {minute(e.now, zone=True)}.",
+        "",
+        "## Owner",
+        "",
+        md_cell(e.ownership if e.owned else f"not owned: {e.ownership}"),
+        "",
+        "## Age",
+        "",
+        f"Data time {minute(e.data_time, zone=True)}, {_age(e.age)} old{created}.",
+        "",
+    ]
+    if e.owned and e.policy is not None:
+        out += ["## Retention rules", ""]
+        if e.rules:
+            rows = [(r.rule, "keeps" if r.keeps else "no", r.why) for r in e.rules]
+            out += [*md_table(("rule", "verdict", "why"), rows), ""]
+            out += [f"**=> {md_cell(e.retention)}**", ""]
+        else:
+            out += [md_cell(e.retention), ""]
+        out += ["## Hold", ""]
+        if e.hold_tag is None:
+            out.append("-")
+        elif e.hold_reason is not None:
+            out.append(
+                md_cell(f"held: {e.hold_tag}={e.hold_reason} (never revoked nor deleted while set)")
+            )
+        else:
+            out.append(f"not held ({e.hold_tag} not set)")
+        out.append("")
+        out += [f"{md_cell(line.strip())}\n" for line in _aws_expiry_lines(e)]
+        out += ["## Grants", ""]
+        if e.grants:
+            rows = [(g.account, "listed" if g.listed else "unlisted", g.status) for g in e.grants]
+            out += [*md_table(("account", "listed", "status"), rows), ""]
+        else:
+            out += ["None (the policy shares with no account).", ""]
+        out += ["## Drift", ""]
+        out += [f"- {md_cell(f'{d.account}: {d.reason}')}" for d in e.drift] or ["None."]
+        out.append("")
+    out += ["## Actions", ""]
+    actions = _action_lines(e)
+    out += [f"- {md_cell(line)}" for line in actions] or ["None."]
+    out += ["", f"**Result: {md_cell(e.outcome)}**", ""]
+    return "\n".join(out)

@@ -2,7 +2,7 @@
 
 The table reads like restic's ``forget --dry-run``: grouped by policy and cluster, every
 owned snapshot listed newest first as kept (with every rule that keeps it) or acted on
-(with the reason), its shares and revokes beneath it.
+(with the reason), its shares and revokes beneath it, each row naming its snapshot.
 """
 
 from __future__ import annotations
@@ -14,14 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from snapworker.core.model import Action, Kept, Note, Plan
-
-
-def _t(t: datetime | None) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if t else "-"
-
-
-def _iso(t: datetime | None) -> str | None:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+from snapworker.views.formatting import iso, minute
 
 
 def action_dict(a: Action) -> dict[str, Any]:
@@ -36,9 +29,9 @@ def action_dict(a: Action) -> dict[str, Any]:
     if a.account is not None:
         d["account"] = a.account
     if a.data_time is not None:
-        d["data_time"] = _iso(a.data_time)
+        d["data_time"] = iso(a.data_time)
     if a.fire_time is not None:
-        d["fire_time"] = _iso(a.fire_time)
+        d["fire_time"] = iso(a.fire_time)
     d["reason"] = a.reason
     return d
 
@@ -51,7 +44,7 @@ def kept_dict(k: Kept) -> dict[str, Any]:
         "reason": k.reason,
     }
     if k.data_time is not None:
-        d["data_time"] = _iso(k.data_time)
+        d["data_time"] = iso(k.data_time)
     if k.held:
         d["held"] = True
     return d
@@ -68,7 +61,7 @@ def note_dict(n: Note) -> dict[str, Any]:
 
 def plan_dict(plan: Plan) -> dict[str, Any]:
     return {
-        "generated_at": _iso(plan.generated_at),
+        "generated_at": iso(plan.generated_at),
         "actions": [action_dict(a) for a in plan.actions],
         "kept": [kept_dict(k) for k in plan.kept],
         "drift": [action_dict(a) for a in plan.drift],
@@ -95,7 +88,8 @@ Row = tuple[str, str, str, str]  # verb, snapshot, when, detail
 
 def _group_rows(actions: Sequence[Action], kept: Sequence[Kept]) -> list[Row]:
     """One group's rows: creates/copies first, then each owned snapshot newest first with
-    its shares, revokes and delete beneath it."""
+    its shares, revokes, drills and delete beneath it. Every row names its snapshot and its
+    data time, so no row reads as if it belonged to the one above it."""
     rows: list[Row] = []
     per_snap: dict[str, list[Action]] = defaultdict(list)
     when: dict[str, datetime | None] = {}
@@ -103,7 +97,12 @@ def _group_rows(actions: Sequence[Action], kept: Sequence[Kept]) -> list[Row]:
         if a.kind in ("create", "copy"):
             src = f"from {a.source}" if a.source else ""
             rows.append(
-                (a.kind, a.snapshot, _t(a.data_time or a.fire_time), f"{src} {a.reason}".strip())
+                (
+                    a.kind,
+                    a.snapshot,
+                    minute(a.data_time or a.fire_time),
+                    f"{src} {a.reason}".strip(),
+                )
             )
         else:
             per_snap[a.snapshot].append(a)
@@ -121,16 +120,16 @@ def _group_rows(actions: Sequence[Action], kept: Sequence[Kept]) -> list[Row]:
         delete = next((a for a in acts if a.kind == "delete"), None)
         if kept_row is not None:
             verb = "held" if kept_row.held else "keep"
-            rows.append((verb, sid, _t(kept_row.data_time), kept_row.reason))
+            rows.append((verb, sid, minute(kept_row.data_time), kept_row.reason))
         elif delete is None:
-            rows.append(("", sid, _t(when.get(sid)), ""))
+            rows.append(("", sid, minute(when.get(sid)), ""))
         for a in acts:
             if a.kind == "delete":
                 continue
-            verb = "tag" if a.kind == "tag" else f"  {a.kind}"
-            rows.append((verb, "", "", f"{a.account + ': ' if a.account else ''}{a.reason}"))
+            detail = f"{a.account + ': ' if a.account else ''}{a.reason}"
+            rows.append((a.kind, sid, minute(when.get(sid)), detail))
         if delete is not None:
-            rows.append(("delete", sid, _t(delete.data_time), delete.reason))
+            rows.append(("delete", sid, minute(delete.data_time), delete.reason))
     return rows
 
 
@@ -145,7 +144,7 @@ def _by_group(plan: Plan) -> dict[tuple[str, str], tuple[list[Action], list[Kept
 
 
 def render_table(plan: Plan) -> str:
-    out = [f"Plan at {_t(plan.generated_at)} UTC: {summary(plan)}"]
+    out = [f"Plan at {minute(plan.generated_at, zone=True)}: {summary(plan)}"]
     groups = _by_group(plan)
     notes_by: dict[tuple[str, str | None], list[Note]] = defaultdict(list)
     for n in plan.notes:
@@ -180,7 +179,7 @@ def render_table(plan: Plan) -> str:
 
 
 def render_markdown(plan: Plan) -> str:
-    out = [f"# snapworker plan, {_t(plan.generated_at)} UTC", "", summary(plan), ""]
+    out = [f"# snapworker plan, {minute(plan.generated_at, zone=True)}", "", summary(plan), ""]
     groups = _by_group(plan)
     for (policy, cluster), (actions, kept) in sorted(groups.items()):
         out += [

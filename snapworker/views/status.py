@@ -1,24 +1,41 @@
-"""``snapworker status``: what the state DB holds, for a person (table) or a script (json)."""
+"""``snapworker status``: what the state DB holds, for a person (table), a script (json) or a
+ticket or wiki page (markdown).
+
+The view reads the state DB through :class:`StatusSource`, the four queries it needs, rather
+than the store's class: views sit beside the adapters, not above them (docs/design.md,
+"Layout"), and any store with these queries can be shown.
+
+Long lists (open grants, restore drills) show their first :data:`LIMIT` entries and then say
+how many more there are; ``status --all`` (``show_all``) lists every one. The JSON always
+holds every entry.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from snapworker.adapters.store.repository import StateStore
+from snapworker.views.formatting import iso, md_cell, md_table
 
-
-def _t(t: datetime | None) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if t else "-"
+LIMIT = 20
+"""Entries of a long list shown without ``--all``."""
 
 
-def _iso(t: datetime | None) -> str | None:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+class StatusSource(Protocol):
+    """The state DB queries the status reads (``adapters.store`` answers them). The records
+    are read by attribute, as the store returns them."""
+
+    def owned_summary(self) -> Any: ...
+
+    def recent_runs(self, limit: int = 10) -> Any: ...
+
+    def latest_drift(self) -> Any: ...
+
+    def verifications(self, limit: int | None = None) -> Any: ...
 
 
-def status_dict(store: StateStore, runs: int = 10) -> dict[str, Any]:
+def status_dict(store: StatusSource, runs: int = 10) -> dict[str, Any]:
     summary = store.owned_summary()
     owned = []
     for policy, clusters in summary.owned.items():
@@ -31,13 +48,13 @@ def status_dict(store: StateStore, runs: int = 10) -> dict[str, Any]:
                         "snapshot": v.snapshot_id,
                         "made_for": v.made_for,
                         "source": v.source_id,
-                        "data_time": _iso(v.data_time),
+                        "data_time": iso(v.data_time),
                         "adopted": v.adopted,
-                        "deleted_at": _iso(v.deleted_at),
+                        "deleted_at": iso(v.deleted_at),
                     }
                 )
     grants = [
-        {"snapshot": g.snapshot_id, "account": g.account, "granted_at": _iso(g.granted_at)}
+        {"snapshot": g.snapshot_id, "account": g.account, "granted_at": iso(g.granted_at)}
         for g in summary.open_grants
     ]
     recent = []
@@ -47,8 +64,8 @@ def status_dict(store: StateStore, runs: int = 10) -> dict[str, Any]:
                 "id": r.id,
                 "mode": r.mode,
                 "status": r.status,
-                "started_at": _iso(r.started_at),
-                "finished_at": _iso(r.finished_at),
+                "started_at": iso(r.started_at),
+                "finished_at": iso(r.finished_at),
                 "actions_ok": r.actions_ok,
                 "actions_failed": r.actions_failed,
                 "api_calls": dict(r.api_calls),
@@ -69,7 +86,7 @@ def status_dict(store: StateStore, runs: int = 10) -> dict[str, Any]:
     if seen is not None:
         drift = {
             "run_id": seen.run_id,
-            "seen_at": _iso(seen.seen_at),
+            "seen_at": iso(seen.seen_at),
             "grants": [
                 {
                     "policy": d.policy,
@@ -90,7 +107,7 @@ def status_dict(store: StateStore, runs: int = 10) -> dict[str, Any]:
     }
 
 
-def _verifications(store: StateStore) -> list[dict[str, Any]]:
+def _verifications(store: StatusSource) -> list[dict[str, Any]]:
     """Each snapshot's last restore drill (newest first), with its failed checks or error."""
     latest: dict[str, Any] = {}
     for v in store.verifications(limit=500):
@@ -101,10 +118,10 @@ def _verifications(store: StateStore) -> list[dict[str, Any]]:
             "policy": v.policy,
             "cluster": v.cluster,
             "snapshot": v.snapshot_id,
-            "fire_time": _iso(v.fire_time),
+            "fire_time": iso(v.fire_time),
             "status": v.status,
-            "started_at": _iso(v.started_at),
-            "finished_at": _iso(v.finished_at),
+            "started_at": iso(v.started_at),
+            "finished_at": iso(v.finished_at),
             "scratch_cluster": v.scratch_cluster,
             "scratch_deleted": v.scratch_deleted_at is not None,
             "checks_passed": sum(1 for c in checks if c.get("ok")),
@@ -115,24 +132,62 @@ def _verifications(store: StateStore) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def render_status(store: StateStore, fmt: str = "table") -> str:
+def render_status(store: StatusSource, fmt: str = "table", show_all: bool = False) -> str:
+    """The status as ``table``, ``json`` or ``markdown``; ``show_all`` lifts :data:`LIMIT`."""
     data = status_dict(store)
     if fmt == "json":
         return json.dumps(data, indent=2)
+    if fmt == "markdown":
+        return _markdown(data, show_all)
+    return _table(data, show_all)
+
+
+def _shown(items: list[Any], show_all: bool) -> tuple[list[Any], str | None]:
+    """The entries to list, and the line that says how many were left out (None: none)."""
+    if show_all or len(items) <= LIMIT:
+        return items, None
+    return items[:LIMIT], f"... and {len(items) - LIMIT} more (use --all)"
+
+
+def _live(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The owned snapshots not deleted, and the summary line of them."""
     live = [o for o in data["owned"] if not o["deleted_at"]]
     deleted = len(data["owned"]) - len(live)
     adopted = sum(1 for o in live if o["adopted"])
     adopted_text = f" ({adopted} adopted from their tags)" if adopted else ""
-    out = [f"Owned snapshots: {len(live)} live{adopted_text}, {deleted} deleted by snapworker"]
+    return live, f"{len(live)} live{adopted_text}, {deleted} deleted by snapworker"
+
+
+def _per_cluster(live: list[dict[str, Any]]) -> list[tuple[str, str, int, str]]:
+    """(policy, cluster, owned, newest data time) per cluster, sorted."""
     per: Counter[tuple[str, str]] = Counter((o["policy"], o["cluster"]) for o in live)
+    rows = []
     for (policy, cluster), n in sorted(per.items()):
         newest = max(
             (o["data_time"] or "") for o in live if (o["policy"], o["cluster"]) == (policy, cluster)
         )
-        out.append(f"  {policy:<20} {cluster:<24} {n:>4} owned, newest data {newest or '-'}")
+        rows.append((policy, cluster, n, newest or "-"))
+    return rows
+
+
+def _failed_check(c: dict[str, Any]) -> str:
+    return (
+        f"FAILED check {c['name']}: expected {c['expected']}, "
+        f"got {c['observed']!r} {c.get('detail') or ''}".rstrip()
+    )
+
+
+def _table(data: dict[str, Any], show_all: bool) -> str:
+    live, owned_line = _live(data)
+    out = [f"Owned snapshots: {owned_line}"]
+    for policy, cluster, n, newest in _per_cluster(live):
+        out.append(f"  {policy:<20} {cluster:<24} {n:>4} owned, newest data {newest}")
     out.append(f"\nOpen grants: {len(data['open_grants'])}")
-    for g in data["open_grants"][:20]:
+    grants, more = _shown(data["open_grants"], show_all)
+    for g in grants:
         out.append(f"  {g['snapshot']} -> {g['account']} (since {g['granted_at'] or 'unknown'})")
+    if more:
+        out.append(f"  {more}")
     drift = data["drift"]
     if drift is None:
         out.append("\nDrift: not checked yet (no run so far)")
@@ -146,21 +201,21 @@ def render_status(store: StateStore, fmt: str = "table") -> str:
             what = "revoked (revoke_unlisted)" if d["revoked"] else "reported, not revoked"
             out.append(f"  {d['policy']}/{d['cluster']}: {d['snapshot']} -> {d['account']}: {what}")
     out.append(f"\nRestore verification (last drill per snapshot): {len(data['verifications'])}")
-    for v in data["verifications"][:20]:
+    drills, more = _shown(data["verifications"], show_all)
+    for v in drills:
         when = v["finished_at"] or v["started_at"]
         out.append(
             f"  {v['policy']}/{v['cluster']}: {v['snapshot']}: {v['status'].upper()} at {when} "
             f"(fire time {v['fire_time']}; {v['checks_passed']}/{v['checks']} checks passed)"
         )
         for c in v["failed_checks"]:
-            out.append(
-                f"         FAILED check {c['name']}: expected {c['expected']}, "
-                f"got {c['observed']!r} {c.get('detail') or ''}".rstrip()
-            )
+            out.append(f"         {_failed_check(c)}")
         if v["error"]:
             out.append(f"         error: {v['error']}")
         if not v["scratch_deleted"] and v["status"] != "pending":
             out.append(f"         scratch cluster {v['scratch_cluster']} not deleted yet")
+    if more:
+        out.append(f"  {more}")
     out.append("\nRecent runs:")
     if not data["runs"]:
         out.append("  none yet")
@@ -180,3 +235,119 @@ def render_status(store: StateStore, fmt: str = "table") -> str:
             acc = f" {f['account']}" if f["account"] else ""
             out.append(f"         FAILED {f['action']} {f['snapshot']}{acc}: {f['error']}")
     return "\n".join(out)
+
+
+def _markdown(data: dict[str, Any], show_all: bool) -> str:
+    """The same content as the table, as Markdown: a heading per section, pipe tables."""
+    live, owned_line = _live(data)
+    out = ["# snapworker status", "", "## Owned snapshots", "", owned_line, ""]
+    rows = [(p, c, str(n), newest) for p, c, n, newest in _per_cluster(live)]
+    if rows:
+        out += [*md_table(("policy", "cluster", "owned", "newest data"), rows), ""]
+    out += [f"## Open grants: {len(data['open_grants'])}", ""]
+    grants, more = _shown(data["open_grants"], show_all)
+    if grants:
+        out += md_table(
+            ("snapshot", "account", "since"),
+            [(g["snapshot"], g["account"], g["granted_at"] or "unknown") for g in grants],
+        )
+        out.append("")
+    if more:
+        out += [md_cell(more), ""]
+    drift = data["drift"]
+    if drift is None:
+        out += ["## Drift", "", "Not checked yet (no run so far).", ""]
+    else:
+        out += [
+            f"## Drift: {len(drift['grants'])}",
+            "",
+            f"Grants to accounts no policy lists, as seen by run #{drift['run_id']} "
+            f"at {drift['seen_at']}.",
+            "",
+        ]
+        if drift["grants"]:
+            out += md_table(
+                ("policy", "cluster", "snapshot", "account", "what"),
+                [
+                    (
+                        d["policy"],
+                        d["cluster"],
+                        d["snapshot"],
+                        d["account"],
+                        "revoked (revoke_unlisted)" if d["revoked"] else "reported, not revoked",
+                    )
+                    for d in drift["grants"]
+                ],
+            )
+            out.append("")
+    out += [f"## Restore verification: {len(data['verifications'])}", ""]
+    out += ["The last drill per snapshot.", ""]
+    drills, more = _shown(data["verifications"], show_all)
+    if drills:
+        out += md_table(
+            (
+                "policy",
+                "cluster",
+                "snapshot",
+                "result",
+                "at",
+                "fire time",
+                "checks passed",
+                "notes",
+            ),
+            [
+                (
+                    v["policy"],
+                    v["cluster"],
+                    v["snapshot"],
+                    v["status"].upper(),
+                    v["finished_at"] or v["started_at"],
+                    v["fire_time"],
+                    f"{v['checks_passed']}/{v['checks']}",
+                    "; ".join(_drill_notes(v)),
+                )
+                for v in drills
+            ],
+        )
+        out.append("")
+    if more:
+        out += [md_cell(more), ""]
+    out += ["## Recent runs", ""]
+    if not data["runs"]:
+        out += ["None yet.", ""]
+    else:
+        out += md_table(
+            ("run", "mode", "status", "started", "ok", "failed", "AWS calls", "notes"),
+            [
+                (
+                    f"#{r['id']}",
+                    r["mode"],
+                    r["status"],
+                    r["started_at"],
+                    str(r["actions_ok"]),
+                    str(r["actions_failed"]),
+                    ", ".join(f"{op} {n}" for op, n in sorted(r["api_calls"].items())) or "0",
+                    "; ".join(_run_notes(r)),
+                )
+                for r in data["runs"]
+            ],
+        )
+        out.append("")
+    return "\n".join(out)
+
+
+def _drill_notes(v: dict[str, Any]) -> list[str]:
+    notes = [_failed_check(c) for c in v["failed_checks"]]
+    if v["error"]:
+        notes.append(f"error: {v['error']}")
+    if not v["scratch_deleted"] and v["status"] != "pending":
+        notes.append(f"scratch cluster {v['scratch_cluster']} not deleted yet")
+    return notes
+
+
+def _run_notes(r: dict[str, Any]) -> list[str]:
+    notes = [f"error: {r['error']}"] if r["error"] else []
+    for f in r["failures"]:
+        acc = f" {f['account']}" if f["account"] else ""
+        notes.append(f"FAILED {f['action']} {f['snapshot']}{acc}: {f['error']}")
+    return notes

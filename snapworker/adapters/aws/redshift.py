@@ -417,7 +417,7 @@ class RedshiftGateway:
         """Re-read one snapshot (the safety read before a delete); None if it is gone.
 
         Counted apart from the inventory's pages, as ``DescribeClusterSnapshots (by id)``:
-        DESIGN.md's "revoke first, re-read, then delete" costs one such call per delete, on
+        docs/design.md's "revoke first, re-read, then delete" costs one such call per delete, on
         top of the call floor, on purpose. It is paced by the shared rate limiter like the
         delete it guards: a thousand deletes make a thousand re-reads, on the pool's threads."""
         try:
