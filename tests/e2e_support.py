@@ -68,7 +68,13 @@ class Sandbox:
         return self.tmp / "snapworker.yaml"
 
     def client(self) -> Any:
-        return boto3.client("redshift", region_name=REGION, endpoint_url=self.url, **_creds())
+        return boto3.client(
+            "redshift",
+            region_name=REGION,
+            endpoint_url=self.url,
+            aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def backend(self) -> Any:
         return moto_ext.backend(ACCOUNT, REGION)
@@ -164,10 +170,6 @@ class Sandbox:
             return [dict(r) for r in con.execute("select * from journal order by id")]
         finally:
             con.close()
-
-
-def _creds() -> dict[str, str]:
-    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 def reset(url: str) -> None:

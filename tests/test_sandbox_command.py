@@ -54,7 +54,12 @@ def running_sandbox(cwd: Path, *args: str) -> Iterator[tuple[subprocess.Popen[st
     out = proc.stdout
     assert out is not None
     stdout: queue.Queue[str] = queue.Queue()  # a thread reads: select() misses buffered lines
-    threading.Thread(target=lambda: [stdout.put(x) for x in out], daemon=True).start()
+
+    def read() -> None:
+        for line in out:
+            stdout.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
     try:
         lines: list[str] = []
         while not lines or not lines[-1].startswith("export "):

@@ -60,7 +60,9 @@ def probe(box: Sandbox, *args: str) -> tuple[subprocess.CompletedProcess[str], l
 
 
 @pytest.mark.parametrize("command", [["plan"], ["plan", "--format", "json"], ["run"], ["status"]])
-def test_run_and_plan_never_import_the_sandbox_or_moto(sandbox: Sandbox, command: list[str]):
+def test_run_and_plan_never_import_the_sandbox_or_moto(
+    sandbox: Sandbox, command: list[str]
+) -> None:
     sandbox.cluster("prod-a", env="prod")
     sandbox.automated("prod-a", 1)
     done, imported = probe(sandbox, *command)
