@@ -2,7 +2,9 @@
 ``snapworker`` CLI run as a real subprocess against it, on a real SQLite file.
 
 The server runs in-process so tests can seed back-dated snapshots through moto's backend;
-the CLI only ever talks HTTP to it, exactly as it would to AWS.
+the CLI only ever talks HTTP to it, exactly as it would to AWS. A run given
+``SNAPWORKER_KILL_AT`` goes through the crash rig (``tests/rigs/crash_cli.py``), which installs
+the crash points the product does not carry.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any
 import boto3
 
 from snapworker.sandbox import moto_ext
+from tests.rigs import crash
 
+ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -64,7 +68,13 @@ class Sandbox:
         return self.tmp / "snapworker.yaml"
 
     def client(self) -> Any:
-        return boto3.client("redshift", region_name=REGION, endpoint_url=self.url, **_creds())
+        return boto3.client(
+            "redshift",
+            region_name=REGION,
+            endpoint_url=self.url,
+            aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def backend(self) -> Any:
         return moto_ext.backend(ACCOUNT, REGION)
@@ -82,9 +92,17 @@ class Sandbox:
         return env
 
     def cli(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        """``snapworker ARGS`` in a subprocess; with ``SNAPWORKER_KILL_AT`` in *env*, the same
+        command run by the crash rig, which kills it at that mutation."""
+        entry = "snapworker"
+        full_env = self.env(**env)
+        if full_env.get(crash.ENV):
+            entry = "tests.rigs.crash_cli"
+            path = [str(ROOT), full_env.get("PYTHONPATH", "")]
+            full_env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
         return subprocess.run(
-            [sys.executable, "-m", "snapworker", *args],
-            env=self.env(**env),
+            [sys.executable, "-m", entry, *args],
+            env=full_env,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -152,10 +170,6 @@ class Sandbox:
             return [dict(r) for r in con.execute("select * from journal order by id")]
         finally:
             con.close()
-
-
-def _creds() -> dict[str, str]:
-    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 def reset(url: str) -> None:

@@ -113,6 +113,15 @@ def test_import_does_not_install_and_install_is_idempotent() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
 
 
+def test_the_package_keeps_every_public_name() -> None:
+    """moto_ext became a package of small modules: what tests and the sandbox import from it
+    is still there, and nothing public is missing from ``__all__``."""
+    assert all(hasattr(moto_ext, name) for name in moto_ext.__all__)
+    assert {"install", "uninstall", "backend", "FaultPlan", "admin_middleware"} <= set(
+        moto_ext.__all__
+    )
+
+
 def test_install_reads_creating_polls_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(moto_ext.ENV_CREATING_POLLS, "3")
     try:

@@ -331,6 +331,22 @@ def demo(
     raise typer.Exit(run_demo(state_url))
 
 
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 5055,
+) -> None:
+    """Serve the demo estate on moto's server, to try every command by hand.
+
+    moto with snapworker's Redshift extension (plain moto_server lacks copy, share and
+    revoke), seeded as for `demo`. Prints the environment to export and a config to use;
+    stops on Ctrl-C or SIGTERM. Needs the `sandbox` extra (moto).
+    """
+    from snapworker.entrypoints.demo import run_sandbox
+
+    raise typer.Exit(run_sandbox(host, port))
+
+
 SnapshotArg = Annotated[str, typer.Argument(help="A snapshot id snapworker owns.")]
 
 

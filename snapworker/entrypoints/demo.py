@@ -1,16 +1,29 @@
-"""``snapworker demo``: the main job against an embedded sandbox, for a first look.
+"""``snapworker demo`` and ``snapworker sandbox``: the demo estate, for a first look.
 
 moto stands in for AWS (with snapworker's extension, so copies, shares and revokes work),
-seeded with demo clusters and automated snapshots of several ages. The demo prints the plan,
-runs ticks until there is nothing left to do (a copy is shared on the tick after it became
-available, as against AWS), and shows the state DB's summary.
+seeded with demo clusters and automated snapshots of several ages.
+
+- ``demo`` runs in-process: it prints the plan, runs ticks until there is nothing left to do
+  (a copy is shared on the tick after it became available, as against AWS), and shows the
+  state DB's summary.
+- ``sandbox`` serves the same estate on moto's server until Ctrl-C, and prints the
+  environment and a config to try every other command by hand against it. Plain
+  ``moto_server`` cannot stand in: it lacks copy, share and revoke.
+
+Both import the sandbox (and moto, the ``sandbox`` extra) only when they run.
 """
 
 from __future__ import annotations
 
+import logging
+import shlex
+import signal
+import sys
 import tempfile
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -78,3 +91,95 @@ def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
             typer.echo(render_status(rt.store))
             rt.store.close()
     return code
+
+
+SANDBOX_CONFIG_NAME = "snapworker.yaml"
+_DEMO_STATE_URL = "state_url: sqlite:///snapworker-demo.db"
+
+
+def sandbox_environment(url: str, config: Path) -> dict[str, str]:
+    """What a shell exports to point every command at the sandbox served at *url*."""
+    from snapworker.sandbox.server import DEMO_REGION, FAKE_CREDENTIALS
+
+    return {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "AWS_SESSION_TOKEN": FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        "AWS_REGION": DEMO_REGION,
+        "AWS_DEFAULT_REGION": DEMO_REGION,
+        "SNAPWORKER_CONFIG": str(config),
+    }
+
+
+def sandbox_config(tmp: Path) -> Path:
+    """The demo's config, its state DB in *tmp*: what ``snapworker sandbox`` hands out."""
+    assert _DEMO_STATE_URL in DEMO_CONFIG
+    path = tmp / SANDBOX_CONFIG_NAME
+    path.write_text(
+        DEMO_CONFIG.replace(_DEMO_STATE_URL, f"state_url: sqlite:///{tmp / 'state.db'}")
+    )
+    return path
+
+
+def _banner(url: str, env: dict[str, str], tmp: str, clusters: dict[str, dict[str, str]]) -> str:
+    names = ", ".join(
+        f"{cid} ({' '.join(f'{k}={v}' for k, v in tags.items())})" for cid, tags in clusters.items()
+    )
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    return (
+        f"snapworker sandbox: the demo estate on {url}\n"
+        "(moto's server with snapworker's Redshift extension, so copy, share and revoke work)\n"
+        f"clusters {names}, automated snapshots of several ages.\n"
+        "\n"
+        "Export this in another shell, then try any command against it:\n"
+        "\n"
+        f"export {exports}\n"
+        "\n"
+        "    snapworker plan\n"
+        "    snapworker run\n"
+        "    snapworker status\n"
+        "\n"
+        f"The config and its state DB are in {tmp}; they go when the sandbox stops,\n"
+        "with everything it holds. Ctrl-C stops it.\n"
+    )
+
+
+def run_sandbox(host: str, port: int) -> int:
+    """Serve the demo estate on moto's server until SIGINT or SIGTERM (then exit 0)."""
+    try:  # imported here: moto is an optional extra, and loading it takes a while
+        import moto  # noqa: F401
+
+        from snapworker.sandbox.server import DEMO_CLUSTERS, seed_demo, serve
+    except ImportError:
+        typer.echo("snapworker sandbox needs moto: pip install 'snapworker[sandbox]'", err=True)
+        return 2
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with tempfile.TemporaryDirectory(prefix="snapworker-sandbox-") as tmp:
+            try:
+                server, url = serve(host, port)
+            except OSError as e:
+                typer.echo(f"snapworker: {e} (--port 0 picks a free port)", err=True)
+                return 2
+            try:
+                seed_demo(datetime.now(UTC), endpoint_url=url)
+                config = sandbox_config(Path(tmp))
+                typer.echo(_banner(url, sandbox_environment(url, config), tmp, DEMO_CLUSTERS))
+                sys.stdout.flush()
+                while not stop.wait(0.5):
+                    pass
+            finally:
+                server.stop()
+        typer.echo("snapworker sandbox: stopped", err=True)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -4,7 +4,8 @@ Three ways in:
 
 - :func:`embedded` — in-process ``moto.mock_aws()`` with fake credentials and the demo seeded;
   used by ``snapworker demo``.
-- :func:`serve` — moto's server in a thread of this process; returns ``(server, url)``.
+- :func:`serve` — moto's server in a thread of this process; returns ``(server, url)``. With
+  :func:`seed_demo`, what ``snapworker sandbox`` serves to a user.
 - ``python -m snapworker.sandbox.server serve --port N [--seed] [--now ISO] [--creating-polls N]
   [--verbose]`` — the same server in the foreground until SIGTERM/SIGINT; prints
   ``READY http://HOST:PORT`` (flushed) once it accepts requests. ``--port 0`` picks a free port.
@@ -33,6 +34,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -166,15 +168,33 @@ def _make_server(host: str, port: int) -> ThreadedMotoServer:
     class _Server(ThreadedMotoServer):
         """moto's threaded server, its WSGI app wrapped with snapworker's admin endpoints."""
 
+        start_error: BaseException | None = None
+
         def _server_entry(self) -> None:
             app = moto_ext.admin_middleware(DomainDispatcherApplication(create_backend_app))
-            self._server = make_server(
-                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
-            )
+            try:
+                self._server = make_server(
+                    self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+                )
+            except (OSError, SystemExit) as exc:  # werkzeug exits on a bind error
+                # start() waits for the ready event: set it, or it waits for ever.
+                self.start_error = exc
+                self._server_ready_event.set()
+                return
             self._server_ready_event.set()
             self._server.serve_forever()
 
     return _Server(ip_address=host, port=port, verbose=False)
+
+
+def _check_free(host: str, port: int) -> None:
+    """OSError naming *host*:*port* if it cannot be listened on (werkzeug would print its
+    own lines and exit instead)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        socket.create_server((host, port), family=family).close()
+    except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def serve(
@@ -186,14 +206,20 @@ def serve(
 ) -> tuple[ThreadedMotoServer, str]:
     """Install the extension and start moto's server in a thread; returns ``(server, url)``.
 
-    ``port=0`` picks a free port. With *seed*, the demo is seeded as of *now* (default: the
+    ``port=0`` picks a free port; a port that cannot be listened on raises ``OSError``
+    naming it. With *seed*, the demo is seeded as of *now* (default: the
     current time). Stop it with ``server.stop()``.
     """
     from snapworker.sandbox import moto_ext
 
     moto_ext.install()
+    if port:
+        _check_free(host, port)
     server = _make_server(host, port)
     server.start()
+    error = getattr(server, "start_error", None)
+    if error is not None:
+        raise OSError(f"cannot listen on {host}:{port}: {error}")
     bound_host, bound_port = server.get_host_and_port()
     url = f"http://{bound_host}:{bound_port}"
     if seed:

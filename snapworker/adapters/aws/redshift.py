@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from snapworker import crashpoints
 from snapworker.core.model import SUPPORT_ALIAS, Cluster, Snapshot, SnapshotType
 from snapworker.errors import SnapworkerError
 
@@ -255,11 +254,8 @@ class RedshiftGateway:
         """One call with its retries. Mutations, and reads marked ``paced``, take a token of
         the shared rate limiter before each attempt."""
         if operation in MUTATIONS:
-            crashpoints.mutation("before")
             limited = fn if self.limiter is None else self._limited(fn)
-            result = self._retrying_call(operation, snapshot, limited)
-            crashpoints.mutation("after")
-            return result
+            return self._retrying_call(operation, snapshot, limited)
         if paced and self.limiter is not None:
             return self._retrying_call(operation, snapshot, self._limited(fn))
         return self._retrying_call(operation, snapshot, fn)
