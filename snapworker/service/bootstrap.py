@@ -9,10 +9,13 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from snapworker.config import Config
 from snapworker.service.tick import Runtime
+
+if TYPE_CHECKING:
+    from snapworker.adapters.store.repository import StateStore
 
 
 def system_clock() -> datetime:
@@ -39,7 +42,7 @@ def bootstrap(
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     store: Any = None,
-) -> Runtime:
+) -> Runtime[StateStore]:
     from snapworker.adapters.aws.redshift import CallStats, RedshiftGateway, instrument, make_client
     from snapworker.adapters.store.repository import open_store
     from snapworker.logs import get_logger
