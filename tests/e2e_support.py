@@ -64,7 +64,14 @@ class Sandbox:
         return self.tmp / "snapworker.yaml"
 
     def client(self) -> Any:
-        return boto3.client("redshift", region_name=REGION, endpoint_url=self.url, **_creds())
+        creds = _creds()
+        return boto3.client(
+            "redshift",
+            region_name=REGION,
+            endpoint_url=self.url,
+            aws_access_key_id=creds["aws_access_key_id"],
+            aws_secret_access_key=creds["aws_secret_access_key"],
+        )
 
     def backend(self) -> Any:
         return moto_ext.backend(ACCOUNT, REGION)
@@ -81,13 +88,17 @@ class Sandbox:
         env.update(extra)
         return env
 
-    def cli(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float | str = 120, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the CLI; ``env`` adds to :meth:`env`. (``timeout`` also admits a str only so
+        that callers passing ``**a_dict_of_strings`` type-check.)"""
         return subprocess.run(
             [sys.executable, "-m", "snapworker", *args],
             env=self.env(**env),
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=float(timeout),
             cwd=self.tmp,
         )
 

@@ -220,7 +220,9 @@ class FakeGateway:
         if cluster_id in self.restored:
             status = "creating" if self.polls > 0 else "available"
             self.polls -= 1
-        return ClusterInfo(cluster_id, status, f"{cluster_id}.example", 5439, "dev", cluster.tags)
+        return ClusterInfo(
+            cluster_id, status, f"{cluster_id}.example", 5439, "dev", dict(cluster.tags)
+        )
 
     def get_cluster_credentials(
         self,

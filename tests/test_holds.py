@@ -81,9 +81,13 @@ def runtime(*snaps: Snapshot, **policy: Any) -> Runtime[FakeStore]:
     return Runtime(cfg, gw, FakeStore(), lambda: NOW, QuietLog())
 
 
-def calls(rt: Runtime[FakeStore]) -> list[tuple[Any, ...]]:
+def fake(rt: Runtime[FakeStore]) -> FakeGateway:
     assert isinstance(rt.gateway, FakeGateway)
-    return rt.gateway.calls
+    return rt.gateway
+
+
+def calls(rt: Runtime[FakeStore]) -> list[tuple[Any, ...]]:
+    return fake(rt).calls
 
 
 def test_hold_and_release_change_only_what_they_must() -> None:
@@ -142,10 +146,12 @@ def test_a_hold_whose_aws_expiry_cannot_be_suspended_says_so_and_fails() -> None
     snap = copy_of(3)
     rt = runtime(snap, retention={"keep_last": 3, "fail_safe_days": 30})
 
-    def refuse(sid: str, days: int) -> None:
-        raise AwsError("ModifyClusterSnapshot", "InvalidClusterSnapshotState", "creating", sid)
+    def refuse(snapshot_id: str, days: int) -> None:
+        raise AwsError(
+            "ModifyClusterSnapshot", "InvalidClusterSnapshotState", "creating", snapshot_id
+        )
 
-    rt.gateway.set_retention = refuse  # type: ignore[method-assign]
+    fake(rt).set_retention = refuse  # type: ignore[method-assign]
     with pytest.raises(HoldIncomplete) as err:
         hold(rt, snap.id, "audit")
     text = str(err.value)

@@ -4,7 +4,7 @@ gateway (``tests/fakes.py``: injected sleep, no AWS, no database server)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from snapworker.adapters.aws.redshift import STOPPING, AwsError, ClusterInfo, TemporaryCredentials
+from snapworker.adapters.aws.redshift import STOPPING, AwsError
 from snapworker.adapters.store.repository import StateStore, open_store
 from snapworker.config import REDSHIFT_RESERVED_WORDS, ConfigError, Policy, load_config
 from snapworker.core import planner
@@ -381,7 +381,14 @@ def test_no_rows_fails_and_figures_compare_with_snapshot_time() -> None:
 # ----------------------------------------------------------------------- the drill runner
 
 
-def context(tmp_path: Path, gw: FakeGateway, **verify: Any) -> DrillContext:
+@dataclass
+class Context(DrillContext):
+    """A drill context on the real state DB, whose records the tests read."""
+
+    store: StateStore
+
+
+def context(tmp_path: Path, gw: FakeGateway, **verify: Any) -> Context:
     spec: dict[str, Any] = {
         "schedule": WEEKLY,
         "wait_minutes": 1,
@@ -395,7 +402,7 @@ def context(tmp_path: Path, gw: FakeGateway, **verify: Any) -> DrillContext:
     spec.update(verify)
     pol = verify_policy(verify=spec)
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
-    return DrillContext(gw, store, 1, {"p": pol}, lambda: NOW)
+    return Context(gw, store, 1, {"p": pol}, lambda: NOW)
 
 
 def drill_action() -> Any:
