@@ -200,7 +200,7 @@ class FakeGateway:
     # -- restore drills and database credentials
 
     def restore_cluster(self, cluster_id: str, snapshot_id: str, source_cluster: str) -> str:
-        self._call("RestoreFromClusterSnapshot", cluster_id, snapshot_id)
+        self._call("RestoreFromClusterSnapshot", cluster_id, snapshot_id, source_cluster)
         self.restored.add(cluster_id)
         self.clusters[cluster_id] = Cluster(cluster_id, "creating")
         return "creating"
