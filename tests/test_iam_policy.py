@@ -24,6 +24,7 @@ from snapworker.config import Config, load_config
 from snapworker.core import ids
 from snapworker.core.model import Action, Cluster, State
 from snapworker.service import database, permissions
+from snapworker.service.database import QueryOutcome
 from snapworker.service.drills import DrillContext, run_drill
 from snapworker.service.executor import Executor
 from snapworker.service.permissions import actions_of, declared_iam_actions, iam_policy
@@ -335,7 +336,7 @@ def test_every_call_of_the_verify_paths_is_allowed(
     cfg = verify_config(figures)
     pol = cfg.policies[0]
     doc = iam_policy(cfg, account=ACCOUNT)
-    rows = {"rows": ([(7,)], None)}
+    rows: dict[str, QueryOutcome] = {"rows": ([(7,)], None)}
     monkeypatch.setattr(database, "run_queries", lambda params, queries: rows)
     gw = FakeGateway(clusters=[Cluster("prod-a", "available")], account=ACCOUNT)
     store = FakeStore()
