@@ -49,7 +49,7 @@ from snapworker.core.model import (
 from snapworker.core.ownership import ownership_tags, parse_utc
 from snapworker.errors import SnapworkerError
 from snapworker.service.database import record_figures_before_snapshot
-from snapworker.service.iam import declare
+from snapworker.service.iam import declare, needs
 from snapworker.service.ports import (
     Gateway,
     JournalRepository,
@@ -140,13 +140,14 @@ HANDLERS: dict[str, Handler] = {}
 
 
 def handler(kind: str, *, iam: tuple[str, ...]) -> Callable[[Handler], Handler]:
-    """Register ``fn`` as the handler of ``kind``, which calls the IAM actions ``iam``."""
+    """Register the decorated function as the handler of ``kind``, which calls the IAM
+    actions ``iam`` (declared for ``iam-policy``, with the docstring's summary as why)."""
 
     def register(fn: Handler) -> Handler:
         if kind in HANDLERS:
             raise ValueError(f"two handlers for {kind!r}")
         HANDLERS[kind] = fn
-        declare(kind, iam, (fn.__doc__ or kind).strip().split("\n")[0])
+        needs(kind, *iam)(fn)
         return fn
 
     return register
