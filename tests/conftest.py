@@ -25,7 +25,7 @@ def moto_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def sandbox(moto_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+def sandbox(moto_url: str, tmp_path: Path):
     from tests.e2e_support import Sandbox, reset
 
     reset(moto_url)

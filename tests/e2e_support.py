@@ -91,9 +91,13 @@ class Sandbox:
         env.update(extra)
         return env
 
-    def cli(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
-        """``snapworker ARGS`` in a subprocess; with ``SNAPWORKER_KILL_AT`` in *env*, the same
-        command run by the crash rig, which kills it at that mutation."""
+    def cli(
+        self, *args: str, timeout: float | str = 120, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """``snapworker ARGS`` in a subprocess (``env`` adds to :meth:`env`); with
+        ``SNAPWORKER_KILL_AT`` in *env*, the same command run by the crash rig, which kills it
+        at that mutation. (``timeout`` also admits a str only so that callers passing
+        ``**a_dict_of_strings`` type-check.)"""
         entry = "snapworker"
         full_env = self.env(**env)
         if full_env.get(crash.ENV):
@@ -105,7 +109,7 @@ class Sandbox:
             env=full_env,
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=float(timeout),
             cwd=self.tmp,
         )
 

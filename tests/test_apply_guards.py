@@ -1,5 +1,5 @@
-"""The executor's deletion guards (``apply._guarded_delete`` and
-``Executor.check_deletable``), each shown to hold on its own.
+"""The executor's deletion guards (``executor._guarded_delete``, ``Executor.check_deletable``
+and the pure checks of ``core/guards.py``), each shown to hold on its own.
 
 The planner decides from one observation; AWS may change before the delete runs (someone
 shares the snapshot, tags it held, strips its tags, a revoke fails). The executor re-reads
@@ -9,9 +9,9 @@ the snapshot is still there, that DeleteClusterSnapshot was never called, and th
 run reports the refusal. A baseline test shows the same setup does delete when nothing
 changed, so the refusals are not an artefact of the harness.
 
-The AWS side is a small fake gateway (in-process, exact call log); the state DB is the
-real ``StateStore`` on a temporary SQLite file. One test runs the same through boto3
-against moto's in-process mock with snapworker's extension.
+The AWS side is the shared fake gateway (``tests/fakes.py``: in-process, exact call log);
+the state DB is the real ``StateStore`` on a temporary SQLite file. One test runs the same
+through boto3 against moto's in-process mock with snapworker's extension.
 
 ``test_each_guard_is_load_bearing`` (slow) removes each guard in turn from a copy of the
 package and checks that some test of this file then fails.
@@ -35,62 +35,13 @@ from snapworker.adapters.store.repository import StateStore, open_store
 from snapworker.core.model import SUPPORT_ALIAS, TAG_POLICY, Action, Inventory, Snapshot
 from snapworker.core.planner import plan
 from snapworker.service.executor import Executor, Outcome, apply
+from snapworker.service.ports import Gateway
 from tests.factories import NOW, automated, cluster, days_ago, owned_copy, policy
+from tests.fakes import FakeGateway
 
 ACCOUNT = "123456789012"
 ACC = "111122223333"
 POLICY = policy(retention={"max_age_days": 35, "keep_last": 1}, copy_automated=False)
-
-
-class FakeGateway:
-    """The gateway's read-before-delete and mutations, over a dict of snapshots."""
-
-    def __init__(self, snapshots: list[Snapshot]) -> None:
-        self.snaps = {s.id: s for s in snapshots}
-        self.calls: list[tuple[str, ...]] = []
-        self.failing_revokes: set[str] = set()
-        self.read_error: AwsError | None = None
-
-    def account_id(self) -> str:
-        return ACCOUNT
-
-    def get_snapshot(self, snapshot_id: str, cluster: str) -> Snapshot | None:
-        self.calls.append(("describe", snapshot_id))
-        if self.read_error is not None:
-            raise self.read_error
-        return self.snaps.get(snapshot_id)
-
-    def revoke(self, snapshot_id: str, cluster: str, account: str) -> None:
-        self.calls.append(("revoke", snapshot_id, account))
-        if snapshot_id in self.failing_revokes:
-            raise AwsError("RevokeSnapshotAccess", "AccessDenied", "not allowed", snapshot_id)
-        snap = self.snaps[snapshot_id]
-        self.snaps[snapshot_id] = replace(
-            snap, accounts=tuple(a for a in snap.accounts if a != account)
-        )
-
-    def delete_snapshot(self, snapshot_id: str, cluster: str) -> None:
-        self.calls.append(("delete", snapshot_id))
-        del self.snaps[snapshot_id]
-
-    def copy_snapshot(
-        self, source: str, cluster: str, target: str, retention_days: int | None = None
-    ) -> Snapshot:
-        self.calls.append(("copy", source, target))
-        if target in self.snaps:
-            raise AwsError("CopyClusterSnapshot", "ClusterSnapshotAlreadyExists", "taken", target)
-        src = self.snaps[source]
-        self.snaps[target] = Snapshot(
-            target, cluster, "manual", "available", src.create_time, {}, (), ACCOUNT
-        )
-        return self.snaps[target]
-
-    def tag_snapshot(
-        self, snapshot_id: str, cluster: str, owner: str | None, tags: dict[str, str]
-    ) -> None:
-        self.calls.append(("tag", snapshot_id))
-        snap = self.snaps[snapshot_id]
-        self.snaps[snapshot_id] = replace(snap, tags={**snap.tags, **tags})
 
 
 def estate(accounts: tuple[str, ...] = (ACC, SUPPORT_ALIAS)) -> tuple[Snapshot, Snapshot]:
@@ -108,7 +59,11 @@ def planned_actions(snaps: list[Snapshot]) -> tuple[Action, ...]:
     return tuple(a for a in p.actions if a.kind in ("revoke", "delete"))
 
 
-def run(tmp_path: Path, gateway: Any, actions: tuple[Action, ...]) -> list[Outcome]:
+def gateway(snaps: list[Snapshot]) -> FakeGateway:
+    return FakeGateway(snaps, account=ACCOUNT)
+
+
+def run(tmp_path: Path, gateway: Gateway, actions: tuple[Action, ...]) -> list[Outcome]:
     store: StateStore = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     run_id = store.begin_run("run", os.getpid(), NOW)
     executor = Executor(
@@ -132,7 +87,7 @@ def delete_outcome(outcomes: list[Outcome]) -> Outcome:
 
 
 def assert_not_deleted(gw: FakeGateway, snap: Snapshot, out: Outcome, why: str) -> None:
-    assert ("delete", snap.id) not in gw.calls
+    assert ("DeleteClusterSnapshot", snap.id) not in gw.calls
     assert snap.id in gw.snaps
     assert not out.ok and out.outcome in ("refused", "skipped")
     assert why in (out.error or ""), out.error
@@ -145,18 +100,20 @@ def test_baseline_revokes_every_account_then_deletes(tmp_path: Path) -> None:
     new, old = estate()
     actions = planned_actions([new, old])
     assert [(a.kind, a.snapshot) for a in actions][-1] == ("delete", old.id)
-    gw = FakeGateway([new, old])
+    gw = gateway([new, old])
     outcomes = run(tmp_path, gw, actions)
     assert all(o.ok for o in outcomes), outcomes
     assert old.id not in gw.snaps and new.id in gw.snaps
-    mutations = [c for c in gw.calls if c[0] != "describe"]
+    mutations = [c for c in gw.calls if c[0] != "DescribeClusterSnapshots"]
     assert mutations == [
-        ("revoke", old.id, ACC),
-        ("revoke", old.id, SUPPORT_ALIAS),
-        ("delete", old.id),
+        ("RevokeSnapshotAccess", old.id, ACC),
+        ("RevokeSnapshotAccess", old.id, SUPPORT_ALIAS),
+        ("DeleteClusterSnapshot", old.id),
     ]
     # the re-read happens after the revokes, right before the delete
-    assert gw.calls.index(("describe", old.id)) > gw.calls.index(("revoke", old.id, ACC))
+    assert gw.calls.index(("DescribeClusterSnapshots", old.id)) > gw.calls.index(
+        ("RevokeSnapshotAccess", old.id, ACC)
+    )
 
 
 # -- _guarded_delete ------------------------------------------------------------------------
@@ -164,17 +121,21 @@ def test_baseline_revokes_every_account_then_deletes(tmp_path: Path) -> None:
 
 def test_a_failed_revoke_skips_the_delete(tmp_path: Path) -> None:
     new, old = estate()
-    gw = FakeGateway([new, old])
-    gw.failing_revokes.add(old.id)
+    gw = gateway([new, old])
+    gw.fail[("RevokeSnapshotAccess", old.id)] = AwsError(
+        "RevokeSnapshotAccess", "AccessDenied", "not allowed", old.id
+    )
     out = delete_outcome(run(tmp_path, gw, planned_actions([new, old])))
     assert_not_deleted(gw, old, out, "a revoke of this snapshot failed")
-    assert ("describe", old.id) not in gw.calls  # skipped before even re-reading
+    assert ("DescribeClusterSnapshots", old.id) not in gw.calls  # skipped before even re-reading
 
 
 def test_an_error_on_the_re_read_refuses_the_delete(tmp_path: Path) -> None:
     new, old = estate(accounts=())
-    gw = FakeGateway([new, old])
-    gw.read_error = AwsError("DescribeClusterSnapshots", "AccessDenied", "no", old.id, 403)
+    gw = gateway([new, old])
+    gw.fail["DescribeClusterSnapshots"] = AwsError(
+        "DescribeClusterSnapshots", "AccessDenied", "no", old.id, 403
+    )
     out = delete_outcome(run(tmp_path, gw, planned_actions([new, old])))
     assert_not_deleted(gw, old, out, "AccessDenied")
 
@@ -182,10 +143,10 @@ def test_an_error_on_the_re_read_refuses_the_delete(tmp_path: Path) -> None:
 def test_a_snapshot_already_gone_is_recorded_not_deleted_again(tmp_path: Path) -> None:
     new, old = estate(accounts=())
     actions = planned_actions([new, old])
-    gw = FakeGateway([new])  # someone deleted it between plan and apply
+    gw = gateway([new])  # someone deleted it between plan and apply
     out = delete_outcome(run(tmp_path, gw, actions))
     assert out.ok and out.outcome == "already-absent"
-    assert ("delete", old.id) not in gw.calls
+    assert ("DeleteClusterSnapshot", old.id) not in gw.calls
 
 
 # -- Executor.check_deletable: AWS changed between plan and apply -------------------------
@@ -195,7 +156,7 @@ def test_shared_again_after_the_plan_is_not_deleted(tmp_path: Path) -> None:
     new, old = estate(accounts=(ACC,))
     actions = planned_actions([new, old])
     # between plan and apply, someone shares it with another account
-    gw = FakeGateway([new, replace(old, accounts=(ACC, "444455556666"))])
+    gw = gateway([new, replace(old, accounts=(ACC, "444455556666"))])
     out = delete_outcome(run(tmp_path, gw, actions))
     assert_not_deleted(gw, old, out, "still authorized for 444455556666")
 
@@ -204,7 +165,7 @@ def test_held_after_the_plan_is_not_deleted(tmp_path: Path) -> None:
     new, old = estate(accounts=())
     actions = planned_actions([new, old])
     held = replace(old, tags={**old.tags, POLICY.hold_tag: "legal"})
-    gw = FakeGateway([new, held])
+    gw = gateway([new, held])
     out = delete_outcome(run(tmp_path, gw, actions))
     assert_not_deleted(gw, old, out, "is held")
 
@@ -220,7 +181,7 @@ def test_held_after_the_plan_is_not_deleted(tmp_path: Path) -> None:
 def test_no_longer_provably_owned_is_not_deleted(tmp_path: Path, change: Any) -> None:
     new, old = estate(accounts=())
     actions = planned_actions([new, old])
-    gw = FakeGateway([new, change(old)])
+    gw = gateway([new, change(old)])
     out = delete_outcome(run(tmp_path, gw, actions))
     assert_not_deleted(gw, old, out, "is not owned by policy prod-nightly")
 
@@ -228,7 +189,7 @@ def test_no_longer_provably_owned_is_not_deleted(tmp_path: Path, change: Any) ->
 def test_an_automated_snapshot_is_never_deleted(tmp_path: Path) -> None:
     new, old = estate(accounts=())
     actions = planned_actions([new, old])
-    gw = FakeGateway([new, replace(old, type="automated")])
+    gw = gateway([new, replace(old, type="automated")])
     out = delete_outcome(run(tmp_path, gw, actions))
     assert_not_deleted(gw, old, out, "automated snapshot")
 
@@ -237,7 +198,7 @@ def test_an_automated_snapshot_is_never_deleted(tmp_path: Path) -> None:
 def test_a_snapshot_not_available_is_not_deleted(tmp_path: Path, status: str) -> None:
     new, old = estate(accounts=())
     actions = planned_actions([new, old])
-    gw = FakeGateway([new, replace(old, status=status)])
+    gw = gateway([new, replace(old, status=status)])
     out = delete_outcome(run(tmp_path, gw, actions))
     assert_not_deleted(gw, old, out, "not available")
 
@@ -245,7 +206,7 @@ def test_a_snapshot_not_available_is_not_deleted(tmp_path: Path, status: str) ->
 def test_the_refusal_is_journalled_and_nothing_recorded_as_deleted(tmp_path: Path) -> None:
     new, old = estate(accounts=(ACC,))
     actions = planned_actions([new, old])
-    gw = FakeGateway([new, replace(old, accounts=(ACC, "444455556666"))])
+    gw = gateway([new, replace(old, accounts=(ACC, "444455556666"))])
     run(tmp_path, gw, actions)
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     try:
@@ -267,11 +228,11 @@ def test_a_taken_copy_target_is_not_adopted_tagged_or_recorded(tmp_path: Path) -
     (copy,) = plan([pol], inv, State(), NOW, account=ACCOUNT).actions
     assert copy.kind == "copy"
     squatter = Snapshot(copy.snapshot, "prod-a", "manual", "available", NOW, {"owner": "dba"})
-    gw = FakeGateway([source, squatter])
+    gw = gateway([source, squatter])
     (out,) = run(tmp_path, gw, (copy,))
     assert not out.ok and "does not own" in (out.error or "")
     assert gw.snaps[copy.snapshot] == squatter  # no tag written
-    assert ("tag", copy.snapshot) not in gw.calls
+    assert not [c for c in gw.calls if c[:2] == ("CreateTags", copy.snapshot)]
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     try:  # not recorded as owned: a later run must not treat it as the worker's
         assert copy.snapshot not in store.load_state().owned
@@ -335,27 +296,34 @@ def test_moto_shared_between_plan_and_apply_is_revoked_but_not_deleted(tmp_path:
 
 # -- mutation check: every guard is load-bearing --------------------------------------------
 
+EXECUTOR = "snapworker/service/executor.py"
+GUARDS_PY = "snapworker/core/guards.py"
 GUARDS = {
-    # name: (regex on apply.py source, replacement that disables the guard)
-    "revoke-failed": (r"if revoke_failed:\n", "if False:\n"),
+    # name: (the file, a regex on its source, a replacement that disables the guard)
+    "revoke-failed": (EXECUTOR, r"if revoke_failed:\n", "if False:\n"),
     "re-read-error": (
+        EXECUTOR,
         r"except \(AwsError, Refused\) as e:\n        return Outcome\(action, False, .refused.",
         'except ZeroDivisionError as e:\n        return Outcome(action, False, "refused"',
     ),
-    "automated": (r'if snap\.type != "manual":', "if False:"),
-    "owned": (r"if self\._owned_by\(snap, action\.policy\) is None:", "if False:"),
-    "held": (r"if policy\.hold_tag in snap\.tags:", "if False:"),
+    "refusal-raised": (EXECUTOR, r"if why is not None:\n", "if False:\n"),
+    "automated": (GUARDS_PY, r'if snap\.type != "manual":', "if False:"),
+    "owned": (GUARDS_PY, r"if not owned_by\(snap, policy, state, account\):", "if False:"),
+    "held": (GUARDS_PY, r"if hold_tag in snap\.tags:", "if False:"),
     "authorized": (
-        r"if snap\.accounts:\n            raise Refused",
-        "if False:\n            raise Refused",
+        GUARDS_PY,
+        r"if snap\.accounts:\n        return",
+        "if False:\n        return",
     ),
     "adopt-existing": (
-        r"if snap is None or snap\.tags == \{\} or self\._owned_by\(.*\) is None:",
-        "if snap is None:",
+        GUARDS_PY,
+        r"return snap is not None and snap\.tags != \{\} and owned_by\(.*\)",
+        "return snap is not None",
     ),
     "available": (
-        r"if not snap\.available:\n            raise Refused",
-        "if False:\n            raise Refused",
+        GUARDS_PY,
+        r"if not snap\.available:\n        return",
+        "if False:\n        return",
     ),
 }
 
@@ -374,16 +342,16 @@ def test_each_guard_is_load_bearing(tmp_path: Path, guard: str, record_property:
         root / "snapworker", copy / "snapworker", ignore=shutil.ignore_patterns("__pycache__")
     )
     (copy / "tests").mkdir()
-    for name in ("__init__.py", "conftest.py", "factories.py", Path(__file__).name):
+    for name in ("__init__.py", "conftest.py", "factories.py", "fakes.py", Path(__file__).name):
         shutil.copy(root / "tests" / name, copy / "tests" / name)
     shutil.copy(root / "pyproject.toml", copy / "pyproject.toml")
     shutil.copytree(root / "migrations", copy / "migrations")  # the store applies them
-    target = copy / "snapworker" / "service" / "executor.py"
+    target = copy / EXECUTOR
     if guard in GUARDS:
-        pattern, replacement = GUARDS[guard]
-        mutated, n = re.subn(pattern, replacement, target.read_text())
-        assert n == 1, f"guard {guard!r} not found in service/executor.py: update GUARDS"
-        target.write_text(mutated)
+        path, pattern, replacement = GUARDS[guard]
+        mutated, n = re.subn(pattern, replacement, (copy / path).read_text())
+        assert n == 1, f"guard {guard!r} not found in {path}: update GUARDS"
+        (copy / path).write_text(mutated)
     env = dict(os.environ, PYTHONPATH=str(copy))
     where = subprocess.run(
         [sys.executable, "-c", "import snapworker.service.executor as a; print(a.__file__)"],
@@ -409,4 +377,4 @@ def test_each_guard_is_load_bearing(tmp_path: Path, guard: str, record_property:
     failed = [line.split()[1] for line in r.stdout.splitlines() if line.startswith("FAILED ")]
     caught = ", ".join(failed) or r.stdout.strip().splitlines()[-1]
     print(f"guard {guard}: removed -> {caught}")
-    record_property("figure", f"[guards] apply.py guard '{guard}' removed: caught by {caught}")
+    record_property("figure", f"[guards] guard '{guard}' removed: caught by {caught}")

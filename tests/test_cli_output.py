@@ -1,18 +1,25 @@
 """What an operator sees: JSON log lines off a terminal, readable ones and a progress bar on
-one, the Markdown report, and the standard AWS chain (AWS_PROFILE) honoured."""
+one, the Markdown report, the standard AWS chain (AWS_PROFILE, AWS_REGION) honoured, and an
+AWS setup that does not work (no region, no or expired credentials, a bad profile, an
+unreachable endpoint) reported in one line, never a traceback."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import pty
 import select
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from tests.e2e_support import Sandbox, plan_json
+from tests.e2e_support import CONFIG, Sandbox, plan_json
 
 pytestmark = pytest.mark.e2e
 
@@ -129,3 +136,146 @@ def test_aws_profile_from_the_standard_chain(sandbox: Sandbox) -> None:
     )
     assert r.returncode == 2, r.stderr
     assert "no AWS credentials" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- the AWS setup: region, credentials, endpoint, profile (issue 16, defect 1) ---------------
+
+COMMANDS = {
+    "plan": ("plan",),
+    "run": ("run",),
+    "hold": ("hold", "sw-prod-nightly-x", "--reason", "audit"),
+    "release": ("release", "sw-prod-nightly-x"),
+}
+
+
+def without_region(box: Sandbox) -> None:
+    """The config names no region: the environment (or the profile) must."""
+    box.write_config(CONFIG.replace("aws:\n  region: us-east-1\n", ""))
+    assert "region:" not in box.config.read_text()
+
+
+def cli_env(box: Sandbox, *args: str, drop: tuple[str, ...] = (), **extra: str) -> Any:
+    env = box.env(AWS_EC2_METADATA_DISABLED="true", **extra)
+    for key in drop:
+        env.pop(key, None)
+    return subprocess.run(
+        [sys.executable, "-m", "snapworker", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=box.tmp,
+    )
+
+
+def one_clean_line(r: Any, code: int, *says: str) -> None:
+    """Exit ``code``, no traceback, and one ``snapworker:`` line saying each of ``says``."""
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("snapworker: ")]
+    assert len(lines) == 1, r.stderr
+    for text in says:
+        assert text in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_aws_region_alone_is_honoured(sandbox: Sandbox, command: str) -> None:
+    seed_many(sandbox, 1, 1)
+    without_region(sandbox)
+    r = cli_env(sandbox, *COMMANDS[command], drop=("AWS_DEFAULT_REGION",), AWS_REGION="us-east-1")
+    assert "Traceback" not in r.stderr and "no AWS region" not in r.stderr, r.stderr
+    if command in ("plan", "run"):
+        assert r.returncode == 0, r.stderr
+    else:  # it reached AWS: the snapshot is not there, a refusal before any change
+        one_clean_line(r, 2, "no snapshot 'sw-prod-nightly-x'")
+
+
+def test_aws_region_wins_over_aws_default_region(sandbox: Sandbox) -> None:
+    seed_many(sandbox, 1, 1)
+    without_region(sandbox)
+    r = cli_env(
+        sandbox, "plan", "-f", "json", AWS_REGION="us-east-1", AWS_DEFAULT_REGION="eu-west-3"
+    )
+    assert [a["action"] for a in plan_json(r)["actions"]] == ["copy"]  # us-east-1's estate
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_no_region_at_all_is_a_clean_exit_2(sandbox: Sandbox, command: str) -> None:
+    without_region(sandbox)
+    conf = sandbox.tmp / "aws-config"
+    conf.write_text("[default]\n")
+    r = cli_env(
+        sandbox,
+        *COMMANDS[command],
+        drop=("AWS_REGION", "AWS_DEFAULT_REGION"),
+        AWS_CONFIG_FILE=str(conf),
+    )
+    one_clean_line(r, 2, "no AWS region")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_bad_profile_name_is_a_clean_exit_2(sandbox: Sandbox, command: str) -> None:
+    conf = sandbox.tmp / "aws-config"
+    conf.write_text("[profile drill]\nregion = us-east-1\n")
+    r = cli_env(sandbox, *COMMANDS[command], AWS_PROFILE="nope", AWS_CONFIG_FILE=str(conf))
+    one_clean_line(r, 2, "AWS profile", "nope")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_no_credentials_is_a_clean_exit_2(sandbox: Sandbox, command: str) -> None:
+    r = cli_env(
+        sandbox,
+        *COMMANDS[command],
+        drop=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"),
+        AWS_SHARED_CREDENTIALS_FILE=str(sandbox.tmp / "none"),
+        AWS_CONFIG_FILE=str(sandbox.tmp / "none"),
+    )
+    one_clean_line(r, 2, "no AWS credentials")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_unreachable_endpoint_is_a_clean_exit_1(sandbox: Sandbox, command: str) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = cli_env(sandbox, *COMMANDS[command], AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    one_clean_line(r, 1, f"127.0.0.1:{port}")
+
+
+class _ExpiredToken(http.server.BaseHTTPRequestHandler):
+    """Answers every request as AWS does once the session token expired."""
+
+    def do_POST(self) -> None:  # Redshift's query protocol
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = (
+            b'<ErrorResponse xmlns="http://redshift.amazonaws.com/doc/2012-12-01/"><Error>'
+            b"<Type>Sender</Type><Code>ExpiredToken</Code>"
+            b"<Message>The security token included in the request is expired</Message>"
+            b"</Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+        )
+        self.send_response(400)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def expired_endpoint() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ExpiredToken)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_expired_token_is_a_clean_exit_2(
+    sandbox: Sandbox, expired_endpoint: str, command: str
+) -> None:
+    r = cli_env(sandbox, *COMMANDS[command], AWS_ENDPOINT_URL=expired_endpoint)
+    one_clean_line(r, 2, "ExpiredToken", "credentials")

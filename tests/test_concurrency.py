@@ -3,7 +3,8 @@
 The real executor, gateway and rate limiter run against a fake boto3 client that records
 every call with the time of a *virtual* clock: each worker thread has its own virtual time,
 which only the rate limiter's sleeps move, so no test sleeps for real and the timings are
-exact. A small test runs the same pool over a real SQLite state DB.
+exact. The state DB is the shared in-memory fake (``tests/fakes.py``); a small test runs the
+same pool over a real SQLite state DB.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from snapworker.config import RetryConfig
 from snapworker.core import ids
 from snapworker.core.model import Action, OwnedRecord, State
 from snapworker.core.ownership import ownership_tags
-from snapworker.service.executor import Executor, apply
+from snapworker.service.executor import Executor, ExecutorStore, apply
 from tests.factories import policy
+from tests.fakes import FakeStore
 
 POLICY = "prod-nightly"
 ACCOUNT = "123456789012"
@@ -122,41 +124,9 @@ class FakeRedshift:
         return {}
 
 
-class FakeStore:
-    """The state DB methods the executor calls, in memory, thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.journal: dict[int, tuple[Action, str]] = {}
-        self.owned: dict[str, OwnedRecord] = {}
-        self.deleted: set[str] = set()
-
-    def journal_start(self, run_id: int, action: Action, at: datetime) -> int:
-        with self._lock:
-            self.journal[len(self.journal) + 1] = (action, "pending")
-            return len(self.journal)
-
-    def journal_finish(self, entry: int, status: str, *_: Any) -> None:
-        with self._lock:
-            self.journal[entry] = (self.journal[entry][0], status)
-
-    def record_owned(self, rec: OwnedRecord, adopted: bool = False, *, at: datetime) -> None:
-        with self._lock:
-            self.owned[rec.snapshot_id] = rec
-
-    def record_copied_source(self, *_: Any) -> None:
-        pass
-
-    def record_revoke(self, *_: Any) -> None:
-        pass
-
-    def mark_deleted(self, snapshot_id: str, at: datetime) -> bool:
-        with self._lock:
-            self.deleted.add(snapshot_id)
-        return True
-
-
-def executor(client: FakeRedshift, store: Any, vt: VirtualTime, rate: float, workers: int):
+def executor(
+    client: FakeRedshift, store: ExecutorStore, vt: VirtualTime, rate: float, workers: int
+) -> tuple[Executor, RateLimiter]:
     limiter = RateLimiter(rate, clock=vt.clock, sleep=vt.sleep)
     retry = RetryConfig(attempts=3, wait_initial_seconds=0, wait_max_seconds=0)
     gateway = RedshiftGateway(client, retry, sleep=vt.sleep, limiter=limiter)

@@ -5,7 +5,6 @@ tests do not reach, and how ``latest_drift`` picks the run whose view ``status``
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,14 @@ from typing import Any
 import pytest
 
 from snapworker.adapters.store.repository import DriftItem, StateStore, open_store
+from snapworker.config import Config
 from snapworker.core.explain import UnknownSnapshot, explain
 from snapworker.core.model import GrantRecord, Inventory, OwnedRecord, Snapshot, State
 from snapworker.service.holds import HoldRefused, find_target, hold, release
+from snapworker.service.tick import Runtime
 from tests import factories
 from tests.factories import NOW, days_ago
+from tests.fakes import FakeGateway, FakeStore
 
 ACC = "111122223333"
 OTHER = "444455556666"
@@ -67,46 +69,25 @@ def test_find_target_uses_the_owning_policys_hold_tag() -> None:
 # ---------------------------------------------------------------- hold / release, faked AWS
 
 
-@dataclass
-class FakeGateway:
-    snaps: dict[str, Snapshot]
-    calls: list[tuple[Any, ...]] = field(default_factory=list)
-
-    def list_clusters(self) -> dict[str, Any]:
-        return {"prod-a": factories.cluster("prod-a")}
-
-    def list_snapshots(self) -> dict[str, Snapshot]:
-        return self.snaps
-
-    def account_id(self) -> str | None:
-        return None
-
-    def tag_snapshot(self, sid: str, cluster: str, owner: str | None, tags: dict[str, str]) -> None:
-        self.calls.append(("CreateTags", sid, tags))
-
-    def untag_snapshot(self, sid: str, cluster: str, owner: str | None, keys: list[str]) -> None:
-        self.calls.append(("DeleteTags", sid, keys))
-
-    def set_retention(self, sid: str, days: int) -> None:
-        self.calls.append(("ModifyClusterSnapshot", sid, days))
+class QuietLog:
+    def info(self, *args: Any, **kw: Any) -> None:
+        pass
 
 
-class FakeRuntime:
-    """What ``hold``/``release`` use of a Runtime: config, gateway, store, log, clock."""
-
-    def __init__(self, config: Any, gateway: FakeGateway) -> None:
-        self.config = config
-        self.gateway = gateway
-        self.store = type("S", (), {"load_state": staticmethod(lambda: State())})()
-        self.log = type("L", (), {"info": staticmethod(lambda *a, **k: None)})()
-
-    def clock(self) -> datetime:
-        return NOW
+def runtime(*snaps: Snapshot, **policy: Any) -> Runtime[FakeStore]:
+    """The shared fakes; the gateway only records, so each command sees the same estate."""
+    cfg = Config(policies=[factories.policy(**policy)])
+    gw = FakeGateway(snaps, [factories.cluster("prod-a")], record_only=True)
+    return Runtime(cfg, gw, FakeStore(), lambda: NOW, QuietLog())
 
 
-def runtime(*snaps: Snapshot, **policy: Any) -> FakeRuntime:
-    cfg = type("C", (), {"policies": [factories.policy(**policy)]})()
-    return FakeRuntime(cfg, FakeGateway({s.id: s for s in snaps}))
+def fake(rt: Runtime[FakeStore]) -> FakeGateway:
+    assert isinstance(rt.gateway, FakeGateway)
+    return rt.gateway
+
+
+def calls(rt: Runtime[FakeStore]) -> list[tuple[Any, ...]]:
+    return fake(rt).calls
 
 
 def test_hold_and_release_change_only_what_they_must() -> None:
@@ -117,7 +98,7 @@ def test_hold_and_release_change_only_what_they_must() -> None:
     assert "(was: case 7)" in hold(rt, held.id, "case 8")
     assert "is not held" in release(rt, free.id)
     assert release(rt, held.id).startswith(f"released {held.id}")
-    assert rt.gateway.calls == [
+    assert calls(rt) == [
         ("CreateTags", free.id, {"snapworker:hold": "case 9"}),
         ("CreateTags", held.id, {"snapworker:hold": "case 8"}),
         ("DeleteTags", held.id, ["snapworker:hold"]),
@@ -129,7 +110,7 @@ def test_a_bad_reason_is_refused_before_any_aws_call(reason: str, message: str) 
     rt = runtime(copy_of(1))
     with pytest.raises(HoldRefused, match=message):
         hold(rt, copy_of(1).id, reason)
-    assert rt.gateway.calls == []
+    assert calls(rt) == []
 
 
 def test_fail_safe_period_is_suspended_while_held_and_restored_only_if_not_passed() -> None:
@@ -140,7 +121,7 @@ def test_fail_safe_period_is_suspended_while_held_and_restored_only_if_not_passe
     assert "restored: ManualSnapshotRetentionPeriod 30 days" in release(rt, young.id)
     text = release(rt, old.id)
     assert "left indefinite" in text and "40 days old" in text
-    assert rt.gateway.calls == [
+    assert calls(rt) == [
         ("ModifyClusterSnapshot", young.id, -1),
         ("DeleteTags", young.id, ["snapworker:hold"]),
         ("ModifyClusterSnapshot", young.id, 30),
@@ -155,7 +136,7 @@ def test_a_hold_stops_aws_expiry_even_without_fail_safe_days_in_the_policy() -> 
     )
     rt = runtime(snap)
     assert "release leaves it" in hold(rt, snap.id, "audit")
-    assert rt.gateway.calls[-1] == ("ModifyClusterSnapshot", snap.id, -1)
+    assert calls(rt)[-1] == ("ModifyClusterSnapshot", snap.id, -1)
 
 
 def test_a_hold_whose_aws_expiry_cannot_be_suspended_says_so_and_fails() -> None:
@@ -165,15 +146,17 @@ def test_a_hold_whose_aws_expiry_cannot_be_suspended_says_so_and_fails() -> None
     snap = copy_of(3)
     rt = runtime(snap, retention={"keep_last": 3, "fail_safe_days": 30})
 
-    def refuse(sid: str, days: int) -> None:
-        raise AwsError("ModifyClusterSnapshot", "InvalidClusterSnapshotState", "creating", sid)
+    def refuse(snapshot_id: str, days: int) -> None:
+        raise AwsError(
+            "ModifyClusterSnapshot", "InvalidClusterSnapshotState", "creating", snapshot_id
+        )
 
-    rt.gateway.set_retention = refuse  # type: ignore[method-assign]
+    fake(rt).set_retention = refuse  # type: ignore[method-assign]
     with pytest.raises(HoldIncomplete) as err:
         hold(rt, snap.id, "audit")
     text = str(err.value)
     assert text.startswith(f"held {snap.id}") and "NOT suspended" in text
-    assert rt.gateway.calls == [("CreateTags", snap.id, {"snapworker:hold": "audit"})]
+    assert calls(rt) == [("CreateTags", snap.id, {"snapworker:hold": "audit"})]
 
 
 # ------------------------------------------------------------------------------- explain

@@ -8,10 +8,12 @@ on AccessDenied because a permission was forgotten)."""
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,14 @@ import pytest
 
 from snapworker.adapters.aws import redshift
 from snapworker.config import Config, load_config
-from snapworker.service import permissions
+from snapworker.core import ids
+from snapworker.core.model import Action, Cluster, State
+from snapworker.service import database, permissions
+from snapworker.service.database import QueryOutcome
+from snapworker.service.drills import DrillContext, run_drill
+from snapworker.service.executor import Executor
 from snapworker.service.permissions import actions_of, declared_iam_actions, iam_policy
+from tests.fakes import FakeGateway, FakeStore
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "example.yaml"
@@ -260,3 +268,97 @@ def test_cli_prints_the_policy_as_json_and_refuses_bad_options(tmp_path: Path):
         r = cli(*bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (bad, r.stderr)
         assert bad[0].lstrip("-") in r.stderr or "nope" in r.stderr
+
+
+# -- every call a config makes on a path is allowed by its policy (issue 16, defect 2) ---------
+
+ACCOUNT = "123456789012"
+FIRE = datetime(2026, 11, 29, 5, 0, tzinfo=UTC)
+
+
+def allowed(doc: dict[str, Any], action: str, arn: str) -> bool:
+    """Whether some statement allows ``action`` on ``arn`` (IAM's ``*`` and ``?``; the
+    conditions, on tag keys only, are left aside)."""
+    for stmt in statements_for(doc, action):
+        if any(fnmatch.fnmatchcase(arn, pattern) for pattern in resources(stmt)):
+            return True
+    return False
+
+
+def requests(gw: FakeGateway) -> list[tuple[str, str]]:
+    """The (IAM action, resource ARN) pairs the recorded gateway calls need."""
+
+    def arn(kind: str, name: str) -> str:
+        return f"arn:aws:redshift:us-east-1:{ACCOUNT}:{kind}:{name}"
+
+    out: list[tuple[str, str]] = []
+    for op, *args in gw.calls:
+        act = f"redshift:{op}"
+        if op == "GetClusterCredentials":
+            cluster, user, db, groups, auto_create = args
+            user_arn = arn("dbuser", f"{cluster}/{user.lower()}")
+            out += [(act, user_arn), (act, arn("dbname", f"{cluster}/{db}"))]
+            out += [("redshift:JoinGroup", arn("dbgroup", f"{cluster}/{g}")) for g in groups]
+            if auto_create:
+                out.append(("redshift:CreateClusterUser", user_arn))
+        elif op == "RestoreFromClusterSnapshot":
+            scratch, snapshot, source = args
+            out += [(act, arn("cluster", scratch)), (act, arn("snapshot", f"{source}/{snapshot}"))]
+        elif op in ("DescribeClusters", "DeleteCluster", "CreateTags") and args[0] not in gw.snaps:
+            out.append((act, arn("cluster", args[0])))  # (CreateTags: a cluster's tags)
+        elif op == "CreateClusterSnapshot":
+            snapshot, cluster = args
+            out += [(act, arn("cluster", cluster)), (act, arn("snapshot", f"{cluster}/{snapshot}"))]
+        else:
+            raise AssertionError(f"no ARN known for {op}: extend requests()")
+    return out
+
+
+def verify_config(record_before_snapshot: bool) -> Config:
+    verify: dict[str, Any] = {
+        "schedule": "0 5 * * 0",
+        "connect": {"db_user": "Snapworker-Verify", "db_groups": ["readers"], "auto_create": True},
+        "checks": [{"name": "rows", "sql": "select count(*) from t", "expect": {"min": 1}}],
+    }
+    if record_before_snapshot:
+        verify["record_before_snapshot"] = [{"name": "rows", "sql": "select count(*) from t"}]
+    return config(create={"schedule": "0 3 * * *"}, copy_automated=False, verify=verify)
+
+
+@pytest.mark.parametrize("figures", [False, True], ids=["drill", "drill+figures"])
+def test_every_call_of_the_verify_paths_is_allowed(
+    figures: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create (which reads the figures on the live cluster first, with
+    record_before_snapshot) and a restore drill, on the shared fakes: each call they make is
+    allowed by the generated policy; without record_before_snapshot no db credentials are
+    granted outside the scratch clusters."""
+    cfg = verify_config(figures)
+    pol = cfg.policies[0]
+    doc = iam_policy(cfg, account=ACCOUNT)
+    rows: dict[str, QueryOutcome] = {"rows": ([(7,)], None)}
+    monkeypatch.setattr(database, "run_queries", lambda params, queries: rows)
+    gw = FakeGateway(clusters=[Cluster("prod-a", "available")], account=ACCOUNT)
+    store = FakeStore()
+    ex = Executor(gw, store, 1, {pol.name: pol}, State(), lambda: FIRE, ACCOUNT)
+    sid = ids.create_snapshot_id(pol.name, "prod-a", FIRE)
+    create = Action(pol.name, "prod-a", "create", sid, "due", fire_time=FIRE)
+    assert ex.run_one(create).ok
+    assert ("GetClusterCredentials" in gw.ops()) is figures
+    ctx = DrillContext(gw, store, 1, {pol.name: pol}, lambda: FIRE)
+    drill = Action(pol.name, "prod-a", "verify", sid, "due", fire_time=FIRE)
+    assert run_drill(ctx, drill, connector=lambda params, queries: rows) == "passed"
+
+    needed = requests(gw)
+    assert {act for act, _ in needed} >= {
+        "redshift:RestoreFromClusterSnapshot",
+        "redshift:GetClusterCredentials",
+        "redshift:JoinGroup",
+        "redshift:CreateClusterUser",
+        "redshift:DeleteCluster",
+    }
+    refused = [(act, arn) for act, arn in needed if not allowed(doc, act, arn)]
+    assert not refused, f"calls the generated policy does not allow: {refused}"
+    creds = [r for s in statements_for(doc, "redshift:GetClusterCredentials") for r in resources(s)]
+    live = [r for r in creds if ":swv-*/" not in r]
+    assert bool(live) is figures, live  # nothing more than the config needs

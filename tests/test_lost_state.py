@@ -46,7 +46,7 @@ def lose_db(box: Sandbox) -> None:
     assert not box.db.exists()
 
 
-def last_line(r) -> str:  # type: ignore[no-untyped-def]
+def last_line(r) -> str:
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout.strip().splitlines()[-1]
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import difflib
 import gzip
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from snapworker.sandbox import moto_ext
 from snapworker.service.tick import Runtime, tick
 from snapworker.views.plan_report import render
 from tests.e2e_support import Sandbox
+from tests.fakes import FakeGateway, FakeStore
 
 CORPUS = Path(__file__).parent / "corpus" / "estates.json.gz"
 _TIMES = ("create_time", "data_time", "fire_time", "deleted_at", "granted_at", "revoked_at")
@@ -104,29 +104,15 @@ def state_from(d: dict[str, Any]) -> State:
     )
 
 
-@dataclass
-class _Gateway:
-    """The gateway's reads, answered from the saved inventory."""
+class _SavedState(FakeStore):
+    """The shared store fake, answering ``load_state`` with the estate's saved state."""
 
-    inventory: Inventory
-    account: str | None
-
-    def list_clusters(self) -> dict[str, Cluster]:
-        return dict(self.inventory.clusters)
-
-    def list_snapshots(self) -> dict[str, Snapshot]:
-        return dict(self.inventory.snapshots)
-
-    def account_id(self) -> str | None:
-        return self.account
-
-
-@dataclass
-class _Store:
-    state: State
+    def __init__(self, state: State) -> None:
+        super().__init__()
+        self.saved = state
 
     def load_state(self) -> State:
-        return self.state
+        return self.saved
 
 
 def replan(estate: dict[str, Any], tmp: Path) -> str:
@@ -134,10 +120,13 @@ def replan(estate: dict[str, Any], tmp: Path) -> str:
     path = tmp / f"{estate['name']}.yaml"
     path.write_text(estate["config_yaml"], encoding="utf-8")
     now = datetime.fromisoformat(estate["now"])
+    inventory = inventory_from(estate["inventory"])
     rt = Runtime(
         config=load_config(path),
-        gateway=_Gateway(inventory_from(estate["inventory"]), estate["account"]),  # type: ignore[arg-type]
-        store=_Store(state_from(estate["state"])),  # type: ignore[arg-type]
+        gateway=FakeGateway(
+            inventory.snapshots.values(), inventory.clusters.values(), account=estate["account"]
+        ),
+        store=_SavedState(state_from(estate["state"])),
         clock=lambda: now,
         log=None,
     )

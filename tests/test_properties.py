@@ -27,6 +27,7 @@ Run with ``-s`` to see how many examples each property checked.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -44,9 +45,11 @@ from snapworker.core.model import (
     SUPPORT_ALIAS,
     TAG_CLUSTER,
     TAG_SOURCE_TIME,
+    ActionKind,
     Cluster,
     GrantRecord,
     Inventory,
+    MadeFor,
     OwnedRecord,
     PendingEntry,
     Plan,
@@ -178,7 +181,7 @@ def _policy(name: str, body: dict[str, Any]) -> Policy:
 
 
 policies_st = st.lists(st.sampled_from(POLICY_POOL), min_size=1, max_size=2, unique=True).flatmap(
-    lambda names: st.tuples(*(_POLICY_BODY.map(lambda b, n=n: _policy(n, b)) for n in names)).map(
+    lambda names: st.tuples(*(_POLICY_BODY.map(functools.partial(_policy, n)) for n in names)).map(
         list
     )
 )
@@ -247,7 +250,7 @@ _MADE_AFTER = st.integers(0, 600)
 _FORGERY = st.sampled_from(["id", "cluster"])
 _GRANT_AGE = st.integers(0, 60 * 24)
 _REVOKE_AFTER = st.integers(0, 24)
-_PENDING_KIND = st.sampled_from(["share", "revoke", "delete", "tag"])
+_PENDING_KIND = st.sampled_from(list[ActionKind](["share", "revoke", "delete", "tag"]))
 _SHARE_ACC = st.sampled_from(SHARE_POOL)
 _ACCOUNT = st.sampled_from([ACCOUNT, None])
 _INDEX = st.integers(0, 63)
@@ -290,7 +293,7 @@ def estate_st(draw: st.DrawFn) -> Estate:
         return tags
 
     def copy_record(pol: str, cid: str, i: int) -> OwnedRecord:
-        if automated and draw(_BOOL):
+        if len(automated) > 0 and draw(_BOOL):
             src = automated[draw(_INDEX) % len(automated)]
             source, source_time, cid = src.id, src.create_time, src.cluster
         else:  # the source is gone (past its retention, or its cluster deleted)
@@ -476,10 +479,12 @@ def estate_st(draw: st.DrawFn) -> Estate:
     for _ in range(draw(_D4) if targets else 0):
         sid = targets[draw(_INDEX) % len(targets)]
         kind = draw(_PENDING_KIND)
-        acc = draw(_SHARE_ACC) if kind in ("share", "revoke") else None
-        pol = draw(_OWNING)
+        grantee = draw(_SHARE_ACC) if kind in ("share", "revoke") else None
+        owning = draw(_OWNING)
         pending.append(
-            PendingEntry(len(pending) + 1, f"{pol}|{kind}|{sid}", pol, kind, sid, "prod-a", acc)
+            PendingEntry(
+                len(pending) + 1, f"{owning}|{kind}|{sid}", owning, kind, sid, "prod-a", grantee
+            )
         )
     account = draw(_ACCOUNT)
     return Estate(now, clusters, snapshots, State(owned, tuple(grants), tuple(pending)), account)
@@ -683,7 +688,7 @@ def start_tick(policies: Sequence[Policy], e: Estate) -> Estate:
         if made and snap is not None and snap.cluster == p.cluster:
             src = e.inventory.snapshots.get(p.source_id or "")
             data = (src.create_time if src else None) if p.kind == "copy" else snap.create_time
-            made_for = "copy" if p.kind == "copy" else "create"
+            made_for: MadeFor = "copy" if p.kind == "copy" else "create"
             rec = OwnedRecord(
                 p.snapshot_id, p.policy, p.cluster, made_for, data, source_id=p.source_id
             )
@@ -728,9 +733,9 @@ def apply_plan(e: Estate, p: Plan) -> Estate:
             )  # fmt: skip
             _upsert(owned, rec)
         elif a.kind == "tag":
-            made_for = "copy" if a.source else "create"
+            made_for_tag: MadeFor = "copy" if a.source else "create"
             rec = OwnedRecord(
-                a.snapshot, a.policy, a.cluster, made_for, a.data_time, a.source, a.fire_time
+                a.snapshot, a.policy, a.cluster, made_for_tag, a.data_time, a.source, a.fire_time
             )
             snap = snaps[a.snapshot]
             snaps[a.snapshot] = replace(snap, tags={**snap.tags, **ownership_tags(rec)})

@@ -1,10 +1,10 @@
 """Restore verification, unit level: the config's GetClusterCredentials constraints, which
-drills are due, scratch cluster names, check evaluation, and the drill runner with a fake
-gateway (injected sleep, no AWS, no database server)."""
+drills are due, scratch cluster names, check evaluation, and the drill runner with the shared fake
+gateway (``tests/fakes.py``: injected sleep, no AWS, no database server)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from snapworker.adapters.aws.redshift import STOPPING, AwsError, ClusterInfo, TemporaryCredentials
+from snapworker.adapters.aws.redshift import STOPPING, AwsError
 from snapworker.adapters.store.repository import StateStore, open_store
 from snapworker.config import REDSHIFT_RESERVED_WORDS, ConfigError, Policy, load_config
 from snapworker.core import planner
@@ -34,6 +34,7 @@ from snapworker.core.verify import (
 )
 from snapworker.service.drills import (
     ConnectParams,
+    DrillContext,
     DrillError,
     VerificationFailed,
     cleanup_scratch,
@@ -41,8 +42,8 @@ from snapworker.service.drills import (
     run_drill,
     run_queries,
 )
-from snapworker.service.executor import Executor
 from tests import factories as f
+from tests.fakes import PASSWORD, FakeGateway
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # a Sunday
 WEEKLY = "0 5 * * 0"  # Sundays 05:00
@@ -379,54 +380,15 @@ def test_no_rows_fails_and_figures_compare_with_snapshot_time() -> None:
 
 # ----------------------------------------------------------------------- the drill runner
 
-PASSWORD = "Temp-Secret-Password-0123456789ab"
-
 
 @dataclass
-class FakeGateway:
-    """The gateway calls a drill makes, recorded; ``polls``: describes before available."""
+class Context(DrillContext):
+    """A drill context on the real state DB, whose records the tests read."""
 
-    polls: int = 2
-    fail: dict[str, AwsError] = field(default_factory=dict)
-    calls: list[str] = field(default_factory=list)
-    sleeps: list[float] = field(default_factory=list)
-    exists: bool = False
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-
-    def _maybe_fail(self, op: str) -> None:
-        self.calls.append(op)
-        if op in self.fail:
-            raise self.fail[op]
-
-    def restore_cluster(self, cluster_id: str, snapshot_id: str, source: str) -> str:
-        self._maybe_fail("restore")
-        self.exists = True
-        return "creating"
-
-    def tag_cluster(self, cluster_id: str, tags: dict[str, str]) -> None:
-        self._maybe_fail("tag")
-
-    def describe_cluster(self, cluster_id: str) -> ClusterInfo | None:
-        self._maybe_fail("describe")
-        if not self.exists:
-            return None
-        status = "creating" if self.polls > 0 else "available"
-        self.polls -= 1
-        return ClusterInfo(cluster_id, status, f"{cluster_id}.example", 5439)
-
-    def get_cluster_credentials(self, *args: Any) -> TemporaryCredentials:
-        self._maybe_fail("credentials")
-        return TemporaryCredentials("IAM:u", PASSWORD)
-
-    def delete_cluster(self, cluster_id: str) -> bool:
-        self._maybe_fail("delete")
-        existed, self.exists = self.exists, False
-        return existed
+    store: StateStore
 
 
-def executor(tmp_path: Path, gw: FakeGateway, **verify: Any) -> Executor:
+def context(tmp_path: Path, gw: FakeGateway, **verify: Any) -> Context:
     spec: dict[str, Any] = {
         "schedule": WEEKLY,
         "wait_minutes": 1,
@@ -440,7 +402,7 @@ def executor(tmp_path: Path, gw: FakeGateway, **verify: Any) -> Executor:
     spec.update(verify)
     pol = verify_policy(verify=spec)
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
-    return Executor(gw, store, 1, {"p": pol}, State(), lambda: NOW)  # type: ignore[arg-type]
+    return Context(gw, store, 1, {"p": pol}, lambda: NOW)
 
 
 def drill_action() -> Any:
@@ -482,12 +444,20 @@ def only(store: StateStore) -> Any:
 
 def test_drill_polls_with_the_injected_sleep_checks_and_deletes(tmp_path: Path) -> None:
     gw = FakeGateway(polls=2)
-    ex = executor(tmp_path, gw)
+    ex = context(tmp_path, gw)
     conn = connector({"rows": 5, "flag": "yes"})
     log = Log()
     assert run_drill(ex, drill_action(), connector=conn, log=log) == "passed"
-    expected = ["restore", "tag", "describe", "describe", "describe", "credentials", "delete"]
-    assert gw.calls == expected
+    expected = [
+        "RestoreFromClusterSnapshot",
+        "CreateTags",
+        "DescribeClusters",
+        "DescribeClusters",
+        "DescribeClusters",
+        "GetClusterCredentials",
+        "DeleteCluster",
+    ]
+    assert gw.ops() == expected
     assert gw.sleeps == [10, 10]
     (params,) = conn.seen
     assert params.password == PASSWORD and params.host.endswith(".example")
@@ -500,47 +470,49 @@ def test_drill_polls_with_the_injected_sleep_checks_and_deletes(tmp_path: Path) 
 
 def test_a_restore_that_never_finishes_errors_within_wait_minutes(tmp_path: Path) -> None:
     gw = FakeGateway(polls=10_000)
-    ex = executor(tmp_path, gw, wait_minutes=2, poll_seconds=30)
+    ex = context(tmp_path, gw, wait_minutes=2, poll_seconds=30)
     log = Log()
     with pytest.raises(VerificationFailed, match="not available within 2 min"):
         run_drill(ex, drill_action(), connector=connector({}), log=log)
-    assert len(gw.sleeps) == 4 and "credentials" not in gw.calls
-    assert gw.calls[-1] == "delete" and not gw.exists
+    assert len(gw.sleeps) == 4 and "GetClusterCredentials" not in gw.ops()
+    assert gw.ops()[-1] == "DeleteCluster" and not gw.restored
     assert only(ex.store).status == "error"
     assert [e for lvl, e, _ in log.lines if lvl == "error"] == ["verification failed"]
 
 
 def test_a_failed_check_fails_the_drill_and_still_deletes(tmp_path: Path) -> None:
     gw = FakeGateway(polls=0)
-    ex = executor(tmp_path, gw)
+    ex = context(tmp_path, gw)
     with pytest.raises(VerificationFailed, match="check rows: expected >= 1, got 0"):
         run_drill(ex, drill_action(), connector=connector({"rows": 0, "flag": "yes"}), log=Log())
-    assert gw.calls[-1] == "delete" and only(ex.store).status == "failed"
+    assert gw.ops()[-1] == "DeleteCluster" and only(ex.store).status == "failed"
 
 
-@pytest.mark.parametrize("where", ["restore", "tag", "credentials"])
+@pytest.mark.parametrize(
+    "where", ["RestoreFromClusterSnapshot", "CreateTags", "GetClusterCredentials"]
+)
 def test_aws_errors_are_drill_errors_and_the_scratch_cluster_is_deleted(
     tmp_path: Path, where: str
 ) -> None:
     gw = FakeGateway(polls=0, fail={where: AwsError("Op", "InvalidParameterValue", "nope")})
-    ex = executor(tmp_path, gw)
+    ex = context(tmp_path, gw)
     with pytest.raises(VerificationFailed, match="drill error"):
         run_drill(ex, drill_action(), connector=connector({}), log=Log())
-    assert gw.calls[-1] == "delete" and not gw.exists
+    assert gw.ops()[-1] == "DeleteCluster" and not gw.restored
     v = only(ex.store)
     assert v.status == "error" and "InvalidParameterValue" in v.detail["error"]
 
 
 def test_an_unexpected_exception_deletes_and_leaves_the_drill_to_redo(tmp_path: Path) -> None:
     gw = FakeGateway(polls=0)
-    ex = executor(tmp_path, gw)
+    ex = context(tmp_path, gw)
 
     def boom(params: ConnectParams, queries: Any) -> Any:
         raise RuntimeError("unexpected")
 
     with pytest.raises(RuntimeError):
         run_drill(ex, drill_action(), connector=boom, log=Log())
-    assert gw.calls[-1] == "delete"
+    assert gw.ops()[-1] == "DeleteCluster"
     v = only(ex.store)
     assert v.status == "pending" and v.scratch_deleted_at is not None
     state = ex.store.load_state()
@@ -551,15 +523,21 @@ def test_an_unexpected_exception_deletes_and_leaves_the_drill_to_redo(tmp_path: 
 
 
 def test_a_stop_during_the_restore_wait_leaves_the_drill_to_redo(tmp_path: Path) -> None:
-    class Stopping(FakeGateway):
-        def sleep(self, seconds: float) -> None:  # the daemon's sleep once SIGTERM came
-            raise AwsError("Retry", STOPPING, "not retried: snapworker is stopping")
+    def stopping(seconds: float) -> None:  # the daemon's sleep once SIGTERM came
+        raise AwsError("Retry", STOPPING, "not retried: snapworker is stopping")
 
-    gw = Stopping(polls=5)
-    ex = executor(tmp_path, gw)
+    gw = FakeGateway(polls=5)
+    gw.sleep = stopping
+    ex = context(tmp_path, gw)
     with pytest.raises(AwsError, match="stopping"):
         run_drill(ex, drill_action(), connector=connector({}), log=Log())
-    assert gw.calls == ["restore", "tag", "describe", "delete"] and not gw.exists
+    assert gw.ops() == [
+        "RestoreFromClusterSnapshot",
+        "CreateTags",
+        "DescribeClusters",
+        "DeleteCluster",
+    ]
+    assert not gw.restored
     v = only(ex.store)
     assert v.status == "pending" and v.scratch_deleted_at is not None
     state = ex.store.load_state()
@@ -570,8 +548,8 @@ def test_a_stop_during_the_restore_wait_leaves_the_drill_to_redo(tmp_path: Path)
 
 
 def test_a_failed_delete_is_left_to_cleanup_which_finishes_it(tmp_path: Path) -> None:
-    gw = FakeGateway(polls=0, fail={"delete": AwsError("DeleteCluster", "InvalidClusterState", "")})
-    ex = executor(tmp_path, gw)
+    gw = FakeGateway(fail={"DeleteCluster": AwsError("DeleteCluster", "InvalidClusterState", "")})
+    ex = context(tmp_path, gw)
     log = Log()
     run_drill(ex, drill_action(), connector=connector({"rows": 1, "flag": "yes"}), log=log)
     assert only(ex.store).scratch_deleted_at is None
@@ -584,7 +562,7 @@ def test_a_failed_delete_is_left_to_cleanup_which_finishes_it(tmp_path: Path) ->
     state = ex.store.load_state()
     assert cleanup_scratch(gw, ex.store, inv, state, ["other"], lambda: NOW, log) == 0
     assert cleanup_scratch(gw, ex.store, inv, state, ["p"], lambda: NOW, log) == 1
-    assert gw.calls.count("delete") == 2 and only(ex.store).scratch_deleted_at is not None
+    assert gw.ops().count("DeleteCluster") == 2 and only(ex.store).scratch_deleted_at is not None
 
 
 def test_connection_errors_never_carry_the_password() -> None:

@@ -4,7 +4,8 @@ The planner compares what it observes with the policies and raises one event per
 that calls for work (a new automated snapshot, a schedule that came due, an owned snapshot
 that is available but not yet shared, a grant that lapsed or drifted, a snapshot that fell
 out of retention). Each event type has one handler: a plain function from the event to the
-actions that answer it. That is the whole message flow; the daemon and ``run`` share it.
+actions that answer it, registered by type with :func:`on`. That is the whole message flow;
+the daemon and ``run`` share it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from snapworker.core.model import Action, OwnedRecord
 
@@ -103,6 +104,28 @@ Event = (
 )
 
 
+EventHandler = Callable[[Any], list[Action]]
+
+HANDLERS: dict[type, EventHandler] = {}
+"""Each event type's handler, registered with :func:`on` (one per type)."""
+
+E = TypeVar("E")
+
+
+def on(event_type: type[E]) -> Callable[[Callable[[E], list[Action]]], Callable[[E], list[Action]]]:
+    """Register the decorated function as the handler of ``event_type`` (the executor keeps
+    its ``{kind: handler}`` registry the same way)."""
+
+    def register(fn: Callable[[E], list[Action]]) -> Callable[[E], list[Action]]:
+        if event_type in HANDLERS:
+            raise ValueError(f"two handlers for {event_type.__name__}")
+        HANDLERS[event_type] = fn
+        return fn
+
+    return register
+
+
+@on(AutomatedSnapshotSeen)
 def on_automated(e: AutomatedSnapshotSeen) -> list[Action]:
     reason = f"automated snapshot {e.source} ({e.source_time:%Y-%m-%d %H:%M}Z) not yet copied"
     return [
@@ -112,11 +135,13 @@ def on_automated(e: AutomatedSnapshotSeen) -> list[Action]:
     ]
 
 
+@on(ScheduleDue)
 def on_schedule_due(e: ScheduleDue) -> list[Action]:
     reason = f"schedule '{e.schedule}' fired at {e.fire_time:%Y-%m-%d %H:%M}Z"
     return [Action(e.policy, e.cluster, "create", e.snapshot, reason, fire_time=e.fire_time)]
 
 
+@on(OwnershipTagsMissing)
 def on_tags_missing(e: OwnershipTagsMissing) -> list[Action]:
     r = e.record
     reason = f"ownership tags missing (owned per {e.proof}); restoring them"
@@ -134,16 +159,19 @@ def on_tags_missing(e: OwnershipTagsMissing) -> list[Action]:
     ]
 
 
+@on(SnapshotNeedsShare)
 def on_needs_share(e: SnapshotNeedsShare) -> list[Action]:
     reason = f"available and not yet shared with {e.account}"
     return [Action(e.policy, e.cluster, "share", e.snapshot, reason, account=e.account)]
 
 
+@on(GrantLapsed)
 def on_grant_lapsed(e: GrantLapsed) -> list[Action]:
     reason = f"unshare_after {e.after}: granted {e.granted_at:%Y-%m-%d %H:%M}Z"
     return [Action(e.policy, e.cluster, "revoke", e.snapshot, reason, account=e.account)]
 
 
+@on(GrantDrifted)
 def on_grant_drifted(e: GrantDrifted) -> list[Action]:
     if not e.revoke:
         return []
@@ -151,6 +179,7 @@ def on_grant_drifted(e: GrantDrifted) -> list[Action]:
     return [Action(e.policy, e.cluster, "revoke", e.snapshot, reason, account=e.account)]
 
 
+@on(SnapshotExpired)
 def on_expired(e: SnapshotExpired) -> list[Action]:
     actions = [
         Action(
@@ -168,17 +197,6 @@ def on_expired(e: SnapshotExpired) -> list[Action]:
         Action(e.policy, e.cluster, "delete", e.snapshot, e.reason, data_time=e.data_time)
     )
     return actions
-
-
-HANDLERS: dict[type, Callable[[Any], list[Action]]] = {
-    AutomatedSnapshotSeen: on_automated,
-    ScheduleDue: on_schedule_due,
-    OwnershipTagsMissing: on_tags_missing,
-    SnapshotNeedsShare: on_needs_share,
-    GrantLapsed: on_grant_lapsed,
-    GrantDrifted: on_grant_drifted,
-    SnapshotExpired: on_expired,
-}
 
 
 def handle(event: Event) -> list[Action]:

@@ -4,6 +4,8 @@ Imports are made inside each command, so that ``snapworker validate`` does not p
 boto3 and ``snapworker run`` does not pay for moto (cron starts us often).
 
 Exit codes: 0 success, 1 some action failed (the others still ran), 2 bad usage or config.
+Every error snapworker raises derives from ``SnapworkerError`` and carries its exit code;
+:func:`report` is the one place that prints it (one line, no traceback).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer
 
+from snapworker.errors import SnapworkerError
+
 if TYPE_CHECKING:
+    from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config
     from snapworker.core.model import Plan
     from snapworker.service.tick import Runtime
@@ -76,43 +81,74 @@ def load(config_path: str | None) -> Config:
     try:
         return load_config(path)
     except ConfigError as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(2) from None
+        exit_for(e)
 
 
-def runtime(config: Config) -> Runtime:
-    from snapworker.adapters.store.repository import StateStoreError
+def runtime(config: Config) -> Runtime[StateStore]:
     from snapworker.logs import configure
     from snapworker.service.bootstrap import bootstrap
 
     configure()
     try:
         return bootstrap(config)
-    except StateStoreError as e:
-        fail(str(e))
+    except Exception as e:  # the state DB cannot be opened, the AWS client cannot be made
+        exit_for(e)
 
 
-def _aws_guard(exc: BaseException) -> NoReturn:
-    """Turn a failure to reach AWS into one clear line (no traceback)."""
-    from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError
+def exit_for(exc: BaseException, doing: str | None = None) -> NoReturn:
+    """Exit with :func:`report`'s code for ``exc`` (see there); ``doing`` says what failed."""
+    raise typer.Exit(report(exc, doing))
 
-    from snapworker.adapters.aws.redshift import AwsError
-    from snapworker.adapters.store.repository import StateStoreError
 
-    if isinstance(exc, StateStoreError):
+def report(exc: BaseException, doing: str | None = None) -> int:
+    """The one place where an error becomes one line on stderr and an exit code: every
+    :class:`snapworker.errors.SnapworkerError` exits with its ``exit_code`` (1: AWS refused
+    or failed, 2: the setup must be fixed first), never with a traceback. ``doing`` (what the
+    command was doing, e.g. "could not read the inventory") prefixes an AWS error and marks a
+    state DB failure as one in the middle of the work. Anything else is re-raised (a bug)."""
+    from snapworker.config import ConfigError
+
+    if isinstance(exc, ConfigError):  # its own format: one line per problem, with locations
+        typer.echo(str(exc), err=True)
+        return exc.exit_code
+    if "botocore" in sys.modules:  # else nothing botocore could have raised this
+        from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError
+
+        from snapworker.adapters.aws import redshift
+
+        if isinstance(exc, NoRegionError):
+            return _say(redshift.NO_REGION, 2)
+        if isinstance(exc, NoCredentialsError):
+            return _say(redshift.NO_CREDENTIALS, 2)
+        if isinstance(exc, BotoCoreError):
+            return _say(f"could not reach AWS: {exc}", 1)
+        if isinstance(exc, redshift.AwsError):
+            if exc.credentials_refused:
+                return _say(
+                    f"AWS refused the credentials ({exc}): renew them (standard chain: env, "
+                    "profile, instance role)",
+                    exc.exit_code,
+                )
+            return _say(f"{doing}: {exc}" if doing else str(exc), exc.exit_code)
+    store = sys.modules.get("snapworker.adapters.store.repository")
+    if doing and store is not None and isinstance(exc, store.StateStoreError):
         # Locked past the busy timeout, read-only, not a database...: the journal cannot be
         # written, so no AWS mutation is attempted (each is journalled first). Exit 2, like
         # a state DB that cannot be opened at all: the setup needs fixing, not the run.
-        fail(f"{exc}; stopped before changing anything in AWS that it could not journal", 2)
-    if isinstance(exc, NoRegionError):
-        fail("no AWS region: set aws.region in the config, or AWS_REGION", 2)
-    if isinstance(exc, NoCredentialsError):
-        fail("no AWS credentials found (standard chain: env, profile, instance role)", 2)
-    if isinstance(exc, AwsError):
-        fail(f"could not read the inventory: {exc}", 1)
-    if isinstance(exc, BotoCoreError):
-        fail(f"could not reach AWS: {exc}", 1)
+        return _say(f"{exc}; stopped before changing anything in AWS that it could not journal", 2)
+    if isinstance(exc, SnapworkerError):
+        return _say(str(exc), exc.exit_code)
     raise exc
+
+
+def _say(message: str, code: int) -> int:
+    typer.echo(f"snapworker: {message}", err=True)
+    return code
+
+
+def _aws_guard(exc: BaseException) -> NoReturn:
+    """An error while reading the inventory or working on it (see :func:`report`)."""
+    exit_for(exc, "could not read the inventory")
 
 
 @app.command()
@@ -125,7 +161,7 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
     """
     cfg = load(config)
     rt = runtime(cfg)
-    from snapworker.service.tick import UnknownPolicy, tick
+    from snapworker.service.tick import tick
     from snapworker.views.plan_report import render_outcomes, summary
 
     progress = _Progress()
@@ -136,8 +172,6 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
 
     try:
         result = tick(rt, policy, progress=progress.update, on_plan=on_plan)
-    except UnknownPolicy as e:
-        fail(str(e))
     except Exception as e:
         _aws_guard(e)
     finally:
@@ -210,13 +244,11 @@ def plan(
     """
     cfg = load(config)
     rt = runtime(cfg)
-    from snapworker.service.tick import UnknownPolicy, tick
+    from snapworker.service.tick import tick
     from snapworker.views.plan_report import render
 
     try:
         result = tick(rt, policy, dry_run=True)
-    except UnknownPolicy as e:
-        fail(str(e))
     except Exception as e:
         _aws_guard(e)
     if explain is not None:
@@ -304,13 +336,10 @@ def status(
 ) -> None:
     """What the state DB holds: owned snapshots, grants, recent runs and failures."""
     cfg = load(config)
-    from snapworker.adapters.store.repository import StateStoreError, open_store
+    from snapworker.adapters.store.repository import open_store
     from snapworker.views.status import render_status
 
-    try:
-        store = open_store(cfg.state_url)
-    except StateStoreError as e:
-        fail(str(e))
+    store = open_store(cfg.state_url)
     typer.echo(render_status(store, format.value, show_all=show_all))
 
 
@@ -354,21 +383,13 @@ def _hold_command(snapshot: str, config: str | None, reason: str | None) -> None
     """hold (reason given) or release (None): refusals exit 2 before any AWS mutation."""
     cfg = load(config)
     rt = runtime(cfg)
-    from snapworker.adapters.aws.redshift import AwsError
-    from snapworker.service.holds import HoldIncomplete, HoldRefused
     from snapworker.service.holds import hold as do_hold
     from snapworker.service.holds import release as do_release
 
     try:
         text = do_release(rt, snapshot) if reason is None else do_hold(rt, snapshot, reason)
-    except HoldRefused as e:
-        fail(str(e))
-    except HoldIncomplete as e:
-        fail(str(e), 1)
-    except AwsError as e:
-        fail(f"{'release' if reason is None else 'hold'} {snapshot} failed: {e}", 1)
     except Exception as e:
-        _aws_guard(e)
+        exit_for(e, f"{'release' if reason is None else 'hold'} {snapshot} failed")
     typer.echo(text)
 
 
@@ -408,16 +429,12 @@ def daemon(config: ConfigOpt = None) -> None:
     exit 0. SIGHUP: reload the config (a bad one is reported and the old one kept).
     """
     cfg = load(config)
-    from snapworker.adapters.store.repository import StateStoreError
     from snapworker.config import resolve_config_path
     from snapworker.entrypoints.daemon import Daemon
     from snapworker.logs import configure
 
     configure()
-    try:
-        d = Daemon(cfg, resolve_config_path(config))
-    except StateStoreError as e:
-        fail(str(e))
+    d = Daemon(cfg, resolve_config_path(config))
     raise typer.Exit(d.run())
 
 
@@ -461,12 +478,10 @@ def credentials(
         fail("--show-password prints the password to a terminal only; stdout is not one")
     assert chosen.verify is not None
     rt = runtime(cfg)
-    from snapworker.service.drills import DrillError, connect_params, conninfo
+    from snapworker.service.database import connect_params, conninfo
 
     try:
         params = connect_params(rt.gateway, cluster, chosen.verify.connect)
-    except DrillError as e:
-        fail(str(e), 1)
     except Exception as e:
         _aws_guard(e)
     typer.echo(conninfo(params, with_password=show_password))
@@ -500,7 +515,7 @@ def iam_policy(
 
     from snapworker.service.permissions import iam_policy as build
     from snapworker.service.permissions import render
-    from snapworker.service.tick import UnknownPolicy, select_policies
+    from snapworker.service.tick import select_policies
 
     cfg = load(config)
     if account != "*" and re.fullmatch(r"[0-9]{12}", account) is None:
@@ -508,15 +523,15 @@ def iam_policy(
     region_re = r"[a-z]{2}(-[a-z]+)+-[0-9]+"
     if region is not None and region != "*" and not re.fullmatch(region_re, region):
         fail(f"--region: must be an AWS region name like 'us-east-1' or '*' (got {region!r})")
-    try:
-        chosen = select_policies(cfg, policy)
-    except UnknownPolicy as e:
-        fail(str(e))
+    chosen = select_policies(cfg, policy)
     typer.echo(render(build(cfg, account=account, region=region, policies=chosen)))
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SnapworkerError as e:  # what a command let through: still one line, its exit code
+        sys.exit(report(e))
 
 
 if __name__ == "__main__":

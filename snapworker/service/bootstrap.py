@@ -1,6 +1,8 @@
 """Wires the adapters to the core: config -> (boto3 gateway, state store, clock, logger).
 
-Tests call :func:`bootstrap` with their own client, clock or sleep; the CLI with none.
+Tests call :func:`bootstrap` with their own client, clock or sleep; the CLI with none. Only
+the commands that work on AWS and the state DB import this module (the CLI imports it inside
+them), so its imports cost the others nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from snapworker.adapters.aws.ratelimit import RateLimiter
+from snapworker.adapters.aws.redshift import CallStats, RedshiftGateway, instrument, make_client
+from snapworker.adapters.store.repository import StateStore, open_store
 from snapworker.config import Config
+from snapworker.logs import get_logger
 from snapworker.service.tick import Runtime
 
 
@@ -38,12 +44,10 @@ def bootstrap(
     client: Any = None,
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    store: Any = None,
-) -> Runtime:
-    from snapworker.adapters.aws.redshift import CallStats, RedshiftGateway, instrument, make_client
-    from snapworker.adapters.store.repository import open_store
-    from snapworker.logs import get_logger
-
+    store: StateStore | None = None,
+) -> Runtime[StateStore]:
+    """The runtime of ``config``: the state DB (``store``, else opened from ``state_url``), a
+    gateway over ``client`` (else a boto3 client from ``config.aws``), the clock, the log."""
     log = get_logger()
     if store is None:
         store = open_store(config.state_url)
@@ -55,8 +59,6 @@ def bootstrap(
 
     def on_retry(operation: str, err: Exception, attempt: int) -> None:
         log.warning("retrying", operation=operation, attempt=attempt, error=str(err))
-
-    from snapworker.adapters.aws.ratelimit import RateLimiter
 
     # One budget of mutating calls for every worker thread (aws.max_calls_per_second).
     limiter = RateLimiter(config.aws.max_calls_per_second, sleep=sleep)

@@ -1,7 +1,9 @@
 """Restore drills, the I/O part: restore, wait, GetClusterCredentials, connect, check, delete.
 
-The planner decides which drill is due (``snapworker.core.verify``); the executor runs a
-``verify`` action through :func:`run_drill`:
+The planner decides which drill is due (``snapworker.core.verify``) and plans it as a
+``verify`` action. A drill is a long workflow, not one AWS call, so the executor does not run
+it: once the executor is done, the tick hands the ``verify`` actions to :func:`run_drills`,
+which journals each like an action and runs it through :func:`run_drill`:
 
 1. the drill is recorded in the state DB (``pending``, with the scratch cluster's id)
    *before* RestoreFromClusterSnapshot, so a crash at any later point leaves a record the
@@ -12,8 +14,8 @@ The planner decides which drill is due (``snapworker.core.verify``); the executo
 3. DescribeClusters every ``poll_seconds`` until ``available``, at most ``wait_minutes``
    (counted in polls, so an injected sleep makes tests instant);
 4. GetClusterCredentials (DbUser, DbName, DurationSeconds, DbGroups, AutoCreate), then a
-   PostgreSQL-protocol connection (psycopg 3, keyword arguments, never a DSN holding the
-   password) to the restored endpoint or ``connect.host``/``port``, with ``sslmode``;
+   PostgreSQL-protocol connection (``snapworker.service.database``) to the restored endpoint
+   or ``connect.host``/``port``, with ``sslmode``;
 5. each check runs in a read-only transaction; its first value is judged against its
    expectation; the outcome (each check's result, never a credential) goes to the state DB;
 6. the scratch cluster is deleted with ``SkipFinalClusterSnapshot`` in a ``finally``: on
@@ -23,205 +25,75 @@ The planner decides which drill is due (``snapworker.core.verify``); the executo
 A drill that errors (restore, credentials, connection, timeout) ends ``error`` and, like a
 ``failed`` one, makes the action fail (logged as an error, exit code 1), and counts for its
 fire time. One cut short by a crash stays ``pending``: the planner plans it again.
-
-Secrets: the temporary password lives in a :class:`TemporaryCredentials` (its repr hides it)
-and is handed to the driver only. Error messages from botocore and psycopg are wrapped in
-:class:`DrillError` with the password scrubbed out (``_scrub``) and the original exception
-dropped (``from None``), so it reaches no log, no state DB row and no report.
+Secrets never reach a log or the state DB (see ``snapworker.service.database``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from snapworker.adapters.aws.redshift import STOPPING, AwsError, ClusterInfo, TemporaryCredentials
+from snapworker.adapters.aws.redshift import STOPPING, AwsError, ClusterInfo
 from snapworker.core import verify
 from snapworker.core.model import TAG_POLICY, Action, Inventory, State
-from snapworker.errors import SnapworkerError
-from snapworker.service.executor import Refused
+from snapworker.logs import get_logger
+from snapworker.service.database import (
+    Connector,
+    ConnectParams,
+    DrillError,
+    connect_params,
+    conninfo,
+    run_queries,
+    scrub,
+)
+from snapworker.service.executor import Outcome, Refused
+from snapworker.service.iam import needs
+from snapworker.service.ports import Gateway, JournalRepository, VerificationRepository
 
 if TYPE_CHECKING:
-    from snapworker.adapters.aws.redshift import RedshiftGateway
-    from snapworker.adapters.store.repository import StateStore
-    from snapworker.config import Policy, VerifyConnect, VerifySpec
-    from snapworker.service.executor import Executor
+    from snapworker.config import Policy, VerifySpec
 
 __all__ = [
     "ConnectParams",
+    "DrillContext",
     "DrillError",
     "VerificationFailed",
     "cleanup_scratch",
     "connect_params",
     "conninfo",
-    "record_figures_before_snapshot",
     "run_drill",
+    "run_drills",
     "run_queries",
 ]
-
-CONNECT_TIMEOUT_SECONDS = 30
-
-
-class DrillError(SnapworkerError):
-    """A drill could not run to its checks (restore, wait, credentials, connection). The
-    message is safe to log and store: it never holds the password."""
 
 
 class VerificationFailed(Refused):
     """The drill ended ``failed`` or ``error``: the ``verify`` action fails (exit code 1)."""
 
 
-@dataclass(frozen=True)
-class ConnectParams:
-    """What libpq needs. ``password`` is hidden from repr; pass it to the driver only."""
-
-    host: str
-    port: int
-    dbname: str
-    user: str
-    password: str = field(repr=False)
-    sslmode: str = "require"
-
-    def __str__(self) -> str:
-        return conninfo(self, with_password=False)
+class DrillStore(VerificationRepository, JournalRepository, Protocol):
+    """What drills need of the state DB: the drill records and the journal."""
 
 
-def _quote(value: str) -> str:
-    """A libpq keyword/value: quoted when it holds spaces, quotes or backslashes."""
-    if value and all(c.isalnum() or c in "-_.:@+/" for c in value):
-        return value
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{escaped}'"
+@dataclass
+class DrillContext:
+    """What a drill works with: the gateway, the state DB, the run, the policies, the clock."""
 
-
-def conninfo(params: ConnectParams, *, with_password: bool) -> str:
-    """A ready libpq connection string (``psql "<this>"``); the password only on request."""
-    parts = [
-        f"host={_quote(params.host)}",
-        f"port={params.port}",
-        f"dbname={_quote(params.dbname)}",
-        f"user={_quote(params.user)}",
-        f"sslmode={params.sslmode}",
-    ]
-    if with_password:
-        parts.append(f"password={_quote(params.password)}")
-    return " ".join(parts)
-
-
-def _scrub(message: str, *secrets: str | None) -> str:
-    """``message`` without any of ``secrets`` (and shortened): for exception texts that
-    came from a driver or an SDK and might quote what they were given."""
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "***")
-    message = " ".join(message.split())
-    return message if len(message) <= 500 else message[:497] + "..."
-
-
-# ------------------------------------------------------------------------ credentials path
-
-
-def connect_params(
-    gateway: RedshiftGateway,
-    cluster_id: str,
-    connect: VerifyConnect,
-    info: ClusterInfo | None = None,
-) -> ConnectParams:
-    """GetClusterCredentials for ``cluster_id`` as ``connect`` says, and where to connect:
-    ``connect.host``/``port`` if set, else the cluster's endpoint. The one code path of the
-    drills, the pre-snapshot figures and ``snapworker credentials``."""
-    if info is None and (connect.host is None or connect.port is None):
-        info = gateway.describe_cluster(cluster_id)
-        if info is None:
-            raise DrillError(f"cluster {cluster_id} does not exist")
-    host = connect.host or (info.address if info is not None else None)
-    port = connect.port or (info.port if info is not None else None)
-    if not host or not port:
-        raise DrillError(f"cluster {cluster_id} reports no endpoint yet")
-    try:
-        creds: TemporaryCredentials = gateway.get_cluster_credentials(
-            cluster_id,
-            connect.db_user,
-            connect.db_name,
-            connect.duration_seconds,
-            list(connect.db_groups),
-            connect.auto_create,
-        )
-    except AwsError as e:
-        raise DrillError(
-            f"GetClusterCredentials for {cluster_id} failed: {e.code}: {e.message}"
-        ) from None
-    return ConnectParams(
-        host=host,
-        port=int(port),
-        dbname=connect.db_name,
-        user=creds.user,
-        password=creds.password,
-        sslmode=connect.sslmode,
-    )
-
-
-QueryOutcome = tuple[list[tuple[Any, ...]] | None, str | None]
-"""(rows, None) or (None, why the query failed)."""
-
-Connector = Callable[[ConnectParams, Sequence[tuple[str, str]]], dict[str, QueryOutcome]]
-
-
-def run_queries(
-    params: ConnectParams, queries: Sequence[tuple[str, str]]
-) -> dict[str, QueryOutcome]:
-    """Connect once and run each ``(name, sql)`` in its own read-only transaction; returns
-    each query's first row (or why it failed). A failed connection raises
-    :class:`DrillError` (password scrubbed, the driver's exception dropped)."""
-    import psycopg  # lazy: only drills need the driver
-
-    try:
-        conn = psycopg.connect(
-            host=params.host,
-            port=params.port,
-            dbname=params.dbname,
-            user=params.user,
-            password=params.password,
-            sslmode=params.sslmode,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            application_name="snapworker-verify",
-        )
-    except psycopg.Error as e:
-        raise DrillError(
-            f"cannot connect to {params.host}:{params.port}/{params.dbname} as "
-            f"{params.user}: {_scrub(str(e), params.password)}"
-        ) from None
-    out: dict[str, QueryOutcome] = {}
-    try:
-        conn.read_only = True
-        for name, sql in queries:
-            try:
-                with conn.transaction():
-                    cur = conn.execute(sql)  # the operator's own SQL, read-only
-                    row = cur.fetchone() if cur.description is not None else None
-                out[name] = ([tuple(row)] if row is not None else [], None)
-            except psycopg.Error as e:
-                reason = _scrub(str(e), params.password) or type(e).__name__
-                out[name] = (None, f"query failed: {reason}")
-                if conn.broken:
-                    raise DrillError(
-                        f"connection to {params.host}:{params.port} lost: {reason}"
-                    ) from None
-    finally:
-        with contextlib.suppress(psycopg.Error):
-            conn.close()
-    return out
+    gateway: Gateway
+    store: DrillStore
+    run_id: int
+    policies: Mapping[str, Policy]
+    clock: Callable[[], datetime]
 
 
 # ---------------------------------------------------------------------------------- drills
 
 
 def _wait_available(
-    gateway: RedshiftGateway,
+    gateway: Gateway,
     cluster_id: str,
     spec: VerifySpec,
     sleep: Callable[[float], None],
@@ -248,8 +120,8 @@ def _wait_available(
 
 @dataclass
 class _Drill:
-    gateway: RedshiftGateway
-    store: StateStore
+    gateway: Gateway
+    store: DrillStore
     spec: VerifySpec
     action: Action
     scratch: str
@@ -298,24 +170,65 @@ def _target(check: Any) -> Any:
     return None
 
 
+def run_drills(
+    actions: Sequence[Action],
+    ctx: DrillContext,
+    progress: Callable[[Outcome], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    *,
+    connector: Connector | None = None,
+    log: Any = None,
+) -> list[Outcome]:
+    """Run the ``verify`` actions one after the other, each journalled like an action of the
+    executor (entry before, outcome after); ``should_stop`` is asked before each."""
+    outcomes: list[Outcome] = []
+    for action in actions:
+        if should_stop():
+            break
+        entry = ctx.store.journal_start(ctx.run_id, action, ctx.clock())
+        try:
+            status = run_drill(ctx, action, connector=connector, log=log)
+        except (AwsError, Refused) as e:
+            ctx.store.journal_finish(entry, "failed", None, str(e), ctx.clock())
+            outcome = Outcome(action, False, "failed", str(e))
+        else:
+            ctx.store.journal_finish(entry, "completed", status, None, ctx.clock())
+            outcome = Outcome(action, True, status)
+        outcomes.append(outcome)
+        if progress is not None:
+            progress(outcome)
+    return outcomes
+
+
+@needs(
+    "verify",
+    "redshift:RestoreFromClusterSnapshot",
+    "redshift:CreateTags",
+    "redshift:DescribeClusters",
+    "redshift:GetClusterCredentials",
+    "redshift:CreateClusterUser",
+    "redshift:JoinGroup",
+    "redshift:DeleteCluster",
+)
 def run_drill(
-    executor: Executor,
+    ctx: DrillContext,
     action: Action,
     *,
     connector: Connector | None = None,
     log: Any = None,
 ) -> str:
-    """Carry out a ``verify`` action; returns ``passed`` or raises :class:`VerificationFailed`
-    (``failed``/``error``). The scratch cluster is deleted whatever happens (``finally``)."""
-    policy = executor.policies[action.policy]
+    """Restore the newest owned snapshot into a scratch cluster (swv-*), connect with
+    temporary credentials, run the checks, delete the scratch cluster.
+
+    Returns ``passed`` or raises :class:`VerificationFailed` (``failed``/``error``). The
+    scratch cluster is deleted whatever happens (``finally``)."""
+    policy = ctx.policies[action.policy]
     spec = policy.verify
     if spec is None or action.fire_time is None:
         raise Refused(f"verify {action.snapshot}: policy {action.policy} has no verify block")
     if log is None:
-        from snapworker.logs import get_logger
-
         log = get_logger()
-    store, gateway, clock = executor.store, executor.gateway, executor.clock
+    store, gateway, clock = ctx.store, ctx.gateway, ctx.clock
     scratch = verify.scratch_cluster_id(action.policy, action.cluster, action.fire_time)
     vid = store.start_verification(
         action.policy, action.cluster, action.snapshot, action.fire_time, scratch, clock()
@@ -330,7 +243,7 @@ def run_drill(
                 # The worker is stopping, the drill proved nothing: it stays `pending`, so
                 # the next tick or run redoes it for this fire time (not an error for it).
                 raise
-            ended = ("error", {"snapshot": action.snapshot, "error": _scrub(str(e))})
+            ended = ("error", {"snapshot": action.snapshot, "error": scrub(str(e))})
         except DrillError as e:
             ended = ("error", {"snapshot": action.snapshot, "error": str(e)})
     finally:
@@ -375,8 +288,8 @@ def _failure_message(status: str, detail: Mapping[str, Any]) -> str:
 
 
 def _delete_scratch(
-    gateway: RedshiftGateway,
-    store: StateStore,
+    gateway: Gateway,
+    store: VerificationRepository,
     scratch: str,
     clock: Callable[[], datetime],
     log: Any,
@@ -389,7 +302,7 @@ def _delete_scratch(
         log.warning(
             "scratch cluster not deleted; the next run retries",
             cluster=scratch,
-            error=_scrub(str(e)),
+            error=scrub(str(e)),
         )
         return False
     store.mark_scratch_deleted(scratch, clock())
@@ -397,8 +310,8 @@ def _delete_scratch(
 
 
 def cleanup_scratch(
-    gateway: RedshiftGateway,
-    store: StateStore,
+    gateway: Gateway,
+    store: VerificationRepository,
     inventory: Inventory,
     state: State,
     policies: Iterable[str],
@@ -430,57 +343,3 @@ def cleanup_scratch(
     for cid in sorted(set(recorded) - set(inventory.clusters)):
         store.mark_scratch_deleted(cid, clock())  # never made (crash before the restore) or gone
     return deleted
-
-
-# ------------------------------------------------------------- figures before a snapshot
-
-
-def record_figures_before_snapshot(
-    executor: Executor,
-    policy: Policy,
-    action: Action,
-    *,
-    connector: Connector | None = None,
-    log: Any = None,
-) -> bool:
-    """Read ``verify.record_before_snapshot`` on the live cluster (same credentials path as
-    the drills) and store the figures with the snapshot about to be created. A failure is
-    logged as a warning and the snapshot is taken anyway: a backup matters more than its
-    figures (the drill then reports the missing figure). Returns whether figures were kept."""
-    spec = policy.verify
-    if spec is None or not spec.record_before_snapshot:
-        return False
-    if log is None:
-        from snapworker.logs import get_logger
-
-        log = get_logger()
-    queries = [(f.name, f.sql) for f in spec.record_before_snapshot]
-    try:
-        params = connect_params(executor.gateway, action.cluster, spec.connect)
-        rows = (connector or run_queries)(params, queries)
-    except (AwsError, DrillError) as e:
-        log.warning(
-            "snapshot figures not recorded",
-            policy=action.policy,
-            cluster=action.cluster,
-            snapshot=action.snapshot,
-            error=_scrub(str(e)),
-        )
-        return False
-    figures: dict[str, Any] = {}
-    for name, _sql in queries:
-        got, why = rows.get(name, (None, "not run"))
-        if got:
-            figures[name] = verify.json_value(got[0][0] if got[0] else None)
-        else:
-            log.warning(
-                "snapshot figure not read",
-                policy=action.policy,
-                snapshot=action.snapshot,
-                figure=name,
-                error=why or "no rows",
-            )
-    executor.store.record_figures(
-        action.snapshot, action.policy, action.cluster, figures, executor.clock()
-    )
-    return True

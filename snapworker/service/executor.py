@@ -18,6 +18,12 @@ Order and guards, which make deletion safe:
   create or copy is adopted only when the existing snapshot's tags prove it is ours.
 
 A permanent failure on one action is recorded (journal, outcome) and the others go on.
+
+Each action kind has one handler: a plain function registered with :func:`handler`, which
+also declares the IAM actions it calls (``snapworker.service.iam``; the IAM generator reads
+them). The checks that make a delete or an adoption safe are pure (``core.guards``). A restore
+drill is not an action of the executor: the tick hands ``verify`` actions to
+``snapworker.service.drills`` once the executor is done.
 """
 
 from __future__ import annotations
@@ -27,12 +33,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
-from snapworker.adapters.aws.redshift import AwsError, RedshiftGateway
+from snapworker.adapters.aws.redshift import AwsError
+from snapworker.core import guards
 from snapworker.core.model import (
     TAG_FIRE_TIME,
-    TAG_POLICY,
     Action,
     Inventory,
     OwnedRecord,
@@ -40,14 +46,26 @@ from snapworker.core.model import (
     Snapshot,
     State,
 )
-from snapworker.core.ownership import owner_of, ownership_tags, parse_utc
+from snapworker.core.ownership import ownership_tags, parse_utc
 from snapworker.errors import SnapworkerError
+from snapworker.service.database import record_figures_before_snapshot
+from snapworker.service.iam import declare, needs
+from snapworker.service.ports import (
+    Gateway,
+    JournalRepository,
+    SnapshotRepository,
+    VerificationRepository,
+)
 
 if TYPE_CHECKING:
-    from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Policy
 
 Clock = Callable[[], datetime]
+
+
+class ExecutorStore(SnapshotRepository, JournalRepository, VerificationRepository, Protocol):
+    """What the executor needs of the state DB: snapshots, grants, the journal, and the
+    figures recorded before a snapshot."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +84,11 @@ class Refused(SnapworkerError):
 
 @dataclass
 class Executor:
-    gateway: RedshiftGateway
-    store: StateStore
+    """What a handler works with: the adapters, the run, the policies and the state read at
+    the start of the tick."""
+
+    gateway: Gateway
+    store: ExecutorStore
     run_id: int
     policies: Mapping[str, Policy]
     state: State
@@ -76,26 +97,20 @@ class Executor:
     max_concurrency: int = 1
     """Clusters whose actions run at the same time (``aws.max_concurrency``)."""
 
-    def _pending_made(self) -> dict[str, PendingEntry]:
-        return {e.snapshot_id: e for e in self.state.pending if e.kind in ("create", "copy")}
+    def owned_by(self, snap: Snapshot, policy: str) -> bool:
+        return guards.owned_by(snap, policy, self.state, self.account)
 
-    def _owned_by(self, snap: Snapshot, policy: str) -> OwnedRecord | None:
-        own = owner_of(snap, self.state, self._pending_made(), self.account)
-        if own is None or own.record.policy != policy:
-            return None
-        return own.record
-
-    def _fail_safe_days(self, action: Action) -> int | None:
+    def fail_safe_days(self, action: Action) -> int | None:
         """The policy's ``retention.fail_safe_days`` (ManualSnapshotRetentionPeriod), if set."""
         policy = self.policies.get(action.policy)
         return policy.retention.fail_safe_days if policy is not None else None
 
-    # -- one action ---------------------------------------------------------------------
-
     def run_one(self, action: Action) -> Outcome:
+        """Journal, carry out through the kind's handler, journal the outcome."""
+        do = HANDLERS[action.kind]
         entry = self.store.journal_start(self.run_id, action, self.clock())
         try:
-            outcome = getattr(self, f"_do_{action.kind}")(action)
+            outcome = do(self, action)
         except (AwsError, Refused) as e:
             message = str(e)
             self.store.journal_finish(entry, "failed", None, message, self.clock())
@@ -103,162 +118,191 @@ class Executor:
         self.store.journal_finish(entry, "completed", outcome, None, self.clock())
         return Outcome(action, True, outcome)
 
-    def _record(self, action: Action, made_for: str, data_time: datetime | None) -> OwnedRecord:
-        rec = OwnedRecord(
-            action.snapshot,
-            action.policy,
-            action.cluster,
-            "copy" if made_for == "copy" else "create",
-            data_time,
-            source_id=action.source,
-            fire_time=action.fire_time,
-        )
-        self.store.record_owned(rec, at=self.clock())
-        return rec
-
-    def _adopt_existing(self, action: Action) -> Snapshot:
-        """The target id exists already: adopt it only if its tags prove it is ours."""
-        snap = self.gateway.get_snapshot(action.snapshot, action.cluster)
-        if snap is None or snap.tags == {} or self._owned_by(snap, action.policy) is None:
-            raise Refused(
-                f"{action.kind} {action.snapshot}: the id is taken by a snapshot snapworker "
-                "does not own; nothing was changed"
-            )
-        return snap
-
-    def _do_create(self, action: Action) -> str:
-        rec = OwnedRecord(
-            action.snapshot,
-            action.policy,
-            action.cluster,
-            "create",
-            None,
-            fire_time=action.fire_time,
-        )
-        policy = self.policies.get(action.policy)
-        if policy is not None and policy.verify and policy.verify.record_before_snapshot:
-            from snapworker.service.drills import record_figures_before_snapshot
-
-            record_figures_before_snapshot(self, policy, action)
-        try:
-            snap = self.gateway.create_snapshot(
-                action.snapshot,
-                action.cluster,
-                ownership_tags(rec),
-                retention_days=self._fail_safe_days(action),
-            )
-            outcome = "created"
-        except AwsError as e:
-            if e.code != "ClusterSnapshotAlreadyExists":
-                raise
-            snap = self._adopt_existing(action)
-            outcome = "adopted"
-        self._record(action, "create", snap.create_time)
-        return outcome
-
-    def _do_copy(self, action: Action) -> str:
-        assert action.source is not None
-        try:
-            snap = self.gateway.copy_snapshot(
-                action.source,
-                action.cluster,
-                action.snapshot,
-                retention_days=self._fail_safe_days(action),
-            )
-            outcome = "copied"
-        except AwsError as e:
-            if e.code != "ClusterSnapshotAlreadyExists":
-                raise
-            snap = self._adopt_existing(action)
-            outcome = "adopted"
-        rec = self._record(action, "copy", action.data_time)
-        self.store.record_copied_source(action.policy, action.source, action.snapshot, self.clock())
-        if outcome == "copied":
-            self.gateway.tag_snapshot(
-                action.snapshot, action.cluster, snap.owner_account, ownership_tags(rec)
-            )
-        return outcome
-
-    def _do_tag(self, action: Action) -> str:
-        rec = OwnedRecord(
-            action.snapshot,
-            action.policy,
-            action.cluster,
-            "copy" if action.source else "create",
-            action.data_time,
-            source_id=action.source,
-            fire_time=action.fire_time,
-        )
-        self.gateway.tag_snapshot(action.snapshot, action.cluster, None, ownership_tags(rec))
-        self.store.record_owned(rec, at=self.clock())
-        return "tagged"
-
-    def _do_share(self, action: Action) -> str:
-        assert action.account is not None
-        outcome = "shared"
-        try:
-            self.gateway.authorize(action.snapshot, action.cluster, action.account)
-        except AwsError as e:
-            if e.code != "AuthorizationAlreadyExists":
-                raise
-            outcome = "already-shared"
-        self.store.record_grant(action.snapshot, action.account, self.clock())
-        return outcome
-
-    def _do_revoke(self, action: Action) -> str:
-        assert action.account is not None
-        outcome = "revoked"
-        try:
-            self.gateway.revoke(action.snapshot, action.cluster, action.account)
-        except AwsError as e:
-            if e.code not in ("AuthorizationNotFound", "ClusterSnapshotNotFound"):
-                raise
-            outcome = "already-revoked"
-        self.store.record_revoke(action.snapshot, action.account, self.clock())
-        return outcome
-
     def check_deletable(self, action: Action) -> Snapshot | None:
         """Re-read the snapshot and check every delete guard; None: already gone."""
         snap = self.gateway.get_snapshot(action.snapshot, action.cluster)
         if snap is None:
             return None
         policy = self.policies[action.policy]
-        if snap.type != "manual":
-            raise Refused(f"not deleted: {snap.id} is an automated snapshot")
-        if self._owned_by(snap, action.policy) is None:
-            raise Refused(f"not deleted: {snap.id} is not owned by policy {action.policy}")
-        if policy.hold_tag in snap.tags:
-            raise Refused(f"not deleted: {snap.id} is held ({policy.hold_tag})")
-        if snap.accounts:
-            raise Refused(
-                f"not deleted: {snap.id} is still authorized for {', '.join(snap.accounts)}"
-            )
-        if not snap.available:
-            raise Refused(f"not deleted: {snap.id} is '{snap.status}', not available")
+        why = guards.delete_refusal(snap, action.policy, policy.hold_tag, self.state, self.account)
+        if why is not None:
+            raise Refused(why)
         return snap
 
-    def _do_delete(self, action: Action) -> str:
-        # The guards ran in ``apply`` before the journal entry; the call itself:
-        try:
-            self.gateway.delete_snapshot(action.snapshot, action.cluster)
-            outcome = "deleted"
-        except AwsError as e:
-            if e.code != "ClusterSnapshotNotFound":
-                raise
-            outcome = "already-absent"
-        self.store.mark_deleted(action.snapshot, self.clock())
-        return outcome
 
-    def _do_verify(self, action: Action) -> str:
-        """A restore drill (``snapworker.service.drills``); a failed or erroring drill raises
-        ``VerificationFailed`` (a ``Refused``): recorded as a failed action."""
-        from snapworker.service.drills import run_drill
+# ----------------------------------------------------------------------- the handlers
 
-        return run_drill(self, action)
+Handler = Callable[[Executor, Action], str]
+"""Carries out one action; returns its outcome word, raises AwsError or Refused."""
+
+HANDLERS: dict[str, Handler] = {}
+"""The executor's action kinds, each with its handler (see :func:`handler`)."""
 
 
-PARALLEL_KINDS = frozenset({"tag", "create", "copy", "share", "revoke", "delete"})
-"""Kinds run on the thread pool; anything else (a restore drill) runs afterwards, alone."""
+def handler(kind: str, *, iam: tuple[str, ...]) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of ``kind``, which calls the IAM
+    actions ``iam`` (declared for ``iam-policy``, with the docstring's summary as why)."""
+
+    def register(fn: Handler) -> Handler:
+        if kind in HANDLERS:
+            raise ValueError(f"two handlers for {kind!r}")
+        HANDLERS[kind] = fn
+        needs(kind, *iam)(fn)
+        return fn
+
+    return register
+
+
+declare(
+    "account",
+    ("sts:GetCallerIdentity",),
+    "the account id for a snapshot's ARN when tagging, if no listing revealed it",
+)
+
+
+def _record(ex: Executor, action: Action, made_for: str, data_time: datetime | None) -> OwnedRecord:
+    rec = OwnedRecord(
+        action.snapshot,
+        action.policy,
+        action.cluster,
+        "copy" if made_for == "copy" else "create",
+        data_time,
+        source_id=action.source,
+        fire_time=action.fire_time,
+    )
+    ex.store.record_owned(rec, at=ex.clock())
+    return rec
+
+
+def _adopt_existing(ex: Executor, action: Action) -> Snapshot:
+    """The target id exists already: adopt it only if its tags prove it is ours."""
+    snap = ex.gateway.get_snapshot(action.snapshot, action.cluster)
+    if snap is None or not guards.may_adopt(snap, action.policy, ex.state, ex.account):
+        raise Refused(
+            f"{action.kind} {action.snapshot}: the id is taken by a snapshot snapworker "
+            "does not own; nothing was changed"
+        )
+    return snap
+
+
+@handler("create", iam=("redshift:CreateClusterSnapshot",))
+def do_create(ex: Executor, action: Action) -> str:
+    """A manual snapshot of a cluster, tagged at birth (create.schedule); an id already
+    taken is adopted only if its tags prove it is ours."""
+    rec = OwnedRecord(
+        action.snapshot,
+        action.policy,
+        action.cluster,
+        "create",
+        None,
+        fire_time=action.fire_time,
+    )
+    policy = ex.policies.get(action.policy)
+    if policy is not None and policy.verify and policy.verify.record_before_snapshot:
+        record_figures_before_snapshot(ex.gateway, ex.store, ex.clock, policy, action)
+    try:
+        snap = ex.gateway.create_snapshot(
+            action.snapshot,
+            action.cluster,
+            ownership_tags(rec),
+            retention_days=ex.fail_safe_days(action),
+        )
+        outcome = "created"
+    except AwsError as e:
+        if e.code != "ClusterSnapshotAlreadyExists":
+            raise
+        snap = _adopt_existing(ex, action)
+        outcome = "adopted"
+    _record(ex, action, "create", snap.create_time)
+    return outcome
+
+
+@handler("copy", iam=("redshift:CopyClusterSnapshot",))
+def do_copy(ex: Executor, action: Action) -> str:
+    """An automated snapshot copied to a manual one (copy_automated), then tagged."""
+    assert action.source is not None
+    try:
+        snap = ex.gateway.copy_snapshot(
+            action.source,
+            action.cluster,
+            action.snapshot,
+            retention_days=ex.fail_safe_days(action),
+        )
+        outcome = "copied"
+    except AwsError as e:
+        if e.code != "ClusterSnapshotAlreadyExists":
+            raise
+        snap = _adopt_existing(ex, action)
+        outcome = "adopted"
+    rec = _record(ex, action, "copy", action.data_time)
+    ex.store.record_copied_source(action.policy, action.source, action.snapshot, ex.clock())
+    if outcome == "copied":
+        ex.gateway.tag_snapshot(
+            action.snapshot, action.cluster, snap.owner_account, ownership_tags(rec)
+        )
+    return outcome
+
+
+@handler("tag", iam=("redshift:CreateTags",))
+def do_tag(ex: Executor, action: Action) -> str:
+    """The ownership tags on what the worker makes (and restoring them after a crash)."""
+    rec = OwnedRecord(
+        action.snapshot,
+        action.policy,
+        action.cluster,
+        "copy" if action.source else "create",
+        action.data_time,
+        source_id=action.source,
+        fire_time=action.fire_time,
+    )
+    ex.gateway.tag_snapshot(action.snapshot, action.cluster, None, ownership_tags(rec))
+    ex.store.record_owned(rec, at=ex.clock())
+    return "tagged"
+
+
+@handler("share", iam=("redshift:AuthorizeSnapshotAccess",))
+def do_share(ex: Executor, action: Action) -> str:
+    """A grant to an account the policy lists (share.accounts)."""
+    assert action.account is not None
+    outcome = "shared"
+    try:
+        ex.gateway.authorize(action.snapshot, action.cluster, action.account)
+    except AwsError as e:
+        if e.code != "AuthorizationAlreadyExists":
+            raise
+        outcome = "already-shared"
+    ex.store.record_grant(action.snapshot, action.account, ex.clock())
+    return outcome
+
+
+@handler("revoke", iam=("redshift:RevokeSnapshotAccess",))
+def do_revoke(ex: Executor, action: Action) -> str:
+    """A grant withdrawn: before every delete, at unshare_after, or drift (revoke_unlisted)."""
+    assert action.account is not None
+    outcome = "revoked"
+    try:
+        ex.gateway.revoke(action.snapshot, action.cluster, action.account)
+    except AwsError as e:
+        if e.code not in ("AuthorizationNotFound", "ClusterSnapshotNotFound"):
+            raise
+        outcome = "already-revoked"
+    ex.store.record_revoke(action.snapshot, action.account, ex.clock())
+    return outcome
+
+
+@handler("delete", iam=("redshift:DeleteClusterSnapshot", "redshift:DescribeClusterSnapshots"))
+def do_delete(ex: Executor, action: Action) -> str:
+    """A snapshot retention no longer keeps, after the re-read and the guards
+    (``Executor.check_deletable``, run by :func:`apply` before the journal entry)."""
+    try:
+        ex.gateway.delete_snapshot(action.snapshot, action.cluster)
+        outcome = "deleted"
+    except AwsError as e:
+        if e.code != "ClusterSnapshotNotFound":
+            raise
+        outcome = "already-absent"
+    ex.store.mark_deleted(action.snapshot, ex.clock())
+    return outcome
 
 
 def apply(
@@ -274,16 +318,16 @@ def apply(
     succeeded). Different clusters run side by side on ``executor.max_concurrency`` threads;
     the gateway's shared rate limiter keeps the whole under the account's API budget.
     ``should_stop`` is asked before each action (the actions in flight finish);
-    ``progress`` is called once per outcome, never from two threads at once.
+    ``progress`` is called once per outcome, never from two threads at once. Every kind must
+    have a handler (a ``verify`` action is a drill: ``service.drills.run_drills``).
     """
     workers = executor.max_concurrency
+    unknown = sorted({a.kind for a in actions} - set(HANDLERS))
+    if unknown:
+        raise ValueError(f"the executor has no handler for {', '.join(unknown)}")
     groups: dict[tuple[str, str], list[int]] = {}
-    later: list[int] = []
     for i, action in enumerate(actions):
-        if action.kind in PARALLEL_KINDS:
-            groups.setdefault((action.policy, action.cluster), []).append(i)
-        else:
-            later.append(i)
+        groups.setdefault((action.policy, action.cluster), []).append(i)
     results: dict[int, Outcome] = {}
     revoke_failed: set[str] = set()
     lock = threading.Lock()
@@ -311,17 +355,17 @@ def apply(
         for indexes in ordered:
             run_group_of(executor, indexes)
     else:
+        # Imported here, not at the top: only a pool of several workers needs it (start-up).
         from concurrent.futures import ThreadPoolExecutor
 
         # The AWS calls overlap; the state DB's short write transactions take turns (see
         # _SerialStore), so SQLite's busy timeout is never what arbitrates between them.
-        serial = cast("StateStore", _SerialStore(executor.store))
+        serial = cast("ExecutorStore", _SerialStore(executor.store))
         parallel = dataclasses.replace(executor, store=serial)
         run_group = _bind(run_group_of, parallel)
         with ThreadPoolExecutor(max_workers=min(workers, len(ordered))) as pool:
             for future in [pool.submit(run_group, g) for g in ordered]:
                 future.result()  # re-raises what a worker raised (a crash of the store, say)
-    run_group_of(executor, later)
     return [results[i] for i in sorted(results)]
 
 
@@ -369,43 +413,37 @@ def _guarded_delete(action: Action, executor: Executor, revoke_failed: bool) -> 
 
 
 def reconcile_pending(
-    store: StateStore, pending: Sequence[PendingEntry], inventory: Inventory, now: datetime
+    store: ExecutorStore,
+    pending: Sequence[PendingEntry],
+    inventory: Inventory,
+    now: datetime,
 ) -> int:
-    """Complete the journal entries a crash left pending whose effect AWS already shows.
+    """Complete the journal entries a crash left pending whose effect AWS already shows
+    (``core.guards.effect_visible``), recording that effect in the state DB.
 
     Entries whose effect is not visible stay pending: the planner plans them again and the
     executor reuses the entry (same key). Returns how many entries were completed.
     """
     done = 0
     for e in pending:
+        if not guards.effect_visible(e, inventory.snapshots):
+            continue
         snap = inventory.snapshots.get(e.snapshot_id)
-        effect = False
-        if e.kind in ("create", "copy"):
-            effect = snap is not None and snap.type == "manual" and snap.cluster == e.cluster
-        elif e.kind == "share":
-            effect = snap is not None and e.account in snap.accounts
-            if effect and e.account:
-                store.record_grant(e.snapshot_id, e.account, now)
-        elif e.kind == "revoke":
-            effect = snap is None or e.account not in snap.accounts
-            if effect and e.account:
-                store.record_revoke(e.snapshot_id, e.account, now)
+        if e.kind == "share" and e.account:
+            store.record_grant(e.snapshot_id, e.account, now)
+        elif e.kind == "revoke" and e.account:
+            store.record_revoke(e.snapshot_id, e.account, now)
         elif e.kind == "delete":
-            effect = snap is None
-            if effect:
-                store.mark_deleted(e.snapshot_id, now)
-        elif e.kind == "tag":
-            effect = snap is not None and TAG_POLICY in snap.tags
-        if effect and e.kind in ("create", "copy") and snap is not None:
+            store.mark_deleted(e.snapshot_id, now)
+        elif e.kind in ("create", "copy") and snap is not None:
             _record_made(store, e, snap, inventory, now)
-        if effect:
-            store.journal_finish(e.entry_id, "completed", "confirmed after interruption", None, now)
-            done += 1
+        store.journal_finish(e.entry_id, "completed", "confirmed after interruption", None, now)
+        done += 1
     return done
 
 
 def _record_made(
-    store: StateStore, e: PendingEntry, snap: Snapshot, inventory: Inventory, now: datetime
+    store: SnapshotRepository, e: PendingEntry, snap: Snapshot, inventory: Inventory, now: datetime
 ) -> None:
     """Record a snapshot whose create/copy call succeeded before a crash cut the run short."""
     if e.kind == "copy":

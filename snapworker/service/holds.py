@@ -32,10 +32,12 @@ from snapworker.adapters.aws.redshift import AwsError
 from snapworker.core.model import Inventory, OwnedRecord, Snapshot, State
 from snapworker.core.planner import owned_snapshots
 from snapworker.errors import SnapworkerError, UsageError
+from snapworker.service.iam import needs
+from snapworker.service.ports import StateRepository
+from snapworker.service.tick import Runtime, observe
 
 if TYPE_CHECKING:
     from snapworker.config import Policy
-    from snapworker.service.tick import Runtime
 
 __all__ = [
     "MAX_REASON",
@@ -120,9 +122,7 @@ def _check_reason(reason: str) -> str:
     return text
 
 
-def _target(rt: Runtime, snapshot_id: str) -> HoldTarget:
-    from snapworker.service.tick import observe
-
+def _target(rt: Runtime[StateRepository], snapshot_id: str) -> HoldTarget:
     inv = observe(rt)
     return find_target(
         snapshot_id,
@@ -137,8 +137,12 @@ def _fail_safe(policy: Policy) -> int | None:
     return policy.retention.fail_safe_days
 
 
-def hold(rt: Runtime, snapshot_id: str, reason: str) -> str:
-    """Set the hold tag (value: the reason) on an owned snapshot; what was done, as a line."""
+@needs("hold", "redshift:CreateTags", "redshift:ModifyClusterSnapshot")
+def hold(rt: Runtime[StateRepository], snapshot_id: str, reason: str) -> str:
+    """snapworker hold/release: the hold tag, and the manual retention period set to
+    indefinite while held.
+
+    Sets the hold tag (value: the reason) on an owned snapshot; returns what was done."""
     text = _check_reason(reason)
     t = _target(rt, snapshot_id)
     snap = t.snapshot
@@ -170,8 +174,10 @@ def hold(rt: Runtime, snapshot_id: str, reason: str) -> str:
     return "\n".join(lines)
 
 
-def release(rt: Runtime, snapshot_id: str) -> str:
-    """Clear the hold tag of an owned snapshot; what was done, as a line."""
+@needs("hold", "redshift:DeleteTags", "redshift:ModifyClusterSnapshot")
+def release(rt: Runtime[StateRepository], snapshot_id: str) -> str:
+    """Clear the hold tag of an owned snapshot, and restore the fail-safe retention period;
+    returns what was done."""
     t = _target(rt, snapshot_id)
     snap = t.snapshot
     lines = []
@@ -197,7 +203,9 @@ def release(rt: Runtime, snapshot_id: str) -> str:
     return "\n".join(lines)
 
 
-def _restore_fail_safe(rt: Runtime, snap: Snapshot, days: int, now: datetime) -> str:
+def _restore_fail_safe(
+    rt: Runtime[StateRepository], snap: Snapshot, days: int, now: datetime
+) -> str:
     age_days = (now - snap.create_time).total_seconds() / 86400
     if age_days >= days:
         return (

@@ -27,10 +27,9 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from snapworker.adapters.store.repository import StateStore
+from snapworker.service.ports import LeaseRepository
 
 DEFAULT_TTL = timedelta(seconds=120)
 """A crashed holder blocks a policy for at most this long."""
@@ -84,7 +83,7 @@ class PolicyLeases:
 
     def __init__(
         self,
-        store: StateStore,
+        store: LeaseRepository,
         holder: str | None = None,
         ttl: timedelta = DEFAULT_TTL,
         clock: Callable[[], datetime] = wall_clock,

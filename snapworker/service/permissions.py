@@ -1,13 +1,15 @@
 """The least-privilege IAM policy a configuration needs (``snapworker iam-policy``).
 
 Cloud Custodian style: every kind of work snapworker does (observe, tag, create, copy,
-share, revoke, delete, and the hold and verify features) declares, in one place, the
-gateway operations it calls, the IAM actions they need, the resources they can be scoped
-to, and which config features enable it. The generated policy is the union over the
-config's policies of what is enabled, so a config that shares with no account grants no
-``AuthorizeSnapshotAccess``, one that never deletes grants no ``DeleteClusterSnapshot``.
-A new kind registers itself with :func:`register`; ``tests/test_iam_policy.py`` fails if
-a gateway call is not covered by some declared permission.
+share, revoke, delete, and the hold, verify and figures features) declares the IAM actions
+it calls on the code that calls them (the executor's ``@handler``, ``@needs`` elsewhere: see
+``snapworker.service.iam``). This module adds, per kind, which config features enable it
+and the resources (and conditions) each of its actions can be scoped to. The generated
+policy is the union over the config's policies of what is enabled, so a config that shares
+with no account grants no ``AuthorizeSnapshotAccess``, one that never deletes grants no
+``DeleteClusterSnapshot``. A declared kind or action with no scoping here is an error;
+``tests/test_iam_policy.py`` fails if a gateway call is not covered by some declaration, and
+if a call the config makes on some path is not allowed by the generated policy.
 
 Scoping (Redshift resource types, Service Authorization Reference):
 
@@ -21,7 +23,10 @@ Scoping (Redshift resource types, Service Authorization Reference):
   used when they are plain globs (``*`` and ``?`` mean the same in IAM), else ``*``;
 - tagging is limited by ``aws:TagKeys`` to the worker's own keys (``snapworker:*``) and,
   for ``hold``/``release``, to the policies' hold tags;
-- listing (DescribeClusters, DescribeClusterSnapshots) is account-wide: ``*``.
+- listing (DescribeClusters, DescribeClusterSnapshots) is account-wide: ``*``;
+- GetClusterCredentials is scoped to ``verify.connect``'s db user, db name and db groups: on
+  the scratch clusters (``swv-*``) for the drills, and on the selected clusters for
+  ``verify.record_before_snapshot`` (the figures are read on the live cluster).
 - ``sts:GetCallerIdentity`` is listed because the gateway calls it to build an ARN for
   tagging when it does not yet know the account (``RedshiftGateway._sts_account``).
 """
@@ -30,11 +35,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+# Imported for their declarations (``@handler``, ``@needs``): the IAM actions come from the
+# code that calls AWS. None of them imports the state DB's stack.
 from snapworker.core.model import TAG_POLICY
+from snapworker.service import database, drills, executor, holds, tick  # noqa: F401
+from snapworker.service.iam import DECLARED, Declared
 
 if TYPE_CHECKING:
     from snapworker.config import Config, Policy
@@ -86,32 +95,61 @@ class Grant:
 
     actions: tuple[str, ...]
     resources: tuple[str, ...]
-    condition: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    condition: Condition = ()
     """(operator, key, values) triples, e.g. ("ForAllValues:StringLike", "aws:TagKeys", ...)."""
+
+
+Condition = tuple[tuple[str, str, tuple[str, ...]], ...]
+Where = tuple[tuple[str, ...], Condition] | None
+"""The resources (and condition) one action is granted on for a policy; None: not granted
+(the policy does not need it, or another kind grants it more widely)."""
+Scoper = Callable[["Policy", Scope], Where]
+
+EVERY = "*"
+"""The key of :attr:`Permission.scopes` that scopes every declared action alike."""
 
 
 @dataclass(frozen=True)
 class Permission:
-    """What one kind of work needs, and when the config asks for it."""
+    """When the config asks for one kind of work, and where its IAM actions apply. The
+    actions themselves are the kind's declaration (``snapworker.service.iam.DECLARED``)."""
 
     kind: str
-    operations: tuple[str, ...]
-    """The gateway's operations (API names) this kind calls."""
     enabled: Callable[[Policy], bool]
-    grants: Callable[[Policy, Scope], list[Grant]]
-    why: str
-    services: dict[str, str] = field(default_factory=dict)
-    """Operations of a service other than Redshift: operation -> IAM prefix (``sts``)."""
+    scopes: Mapping[str, Scoper]
+    """IAM action (or :data:`EVERY`) -> its resources and condition for a policy."""
+
+    @property
+    def declared(self) -> Declared:
+        try:
+            return DECLARED[self.kind]
+        except KeyError:
+            raise LookupError(f"no code declares the IAM actions of {self.kind!r}") from None
 
     def iam_actions(self) -> list[str]:
-        return [f"{self.services.get(op, 'redshift')}:{op}" for op in self.operations]
+        return list(self.declared.actions)
+
+    def grants(self, policy: Policy, scope: Scope) -> list[Grant]:
+        """The declared actions this policy needs, grouped by where they apply."""
+        groups: dict[tuple[tuple[str, ...], Condition], list[str]] = {}
+        for action in self.declared.actions:
+            scoper = self.scopes.get(action) or self.scopes.get(EVERY)
+            if scoper is None:
+                raise LookupError(
+                    f"{self.kind}: {action} is declared but not scoped: add it to permissions.py"
+                )
+            where = scoper(policy, scope)
+            if where is not None:
+                groups.setdefault(where, []).append(action)
+        return [Grant(tuple(acts), res, cond) for (res, cond), acts in groups.items()]
 
 
 REGISTRY: dict[str, Permission] = {}
+"""The scoping of every kind, in the order of the generated statements."""
 
 
 def register(permission: Permission) -> Permission:
-    """Declare a kind of work (later features add theirs the same way)."""
+    """Scope a declared kind of work (later features add theirs the same way)."""
     REGISTRY[permission.kind] = permission
     return permission
 
@@ -131,167 +169,133 @@ def _makes(policy: Policy) -> bool:
     return policy.create is not None or policy.copy_automated
 
 
-def _tag_keys(*keys: str) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+def _tag_keys(*keys: str) -> Condition:
     return (("ForAllValues:StringLike", "aws:TagKeys", tuple(sorted(set(keys)))),)
 
 
-def _verify(policy: Policy) -> bool:
-    return policy.verify is not None
+def _anywhere(p: Policy, s: Scope) -> Where:
+    return (("*",), ())
 
 
+def _owned(p: Policy, s: Scope) -> Where:
+    return ((s.owned_snapshots(p),), ())
+
+
+def _by_observe(p: Policy, s: Scope) -> Where:
+    """Granted account-wide by ``observe`` (every run lists clusters and snapshots)."""
+    return None
+
+
+def _figures(p: Policy) -> bool:
+    return p.create is not None and p.verify is not None and bool(p.verify.record_before_snapshot)
+
+
+def _db_scopers(clusters: Callable[[Policy], list[str]]) -> dict[str, Scoper]:
+    """GetClusterCredentials and what it may do on the way (AutoCreate, DbGroups), on the
+    db user, db name and db groups of ``verify.connect`` in ``clusters``."""
+
+    def creds(p: Policy, s: Scope) -> Where:
+        assert p.verify is not None
+        connect = p.verify.connect
+        names = clusters(p)
+        arns = [s.arn("dbuser", f"{c}/{connect.db_user.lower()}") for c in names]
+        arns += [s.arn("dbname", f"{c}/{connect.db_name}") for c in names]
+        arns += [s.arn("dbgroup", f"{c}/{g}") for c in names for g in connect.db_groups]
+        return (tuple(arns), ())
+
+    def auto_create(p: Policy, s: Scope) -> Where:
+        return creds(p, s) if p.verify is not None and p.verify.connect.auto_create else None
+
+    def groups(p: Policy, s: Scope) -> Where:
+        return creds(p, s) if p.verify is not None and p.verify.connect.db_groups else None
+
+    return {
+        "redshift:GetClusterCredentials": creds,
+        "redshift:CreateClusterUser": auto_create,
+        "redshift:JoinGroup": groups,
+        "redshift:DescribeClusters": _by_observe,
+    }
+
+
+SCRATCH = "swv-*"
+"""The scratch clusters of restore drills (``core.verify.scratch_cluster_id``)."""
+
+register(Permission("observe", lambda p: True, {EVERY: _anywhere}))
+register(Permission("account", _makes, {EVERY: _anywhere}))
 register(
     Permission(
-        "observe",
-        ("DescribeClusters", "DescribeClusterSnapshots"),
-        lambda p: True,
-        lambda p, s: [Grant(("DescribeClusters", "DescribeClusterSnapshots"), ("*",))],
-        "one account-wide listing of clusters and snapshots per run (and the re-read "
-        "before a delete)",
-    )
-)
-register(
-    Permission(
-        "account",
-        ("GetCallerIdentity",),
-        _makes,
-        lambda p, s: [Grant(("sts:GetCallerIdentity",), ("*",))],
-        "the account id for a snapshot's ARN when tagging, if no listing revealed it",
-        services={"GetCallerIdentity": "sts"},
-    )
-)
-register(
-    Permission(
-        "tag",
-        ("CreateTags",),
-        _makes,
-        lambda p, s: [
-            Grant(("CreateTags",), (s.owned_snapshots(p),), _tag_keys(OWN_TAG_KEYS)),
-        ],
-        "the ownership tags on what the worker makes (and restoring them after a crash)",
+        "tag", _makes, {EVERY: lambda p, s: ((s.owned_snapshots(p),), _tag_keys(OWN_TAG_KEYS))}
     )
 )
 register(
     Permission(
         "create",
-        ("CreateClusterSnapshot",),
         lambda p: p.create is not None,
-        lambda p, s: [
-            Grant(
-                ("CreateClusterSnapshot",),
-                (*s.clusters(p), s.owned_snapshots(p)),
-                _tag_keys(OWN_TAG_KEYS),
-            )
-        ],
-        "create.schedule: a manual snapshot of each selected cluster per fire time",
+        {EVERY: lambda p, s: ((*s.clusters(p), s.owned_snapshots(p)), _tag_keys(OWN_TAG_KEYS))},
     )
 )
 register(
     Permission(
         "copy",
-        ("CopyClusterSnapshot",),
         lambda p: p.copy_automated,
-        lambda p, s: [
-            Grant(
-                ("CopyClusterSnapshot",),
+        {
+            EVERY: lambda p, s: (
                 (
                     *(s.arn("snapshot", f"{c}/rs:*") for c in cluster_patterns(p)),
                     s.owned_snapshots(p),
                 ),
+                (),
             )
-        ],
-        "copy_automated: each automated snapshot (rs:*) to a manual one",
+        },
     )
 )
-register(
-    Permission(
-        "share",
-        ("AuthorizeSnapshotAccess",),
-        lambda p: bool(p.share.accounts),
-        lambda p, s: [Grant(("AuthorizeSnapshotAccess",), (s.owned_snapshots(p),))],
-        "share.accounts",
-    )
-)
-register(
-    Permission(
-        "revoke",
-        ("RevokeSnapshotAccess",),
-        _revokes,
-        lambda p, s: [Grant(("RevokeSnapshotAccess",), (s.owned_snapshots(p),))],
-        "before every delete (retention), share.unshare_after, share.revoke_unlisted",
-    )
-)
+register(Permission("share", lambda p: bool(p.share.accounts), {EVERY: _owned}))
+register(Permission("revoke", _revokes, {EVERY: _owned}))
 register(
     Permission(
         "delete",
-        ("DeleteClusterSnapshot",),
         _deletes,
-        lambda p, s: [Grant(("DeleteClusterSnapshot",), (s.owned_snapshots(p),))],
-        "retention rules with limits.max_deletes_per_run > 0",
+        {
+            "redshift:DeleteClusterSnapshot": _owned,
+            "redshift:DescribeClusterSnapshots": _by_observe,
+        },
     )
 )
 register(
     Permission(
         "hold",
-        ("CreateTags", "DeleteTags", "ModifyClusterSnapshot"),
         lambda p: True,
-        lambda p, s: [
-            Grant(
-                ("CreateTags", "DeleteTags"),
-                (s.owned_snapshots(p),),
-                _tag_keys(p.hold_tag),
-            ),
-            Grant(("ModifyClusterSnapshot",), (s.owned_snapshots(p),)),
-        ],
-        "snapworker hold/release: the hold tag, and the manual retention period set to "
-        "indefinite while held",
+        {
+            "redshift:CreateTags": lambda p, s: ((s.owned_snapshots(p),), _tag_keys(p.hold_tag)),
+            "redshift:DeleteTags": lambda p, s: ((s.owned_snapshots(p),), _tag_keys(p.hold_tag)),
+            "redshift:ModifyClusterSnapshot": _owned,
+        },
     )
 )
-
-
-def _verify_grants(p: Policy, s: Scope) -> list[Grant]:
-    assert p.verify is not None
-    connect = p.verify.connect
-    scratch = s.arn("cluster", "swv-*")
-    creds = [
-        s.arn("dbuser", f"swv-*/{connect.db_user.lower()}"),
-        s.arn("dbname", f"swv-*/{connect.db_name}"),
-    ]
-    creds += [s.arn("dbgroup", f"swv-*/{g}") for g in connect.db_groups]
-    actions = ["GetClusterCredentials"]
-    if connect.auto_create:
-        actions.append("CreateClusterUser")
-    if connect.db_groups:
-        actions.append("JoinGroup")
-    return [
-        Grant(("RestoreFromClusterSnapshot",), (s.owned_snapshots(p), scratch)),
-        Grant(("CreateTags",), (scratch,), _tag_keys(OWN_TAG_KEYS)),
-        Grant(tuple(actions), tuple(creds)),
-        Grant(("DeleteCluster",), (scratch,)),
-    ]
-
-
 register(
     Permission(
         "verify",
-        (
-            "RestoreFromClusterSnapshot",
-            "CreateTags",
-            "GetClusterCredentials",
-            "CreateClusterUser",
-            "JoinGroup",
-            "DeleteCluster",
-        ),
-        _verify,
-        _verify_grants,
-        "verify: restore the newest owned snapshot into a scratch cluster (swv-*), connect "
-        "with temporary credentials, delete the scratch cluster",
+        lambda p: p.verify is not None,
+        {
+            "redshift:RestoreFromClusterSnapshot": lambda p, s: (
+                (s.owned_snapshots(p), s.arn("cluster", SCRATCH)),
+                (),
+            ),
+            "redshift:CreateTags": lambda p, s: (
+                (s.arn("cluster", SCRATCH),),
+                _tag_keys(OWN_TAG_KEYS),
+            ),
+            "redshift:DeleteCluster": lambda p, s: ((s.arn("cluster", SCRATCH),), ()),
+            **_db_scopers(lambda p: [SCRATCH]),
+        },
     )
 )
+register(Permission("figures", _figures, _db_scopers(cluster_patterns)))
 
 
 def declared_iam_actions() -> set[str]:
-    """Every IAM action some registered kind may ask for."""
-    return {a for p in REGISTRY.values() for a in p.iam_actions()}
+    """Every IAM action some code declares (``snapworker.service.iam``)."""
+    return {a for d in DECLARED.values() for a in d.actions}
 
 
 def _qualified(action: str) -> str:
@@ -310,6 +314,9 @@ def iam_policy(
     policies: Sequence[Policy] | None = None,
 ) -> dict[str, Any]:
     """The IAM policy document ``config`` needs (for ``policies``, default: all of them)."""
+    unscoped = sorted(set(DECLARED) - set(REGISTRY))
+    if unscoped:
+        raise LookupError(f"declared kinds with no scoping in permissions.py: {unscoped}")
     scope = Scope(region or config.aws.region or "*", account)
     chosen = list(policies if policies is not None else config.policies)
     statements: list[dict[str, Any]] = []

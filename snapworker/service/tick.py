@@ -1,7 +1,10 @@
-"""One tick: observe -> plan -> apply. ``run`` is one tick, ``plan`` one tick that applies and
-records nothing, and the daemon is a loop of them.
+"""One tick: observe -> plan -> apply -> drills. ``run`` is one tick, ``plan`` one tick that
+applies and records nothing, and the daemon is a loop of them.
 
-The tick is the only place where the adapters (gateway, store, clock) meet the pure core.
+The tick is the only place where the adapters (gateway, store, clock) meet the pure core. It
+works through the ports (``snapworker.service.ports``), never the concrete adapters. The
+executor carries out the plan's actions; the restore drills it plans (``verify``) run after
+them, one by one (``snapworker.service.drills``).
 """
 
 from __future__ import annotations
@@ -10,26 +13,33 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from snapworker.core import planner
-from snapworker.core.model import Inventory, OwnedRecord, Plan, State
+from snapworker.core.model import Action, Inventory, OwnedRecord, Plan, State
 from snapworker.errors import UsageError
+from snapworker.service.drills import DrillContext, cleanup_scratch, run_drills
 from snapworker.service.executor import Executor, Outcome, apply, reconcile_pending
+from snapworker.service.iam import needs
+from snapworker.service.leases import PolicyLeases
+from snapworker.service.ports import Gateway, StateRepository
 
 if TYPE_CHECKING:
-    from snapworker.adapters.aws.redshift import RedshiftGateway
-    from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config, Policy
 
 
-@dataclass
-class Runtime:
-    """The wired adapters (see ``snapworker.service.bootstrap``)."""
+S = TypeVar("S", bound=StateRepository, covariant=True)
+
+
+@dataclass(frozen=True)
+class Runtime(Generic[S]):
+    """The wired adapters (see ``snapworker.service.bootstrap``). Generic in the store, so
+    that what wires them (the CLI, the daemon) keeps the concrete store's other methods,
+    while the tick sees only the port, ``Runtime[StateRepository]``."""
 
     config: Config
-    gateway: RedshiftGateway
-    store: StateStore
+    gateway: Gateway
+    store: S
     clock: Callable[[], datetime]
     log: Any
 
@@ -72,14 +82,20 @@ def select_policies(config: Config, names: Sequence[str] | None) -> list[Policy]
     return [known[n] for n in names]
 
 
-def observe(rt: Runtime) -> Inventory:
-    """One paginated account-wide listing of clusters and of snapshots."""
+@needs("observe", "redshift:DescribeClusters", "redshift:DescribeClusterSnapshots")
+def observe(rt: Runtime[StateRepository]) -> Inventory:
+    """One account-wide listing of clusters and snapshots per run (and the re-read before a
+    delete).
+
+    Paginated; the account id comes from the listing itself (no call of its own)."""
     clusters = rt.gateway.list_clusters()
     snapshots = rt.gateway.list_snapshots()
     return Inventory(clusters=clusters, snapshots=snapshots)
 
 
-def make_plan(rt: Runtime, policies: Sequence[Policy], inv: Inventory, state: State) -> Plan:
+def make_plan(
+    rt: Runtime[StateRepository], policies: Sequence[Policy], inv: Inventory, state: State
+) -> Plan:
     return planner.plan(
         policies,
         inv,
@@ -91,7 +107,7 @@ def make_plan(rt: Runtime, policies: Sequence[Policy], inv: Inventory, state: St
 
 
 def tick(
-    rt: Runtime,
+    rt: Runtime[StateRepository],
     policy_names: Sequence[str] | None = None,
     dry_run: bool = False,
     mode: str = "run",
@@ -110,8 +126,6 @@ def tick(
         inv = observe(rt)
         plan = make_plan(rt, policies, inv, rt.store.load_state())
         return TickResult(plan, inventory=inv)
-
-    from snapworker.service.leases import PolicyLeases
 
     leases = PolicyLeases(rt.store, holder, log=rt.log)
     acquired, skipped = leases.acquire([p.name for p in policies])
@@ -136,7 +150,7 @@ def tick(
 
 
 def _leased_tick(
-    rt: Runtime,
+    rt: Runtime[StateRepository],
     policies: Sequence[Policy],
     mode: str,
     progress: Callable[[Outcome], None] | None,
@@ -172,14 +186,14 @@ def _leased_tick(
     return result
 
 
-def _calls_since(rt: Runtime, before: dict[str, int]) -> dict[str, int]:
+def _calls_since(rt: Runtime[StateRepository], before: dict[str, int]) -> dict[str, int]:
     """This tick's API calls (a daemon's gateway counts over many ticks)."""
     now = rt.gateway.stats.snapshot()
     return {op: n - before.get(op, 0) for op, n in now.items() if n - before.get(op, 0)}
 
 
 def _tick(
-    rt: Runtime,
+    rt: Runtime[StateRepository],
     policies: Sequence[Policy],
     run_id: int,
     progress: Callable[[Outcome], None] | None,
@@ -204,8 +218,6 @@ def _tick(
     if adopted or timed:
         state = rt.store.load_state()
     # Scratch clusters of restore drills a crash cut short: deleted before anything else.
-    from snapworker.service.drills import cleanup_scratch
-
     if cleanup_scratch(
         rt.gateway, rt.store, inv, state, [p.name for p in policies], rt.clock, rt.log
     ):
@@ -247,8 +259,16 @@ def _tick(
         if progress is not None:
             progress(o)
 
-    outcomes = apply(plan.actions, executor, report, should_stop)
+    drills = [a for a in plan.actions if a.kind == "verify"]
+    outcomes = apply([a for a in plan.actions if a.kind != "verify"], executor, report, should_stop)
+    if drills:
+        ctx = DrillContext(rt.gateway, rt.store, run_id, executor.policies, rt.clock)
+        outcomes = _in_plan_order(
+            plan.actions, outcomes + run_drills(drills, ctx, report, should_stop)
+        )
     # The drift this tick saw, for `status`: revoked only if its revoke succeeded.
+    # Imported here for start-up: `iam-policy` reads this module's declarations and must not
+    # import the state DB's stack.
     from snapworker.adapters.store.repository import drift_items
 
     revoked = {o.action.key for o in outcomes if o.ok and o.action.kind == "revoke"}
@@ -256,8 +276,17 @@ def _tick(
     return TickResult(plan, outcomes, run_id, reconciled, adopted, inv)
 
 
+def _in_plan_order(actions: Sequence[Action], outcomes: list[Outcome]) -> list[Outcome]:
+    """The outcomes of the executor and of the drills, in the order of the plan."""
+    index = {id(a): i for i, a in enumerate(actions)}
+    return sorted(outcomes, key=lambda o: index[id(o.action)])
+
+
 def _adopt(
-    rt: Runtime, policies: Sequence[Policy], owned: Mapping[str, OwnedRecord], state: State
+    rt: Runtime[StateRepository],
+    policies: Sequence[Policy],
+    owned: Mapping[str, OwnedRecord],
+    state: State,
 ) -> int:
     """Record owned snapshots the state DB does not know (their tags prove ownership: the
     state DB was lost or is new). Adoption writes the state DB only, never AWS."""
@@ -272,7 +301,7 @@ def _adopt(
 
 
 def _time_untracked_grants(
-    rt: Runtime,
+    rt: Runtime[StateRepository],
     policies: Sequence[Policy],
     owned: Mapping[str, OwnedRecord],
     inv: Inventory,

@@ -28,4 +28,4 @@ def _sleep(seconds: float) -> None:
             select.select([], [], [], left)
 
 
-time.sleep = _sleep
+time.sleep = _sleep  # type: ignore[assignment]  # same behaviour, narrower annotation

@@ -28,13 +28,14 @@ import tempfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
 from snapworker.core import ids, verify
 from snapworker.core.model import (
     TAG_SOURCE_TIME,
+    ActionKind,
     Cluster,
     GrantRecord,
     Inventory,
@@ -43,6 +44,7 @@ from snapworker.core.model import (
     Snapshot,
     State,
     VerificationRecord,
+    VerificationStatus,
 )
 from snapworker.core.ownership import ownership_tags
 from snapworker.core.schedule import latest_fire
@@ -462,19 +464,19 @@ def draw_estate(seed: int) -> dict[str, Any]:
             if rng.random() < 0.04:
                 t = e.minutes(now - timedelta(days=rng.randint(36, 60)))  # long kept
             status = "creating" if k == 0 and rng.random() < 0.2 else "available"
-            src = Snapshot(
+            auto = Snapshot(
                 f"rs:{cid}-{t:%Y-%m-%d-%H-%M}", cid, "automated", status, t, {}, (), e.owner
             )
-            if not e.add(src):
+            if not e.add(auto):
                 continue
             for policy in policies:
                 if not (policy.get("copy_automated") and selected(policy, c)):
                     continue
                 roll = rng.random()
                 if status == "available" and roll < 0.45:
-                    e.owned_copy(policy, cid, src.id, t, state_p=0.75)
+                    e.owned_copy(policy, cid, auto.id, t, state_p=0.75)
                 elif roll < 0.5:  # copied and deleted long ago: only the record is left
-                    sid = ids.copy_snapshot_id(policy["name"], cid, src.id)
+                    sid = ids.copy_snapshot_id(policy["name"], cid, auto.id)
                     e.owned.setdefault(
                         sid,
                         OwnedRecord(
@@ -483,12 +485,12 @@ def draw_estate(seed: int) -> dict[str, Any]:
                             cid,
                             "copy",
                             t,
-                            source_id=src.id,
+                            source_id=auto.id,
                             deleted_at=now - timedelta(hours=1),
                         ),
                     )
                 elif roll < 0.53:  # the copy's id is taken by a snapshot we do not own
-                    sid = ids.copy_snapshot_id(policy["name"], cid, src.id)
+                    sid = ids.copy_snapshot_id(policy["name"], cid, auto.id)
                     e.add(Snapshot(sid, cid, "manual", "available", t, {"owner": "dba"}))
 
     add_strangers(e, policies)
@@ -576,7 +578,15 @@ def add_verifications(e: Estate, policies: list[dict[str, Any]]) -> None:
             scratch = verify.scratch_cluster_id(name, cid, fire)
             done = status in ("passed", "failed", "error") and rng.random() < 0.8
             e.verifications.append(
-                VerificationRecord(name, cid, f"snap-of-{cid}", fire, scratch, status, done)
+                VerificationRecord(
+                    name,
+                    cid,
+                    f"snap-of-{cid}",
+                    fire,
+                    scratch,
+                    cast(VerificationStatus, status),
+                    done,
+                )
             )
             if not done and rng.random() < 0.6:  # its scratch cluster is still there
                 tags = (
@@ -598,7 +608,13 @@ def add_noise_state(e: Estate) -> None:
         pol = rng.choice(POLICY_POOL)
         e.pending.append(
             PendingEntry(
-                len(e.pending) + 1, f"{pol}|{kind}|{sid}", pol, kind, sid, e.snaps[sid].cluster, acc
+                len(e.pending) + 1,
+                f"{pol}|{kind}|{sid}",
+                pol,
+                cast(ActionKind, kind),
+                sid,
+                e.snaps[sid].cluster,
+                acc,
             )
         )
 
@@ -678,7 +694,7 @@ def e2e_estate(seed: int) -> dict[str, Any]:
         ),
         "dev-a": Cluster("dev-a", "available", {"env": "dev"}),
     }
-    policies = [
+    policies: list[dict[str, Any]] = [
         {
             "name": "prod-nightly",
             "select": {"clusters": ["prod-*"], "tags": {"env": "prod"}},

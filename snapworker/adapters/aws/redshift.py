@@ -18,6 +18,7 @@ are raised at once as :class:`AwsError` with AWS's code and message.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -28,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from snapworker.core.model import SUPPORT_ALIAS, Cluster, Snapshot, SnapshotType
-from snapworker.errors import SnapworkerError
+from snapworker.errors import SnapworkerError, UsageError
 
 if TYPE_CHECKING:
     from snapworker.adapters.aws.ratelimit import RateLimiter
@@ -85,8 +86,29 @@ BUSY_CODES: dict[str, frozenset[str]] = {
 }
 
 
+CREDENTIALS_REFUSED = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+    }
+)
+"""AWS's answers that mean "these credentials are no good" (expired, unknown): the setup
+must be fixed (renew them), not the run."""
+
+NO_REGION = "no AWS region: set aws.region in the config, or AWS_REGION"
+NO_CREDENTIALS = "no AWS credentials found (standard chain: env, profile, instance role)"
+
+
+class AwsSetupError(UsageError):
+    """The AWS client cannot be set up or cannot sign a request: no region, an unknown
+    profile, no credentials (exit 2; nothing was asked of AWS)."""
+
+
 class AwsError(SnapworkerError):
-    """An AWS call that failed for good (after the retries its kind allows)."""
+    """An AWS call that failed for good (after the retries its kind allows). Exit 1, or 2
+    when AWS refused the credentials themselves (:data:`CREDENTIALS_REFUSED`)."""
 
     def __init__(
         self, operation: str, code: str, message: str, snapshot: str | None = None, status: int = 0
@@ -96,8 +118,13 @@ class AwsError(SnapworkerError):
         self.message = message
         self.snapshot = snapshot
         self.status = status
+        self.exit_code = 2 if self.credentials_refused else 1
         where = f" on {snapshot}" if snapshot else ""
         super().__init__(f"{operation}{where}: {code}: {message}")
+
+    @property
+    def credentials_refused(self) -> bool:
+        return self.code in CREDENTIALS_REFUSED
 
     @property
     def transient(self) -> bool:
@@ -139,20 +166,37 @@ class CallStats:
             return dict(sorted(self.calls.items()))
 
 
+def region_of(aws: AwsConfig) -> str | None:
+    """The region asked for: ``aws.region``, else ``AWS_REGION`` (what every other AWS SDK
+    and the README name; botocore itself reads only ``AWS_DEFAULT_REGION``). None leaves
+    botocore to look further: ``AWS_DEFAULT_REGION``, then the profile's ``region``."""
+    return aws.region or os.environ.get("AWS_REGION") or None
+
+
 def make_client(aws: AwsConfig, stats: CallStats | None = None) -> Any:
-    """A boto3 Redshift client honouring the config, then the standard AWS chain
-    (AWS_REGION/AWS_PROFILE/AWS_ENDPOINT_URL are read by boto3 itself)."""
+    """A boto3 Redshift client honouring the config, then the standard AWS chain (region:
+    :func:`region_of`; AWS_PROFILE and AWS_ENDPOINT_URL are read by boto3 itself). No region
+    anywhere, or a profile that does not exist: :class:`AwsSetupError`."""
     import boto3
     from botocore.config import Config as BotoConfig
+    from botocore.exceptions import NoRegionError, ProfileNotFound
 
-    session = boto3.session.Session(profile_name=aws.profile, region_name=aws.region)
     cfg = BotoConfig(
         retries={"mode": "standard", "total_max_attempts": aws.max_attempts},
         connect_timeout=aws.connect_timeout_seconds,
         read_timeout=aws.read_timeout_seconds,
         user_agent_extra="snapworker",
     )
-    client = session.client("redshift", endpoint_url=aws.endpoint_url, config=cfg)
+    try:
+        session = boto3.session.Session(profile_name=aws.profile, region_name=region_of(aws))
+        client = session.client("redshift", endpoint_url=aws.endpoint_url, config=cfg)
+    except ProfileNotFound as e:
+        raise AwsSetupError(
+            f"AWS profile {e.kwargs.get('profile')!r} not found (aws.profile or AWS_PROFILE; "
+            "the profiles are in ~/.aws/config and ~/.aws/credentials)"
+        ) from None
+    except NoRegionError:
+        raise AwsSetupError(NO_REGION) from None
     if stats is not None:
         instrument(client, stats)
     return client
@@ -322,13 +366,27 @@ class RedshiftGateway:
         from botocore.exceptions import (
             ClientError,
             ConnectionError,
+            CredentialRetrievalError,
             HTTPClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+            ProfileNotFound,
             ReadTimeoutError,
+            TokenRetrievalError,
         )
         from botocore.parsers import ResponseParserError
 
         try:
             return fn()
+        except NoCredentialsError:
+            raise AwsSetupError(NO_CREDENTIALS) from None
+        except (
+            PartialCredentialsError,
+            CredentialRetrievalError,
+            TokenRetrievalError,
+            ProfileNotFound,
+        ) as e:
+            raise AwsSetupError(f"the AWS credentials could not be loaded: {e}") from None
         except ClientError as e:
             err = e.response.get("Error", {})
             status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
@@ -744,4 +802,12 @@ class TemporaryCredentials:
         return f"TemporaryCredentials(user={self.user!r}, password=***)"
 
 
-__all__ = ["SUPPORT_ALIAS", "AwsError", "CallStats", "RedshiftGateway", "make_client"]
+__all__ = [
+    "SUPPORT_ALIAS",
+    "AwsError",
+    "AwsSetupError",
+    "CallStats",
+    "RedshiftGateway",
+    "make_client",
+    "region_of",
+]
