@@ -8,6 +8,8 @@ the policy and the field where there is one.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,6 +32,7 @@ from snapworker.config import (
     load_config,
     resolve_config_path,
 )
+from snapworker.core import policy as core_policy
 from snapworker.core.durations import format_duration, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +163,51 @@ def test_policy_lookup() -> None:
     with pytest.raises(KeyError, match="no policy named 'nope'"):
         config.policy("nope")
     assert config.source_path is None
+
+
+def _same_values(core_view: object, model: object, where: str) -> None:
+    """Every attribute of the core's view equals the config model's, recursively."""
+    for f in dataclasses.fields(core_view):  # type: ignore[arg-type]
+        mine, theirs = getattr(core_view, f.name), getattr(model, f.name)
+        if dataclasses.is_dataclass(mine):
+            _same_values(mine, theirs, f"{where}.{f.name}")
+        elif isinstance(mine, tuple):
+            assert mine == tuple(theirs), f"{where}.{f.name}"
+        else:
+            assert mine == theirs, f"{where}.{f.name}"
+
+
+@pytest.mark.parametrize("name", ["example.yaml", "gfs.yaml", "sandbox.yaml", "verify.yaml"])
+def test_the_core_reads_the_same_policy(name: str) -> None:
+    """``Policy.core`` is what the planner reads: the same values, plain frozen data."""
+    for policy in load_config(EXAMPLES / name).policies:
+        view = policy.core
+        assert isinstance(view, core_policy.Policy)
+        assert view is policy.core  # built once per model
+        _same_values(view, policy, policy.name)
+        assert view.timezone == policy.timezone
+        assert view.retention.has_rules == policy.retention.has_rules
+        assert (view.verify is None) == (policy.verify is None)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            view.name = "other"  # type: ignore[misc]
+
+
+def test_the_core_imports_nothing_from_the_config() -> None:
+    """The core has its own policy type (``snapworker.core.policy``): no core module imports
+    ``snapworker.config``, not even for types."""
+    core_dir = ROOT / "snapworker" / "core"
+    for path in sorted(core_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in names:
+                assert not module.startswith("snapworker.") or module.startswith(
+                    "snapworker.core"
+                ), f"{path.name} imports {module}"
 
 
 def test_duplicates_refused_in_code_too() -> None:

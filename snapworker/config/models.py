@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typing
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,7 @@ from snapworker.config.checks import (
     _state_url,
     _timezone,
 )
+from snapworker.core import policy as core_policy
 from snapworker.core.ids import policy_name_problem
 
 
@@ -312,6 +314,43 @@ class Policy(_Model):
     def timezone(self) -> str:
         """The policy's time zone: ``create.timezone``, else UTC."""
         return self.create.timezone if self.create is not None else "UTC"
+
+    @cached_property
+    def core(self) -> core_policy.Policy:
+        """What the core (planner, explanation) reads of this policy, built once per model
+        (the model is frozen, so it never goes stale)."""
+        r = self.retention
+        return core_policy.Policy(
+            name=self.name,
+            select=core_policy.Select(tuple(self.select.clusters), dict(self.select.tags)),
+            create=(
+                core_policy.CreateSpec(self.create.schedule, self.create.timezone)
+                if self.create is not None
+                else None
+            ),
+            copy_automated=self.copy_automated,
+            share=core_policy.ShareSpec(
+                tuple(self.share.accounts), self.share.unshare_after, self.share.revoke_unlisted
+            ),
+            retention=core_policy.Retention(
+                max_age_days=r.max_age_days,
+                keep_last=r.keep_last,
+                keep_hourly=r.keep_hourly,
+                keep_daily=r.keep_daily,
+                keep_weekly=r.keep_weekly,
+                keep_monthly=r.keep_monthly,
+                keep_yearly=r.keep_yearly,
+                keep_within=r.keep_within,
+                fail_safe_days=r.fail_safe_days,
+            ),
+            limits=core_policy.Limits(self.limits.max_deletes_per_run),
+            hold_tag=self.hold_tag,
+            verify=(
+                core_policy.VerifySpec(self.verify.schedule, self.verify.timezone)
+                if self.verify is not None
+                else None
+            ),
+        )
 
 
 class Config(_Model):

@@ -233,7 +233,7 @@ def _explain(
     try:
         e = explain(
             sid,
-            select_policies(cfg, policy),
+            [p.core for p in select_policies(cfg, policy)],
             result.inventory,
             rt.store.load_state(),
             result.plan.generated_at,
@@ -277,7 +277,7 @@ def validate(
     except Exception as e:
         _aws_guard(e)
     for p in cfg.policies:
-        chosen = [c for c in clusters.values() if selects(p, c)]
+        chosen = [c for c in clusters.values() if selects(p.core, c)]
         if not chosen:
             typer.echo(f"warning: {p.name}: selects no cluster", err=True)
         else:
