@@ -243,6 +243,68 @@ def test_cron_forms_refused(schedule: str) -> None:
         CreateSpec(schedule=schedule)
 
 
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("61 3 * * *", "minute 61 out of range 0-59"),
+        ("0 24 * * *", "hour 24 out of range 0-23"),
+        ("0 3 0 * *", "day-of-month 0 out of range 1-31"),
+        ("0 3 1-32 * *", "day-of-month 32 out of range 1-31"),
+        ("0 3 * 13 *", "month 13 out of range 1-12"),
+        ("0 3 * * mon,8", "day-of-week 8 out of range 0-7"),
+        ("1,2,99/5 * * * *", "minute 99 out of range 0-59"),
+        ("*/0 * * * *", "minute step 0 in '*/0': a step is at least 1"),
+    ],
+)
+def test_a_cron_error_names_the_field_and_the_value(
+    schedule: str, message: str, tmp_path: Path
+) -> None:
+    text = f'policies:\n  - name: p\n    create:\n      schedule: "{schedule}"\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    (problem,) = info.value.problems
+    assert (problem.line, problem.policy, problem.field) == (4, "p", "create.schedule")
+    assert problem.message == f"{message} (got {schedule!r})"
+
+
+def test_no_pydantic_internals_in_messages(tmp_path: Path) -> None:
+    """A field typed as a union (``min: int | float``) is named as written, once, and the
+    message says what the field takes, not pydantic's member tags (``min.int``)."""
+    text = (
+        "policies:\n"
+        "  - name: p\n"
+        "    verify:\n"
+        '      schedule: "0 5 * * 0"\n'
+        "      connect: {db_user: swv, sslmode: nope}\n"
+        "      checks:\n"
+        "        - {name: a, sql: select 1, expect: {min: '5'}}\n"
+        "        - {name: b, sql: select 1, expect: {equals: [1]}}\n"
+        "        - {name: c, sql: select 1, expect: {min: 0.5}}\n"
+        "  - name: q\n"
+        "    verify: {schedule: '0 5 * * 0', connect: {db_user: swv}, checks: []}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    shown = [(p.line, p.policy, p.field, p.message) for p in info.value.problems]
+    assert shown == [
+        (
+            5,
+            "p",
+            "verify.connect.sslmode",
+            "must be one of 'disable', 'allow', 'prefer', 'require', 'verify-ca' or "
+            "'verify-full' (got 'nope')",
+        ),
+        (7, "p", "verify.checks[0].expect.min", "must be a number (got '5')"),
+        (
+            8,
+            "p",
+            "verify.checks[1].expect.equals",
+            "must be a number, a string or true/false (got a list)",
+        ),
+        (11, "q", "verify.checks", "must have at least 1 item"),
+    ]
+
+
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/New_York", "Etc/GMT+5"])
 def test_time_zones_accepted(zone: str) -> None:
     assert CreateSpec(schedule="0 3 * * *", timezone=zone).timezone == zone
@@ -475,7 +537,7 @@ CATALOGUE: dict[str, list[str]] = {
     "account_unquoted_number.yaml": [f":4: {P}: share.accounts[0]: write account ids as quoted"],
     # --- schedules and time zones
     "cron_six_fields.yaml": [f":4: {P}: create.schedule: has 6 fields; only standard 5-field"],
-    "cron_out_of_range.yaml": [f":4: {P}: create.schedule: is not a valid cron expression"],
+    "cron_out_of_range.yaml": [f":4: {P}: create.schedule: hour 25 out of range 0-23"],
     "cron_garbage.yaml": [f":4: {P}: create.schedule: must be a 5-field cron expression"],
     "cron_never_fires.yaml": [f":4: {P}: create.schedule: never fires"],
     "cron_nonstandard_last_day.yaml": [f":4: {P}: create.schedule: the day-of-month field 'L'"],

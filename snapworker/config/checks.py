@@ -178,6 +178,29 @@ _CRON_FIELD_RES = (
     re.compile(r"(?:[0-9*,/-]|sun|mon|tue|wed|thu|fri|sat)+", re.I),
 )
 _CRON_FORM = "minute hour day-of-month month day-of-week"
+_CRON_RANGES = {
+    "minute": (0, 59),
+    "hour": (0, 23),
+    "day-of-month": (1, 31),
+    "month": (1, 12),
+    "day-of-week": (0, 7),  # 0 and 7 are both Sunday
+}
+
+
+def _cron_field_problem(name: str, field: str, lo: int, hi: int) -> str | None:
+    """What is out of range in one cron field, in the operator's words (``minute 61 out of
+    range 0-59``), rather than croniter's ("is not acceptable, out of range", no field)."""
+    for item in field.split(","):
+        span, slash, step = item.partition("/")
+        if slash and step and set(step) == {"0"}:
+            return f"{name} step 0 in {item!r}: a step is at least 1"
+        if slash and step.isdigit() and len(step.lstrip("0")) > 4:
+            return f"{name} step {step[:9]}... is too large"
+        for bound in span.split("-") if span != "*" else ():
+            if bound.isdigit() and (len(bound.lstrip("0")) > 4 or not lo <= int(bound) <= hi):
+                shown = str(int(bound)) if len(bound) <= 12 else bound[:9] + "..."
+                return f"{name} {shown} out of range {lo}-{hi}"
+    return None
 
 
 def _cron(value: str) -> str:
@@ -204,6 +227,9 @@ def _cron(value: str) -> str:
                 f"'/'{', and names' if name in ('month', 'day-of-week') else ''}) "
                 f"(got {_show(value)})"
             )
+        problem = _cron_field_problem(name, field, *_CRON_RANGES[name])
+        if problem is not None:
+            raise ValueError(f"{problem} (got {_show(value)})")
     expression = " ".join(fields)
     from croniter import croniter  # here, not at import: a config without schedules skips it
 

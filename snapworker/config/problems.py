@@ -93,26 +93,44 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
+def _step(current: Any, part: int | str) -> Any:
+    """The type one step below ``current`` (unwrapped) at ``part`` of a location, or None."""
+    origin = typing.get_origin(current)
+    if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
+        field = current.model_fields.get(part)
+        return None if field is None else field.annotation
+    if origin is list and isinstance(part, int):
+        return typing.get_args(current)[0]
+    if origin is dict and isinstance(part, str):
+        return typing.get_args(current)[1]
+    return None
+
+
 def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
     """The model class that the error location ``loc`` points inside, if any."""
     current: Any = Config
     for part in loc:
-        current = _unwrap(current)
-        origin = typing.get_origin(current)
-        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
-            field = current.model_fields.get(part)
-            if field is None:
-                return None
-            current = field.annotation
-        elif origin is list and isinstance(part, int):
-            current = typing.get_args(current)[0]
-        elif origin is dict and isinstance(part, str):
-            current = typing.get_args(current)[1]
-        else:
+        current = _step(_unwrap(current), part)
+        if current is None:
             return None
     current = _unwrap(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return current
+    return None
+
+
+def _union_tag(loc: Sequence[int | str]) -> int | None:
+    """Where in ``loc`` pydantic put a union member's tag, if it did: an error in a field
+    typed ``int | float`` is reported twice, at ``...min.int`` and ``...min.float``. The
+    operator wrote ``min``; the tag is pydantic's."""
+    current: Any = Config
+    for index, part in enumerate(loc):
+        current = _unwrap(current)
+        if typing.get_origin(current) in (typing.Union, types.UnionType):
+            return index if isinstance(part, str) else None
+        current = _step(current, part)
+        if current is None:
+            return None
     return None
 
 
@@ -140,7 +158,44 @@ def _message(error: Any) -> str:
         return str(ctx["error"])
     if kind in _TYPE_MESSAGES:
         return f"{_TYPE_MESSAGES[kind]} (got {_show(error.get('input'))})"
+    if kind == "literal_error" and "expected" in ctx:
+        return f"must be one of {ctx['expected']} (got {_show(error.get('input'))})"
+    if kind == "too_short" and "min_length" in ctx:
+        n = ctx["min_length"]
+        return f"must have at least {n} item{'' if n == 1 else 's'}"
     return str(error["msg"])
+
+
+_MISMATCH_NOUNS = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "bool_type": "true/false",
+    "bool_parsing": "true/false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+"""What each member of a union expected, when the value had none of their types."""
+_NOUN_ORDER = ("a number", "an integer", "a string", "true/false", "a list", "a mapping")
+
+
+def _union_message(errors: Sequence[Any]) -> str:
+    """One message for the errors of every member of a union at one place: a member that
+    took the value's type and refused the value says why; else "must be X, Y or Z"."""
+    for error in errors:
+        if error["type"] not in _MISMATCH_NOUNS:
+            return _message(error)
+    nouns = {_MISMATCH_NOUNS[e["type"]] for e in errors}
+    if "a number" in nouns:
+        nouns.discard("an integer")
+    ordered = [n for n in _NOUN_ORDER if n in nouns]
+    expected = ordered[0] if len(ordered) == 1 else f"{', '.join(ordered[:-1])} or {ordered[-1]}"
+    return f"must be {expected} (got {_show(errors[0].get('input'))})"
 
 
 class _Locator:
@@ -231,6 +286,7 @@ def _problems(exc: ValidationError, root: yaml.Node, data: Any, file: str) -> li
     where = _Locator(root)
     problems: list[Problem] = []
     duplicate_names_reported = False
+    unions: dict[tuple[int | str, ...], list[Any]] = {}
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
         if error["type"] == "duplicate":
@@ -238,8 +294,14 @@ def _problems(exc: ValidationError, root: yaml.Node, data: Any, file: str) -> li
             for suffix, message in error["ctx"]["items"]:
                 problems.append(_problem(file, where, data, loc + tuple(suffix), message, False))
             continue
+        tag = _union_tag(loc)
+        if tag is not None:
+            unions.setdefault(loc[:tag] + loc[tag + 1 :], []).append(error)
+            continue
         at_key = error["type"] == "extra_forbidden"
         problems.append(_problem(file, where, data, loc, _message(error), at_key))
+    for loc, errors in unions.items():
+        problems.append(_problem(file, where, data, loc, _union_message(errors), False))
     if not duplicate_names_reported:
         # Pydantic checks names only once every policy is valid: report them now anyway.
         policies = data.get("policies")
