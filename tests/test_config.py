@@ -19,7 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from snapworker.adapters.aws.redshift import RedshiftGateway
 from snapworker.config import (
     MAX_CONFIG_BYTES,
     Config,
@@ -32,8 +34,13 @@ from snapworker.config import (
     load_config,
     resolve_config_path,
 )
+from snapworker.config.loader import locate
+from snapworker.config.risks import config_warnings, copy_overlaps_on, shares_with_owner
 from snapworker.core import policy as core_policy
 from snapworker.core.durations import format_duration, parse_duration
+from snapworker.entrypoints.cli import app
+from tests import factories
+from tests.e2e_support import ACCOUNT, Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "config"
@@ -784,3 +791,211 @@ def test_arbitrary_text_never_escapes(tmp_path: Path, text: str) -> None:
         load_config(path)
     except ConfigError as exc:
         assert all(str(p).startswith(str(path)) for p in exc.problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Warnings, and the error only AWS can reveal (config.risks; `validate`, `plan`)
+# --------------------------------------------------------------------------------------------
+
+COPIERS = """\
+policies:
+  - name: nightly
+    select:
+      clusters: ["prod-*"]
+    copy_automated: true
+    retention: {keep_last: 3}
+  - name: extra
+    select:
+      clusters: ["prod-a"]
+    copy_automated: true
+    retention: {keep_last: 3}
+"""
+
+
+def _risks(tmp_path: Path, text: str, account: str | None = None) -> list[str]:
+    path = _write(tmp_path, text)
+    config = load_config(path)  # loads: these are warnings, or errors only AWS can tell
+    findings = config_warnings(config) + shares_with_owner(config, account)
+    return [str(p) for p in locate(config, findings, str(path))]
+
+
+def test_a_policy_with_no_retention_rule_is_a_warning(tmp_path: Path) -> None:
+    text = (
+        "policies:\n"
+        "  - name: grows\n"
+        "    copy_automated: true\n"
+        "  - name: scheduled\n"
+        "    create: {schedule: '0 3 * * *'}\n"
+        "    retention: {}\n"
+        "  - name: bounded-by-aws\n"
+        "    copy_automated: true\n"
+        "    select: {clusters: []}\n"
+        "    retention: {fail_safe_days: 30}\n"
+        "  - name: makes-nothing\n"
+        "    share: {accounts: ['111122223333']}\n"
+    )
+    path = str(tmp_path / "config.yaml")
+    why = (
+        "no retention rule: nothing this policy makes ever expires, so its snapshots grow "
+        "without bound"
+    )
+    assert [w.split(" (set ")[0] for w in _risks(tmp_path, text)] == [
+        f"{path}:2: policy 'grows': retention: {why}",
+        f"{path}:6: policy 'scheduled': retention: {why}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "where"),
+    [
+        ('["prod-*"]', '["prod-a"]', "cluster 'prod-a'"),
+        ('["prod-a", "x"]', '["prod-?"]', "cluster 'prod-a'"),
+        ('["prod-*"]', '["dev-*", "prod-*"]', "any cluster matching 'prod-*'"),
+        ('["*"]', '["prod-*"]', "any cluster matching both '*' and 'prod-*'"),
+        ('["prod-*"]', '["prod-a*"]', "any cluster matching both 'prod-*' and 'prod-a*'"),
+        ('["prod-*"]', '["dev-*"]', None),
+        ('["prod-a"]', '["prod-b"]', None),
+        ('["prod-*"]', "[]", None),
+    ],
+)
+def test_two_policies_copying_the_same_cluster_are_a_warning(
+    tmp_path: Path, earlier: str, later: str, where: str | None
+) -> None:
+    text = COPIERS.replace('["prod-a"]', "LATER").replace('["prod-*"]', earlier)
+    text = text.replace("LATER", later)
+    warnings = _risks(tmp_path, text)
+    if where is None:
+        assert warnings == []
+        return
+    assert warnings == [
+        f"{tmp_path / 'config.yaml'}:10: policy 'extra': copy_automated: policy 'nightly' also "
+        f"copies the automated snapshots of {where}: each policy makes its own copy of every "
+        "one (`snapworker validate --aws` checks the real clusters)"
+    ]
+
+
+def test_copying_policies_apart_by_tag_or_not_copying_are_no_warning(tmp_path: Path) -> None:
+    apart = COPIERS.replace('["prod-*"]', '["prod-*"]\n      tags: {env: prod}').replace(
+        '["prod-a"]', '["prod-a"]\n      tags: {env: dev}'
+    )
+    assert _risks(tmp_path, apart) == []
+    assert _risks(tmp_path, COPIERS.replace("copy_automated: true", "copy_automated: false")) == []
+
+
+def test_copy_overlaps_on_the_real_clusters(tmp_path: Path) -> None:
+    text = COPIERS.replace('["prod-a"]', '["*"]') + (
+        "  - name: third\n"
+        "    select: {clusters: ['prod-*', 'dev-*'], tags: {team: bi}}\n"
+        "    copy_automated: true\n"
+        "    retention: {keep_last: 3}\n"
+    )
+    path = _write(tmp_path, text)
+    config = load_config(path)
+    clusters = [
+        factories.cluster("prod-a"),
+        factories.cluster("prod-b", team="bi"),
+        factories.cluster("dev-a", team="bi"),
+        factories.cluster("other"),
+        factories.cluster("prod-scratch", **{"snapworker:scratch": "x"}),
+    ]
+    found = copy_overlaps_on(config, clusters)
+    assert [str(p) for p in locate(config, found)] == [
+        f"{path}:10: policy 'extra': copy_automated: policy 'nightly' also copies the automated "
+        "snapshots of cluster 'prod-a': each policy makes its own copy of every one",
+        f"{path}:14: policy 'third': copy_automated: policy 'extra' also copies the automated "
+        "snapshots of cluster 'dev-a': each policy makes its own copy of every one",
+        f"{path}:14: policy 'third': copy_automated: policies 'nightly' and 'extra' also copy "
+        "the automated snapshots of cluster 'prod-b': each policy makes its own copy of every one",
+    ]
+
+
+def test_sharing_with_the_owning_account_is_an_error(tmp_path: Path) -> None:
+    text = COPIERS.replace(
+        "    retention: {keep_last: 3}\n",
+        "    share:\n      accounts: ['111122223333', '123456789012']\n"
+        "    retention: {keep_last: 3}\n",
+        1,
+    ).replace('["prod-a"]', '["dev-a"]')
+    assert _risks(tmp_path, text, account="999999999999") == []
+    assert _risks(tmp_path, text, account=None) == []
+    assert _risks(tmp_path, text, account="123456789012") == [
+        f"{tmp_path / 'config.yaml'}:7: policy 'nightly': share.accounts[1]: 123456789012 is "
+        "the account that owns the snapshots: AWS refuses to share a snapshot with its own "
+        "account, so every run would fail to share it; remove it"
+    ]
+
+
+def test_findings_survive_a_file_gone_since_the_load(tmp_path: Path) -> None:
+    path = _write(tmp_path, COPIERS.replace('["prod-*"]', '["prod-a"]'))
+    config = load_config(path)
+    path.unlink()
+    (problem,) = locate(config, config_warnings(config))
+    assert (problem.file, problem.line, problem.policy) == (str(path.absolute()), None, "extra")
+    assert problem.field == "copy_automated"
+
+
+SANDBOX_COPIERS = """\
+state_url: sqlite:///{db}
+aws:
+  region: us-east-1
+policies:
+  - name: nightly
+    select:
+      clusters: ["prod-*"]
+    copy_automated: true
+    share:
+      accounts: [ACCOUNTS]
+    retention: {{keep_last: 3}}
+  - name: extra
+    select:
+      clusters: ["*"]
+      tags: {{team: bi}}
+    copy_automated: true
+"""
+
+
+def test_validate_and_plan_warn_and_refuse_sharing_with_the_owner(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = sandbox
+    box.write_config(SANDBOX_COPIERS.replace("ACCOUNTS", "'111122223333'"))
+    box.cluster("prod-a", team="bi")
+    box.cluster("prod-b")
+    box.cluster("dev-a")
+    cfg = str(box.config)
+    extra_copies = (
+        f"warning: {cfg}:16: policy 'extra': copy_automated: policy 'nightly' also copies the "
+        "automated snapshots of"
+    )
+    unbounded = f"warning: {cfg}:12: policy 'extra': retention: no retention rule"
+
+    plain = box.cli("validate")
+    assert plain.returncode == 0, plain.stderr
+    assert f"{extra_copies} any cluster matching both 'prod-*' and '*'" in plain.stderr
+    assert unbounded in plain.stderr
+
+    for command in (("validate", "--aws"), ("plan",)):
+        r = box.cli(*command)
+        assert r.returncode == 0, (command, r.stderr)
+        assert f"{extra_copies} cluster 'prod-a': each policy" in r.stderr, command
+        assert "validate --aws" not in r.stderr and "prod-b" not in r.stderr, command
+        assert unbounded in r.stderr, command
+
+    box.write_config(SANDBOX_COPIERS.replace("ACCOUNTS", f"'111122223333', '{ACCOUNT}'"))
+    assert box.cli("validate").returncode == 0  # the account is known only from AWS
+    refused = (
+        f"{cfg}:10: policy 'nightly': share.accounts[1]: {ACCOUNT} is the account that owns "
+        "the snapshots: AWS refuses to share"
+    )
+    # `plan` knows the account from the inventory (here: the snapshots' OwnerAccount).
+    box.automated("prod-b", 1)
+    r = box.cli("plan")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.startswith(refused) and r.stdout == ""
+    assert "Traceback" not in r.stderr
+    # `validate --aws` knows it from DescribeClusters' ClusterNamespaceArn, which AWS reports
+    # for every cluster and moto does not: the gateway is told it here.
+    monkeypatch.setattr(RedshiftGateway, "account_id", lambda self: ACCOUNT)
+    r = CliRunner().invoke(app, ["validate", "--aws"], env=box.env())
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith(refused) and "ok (" not in r.stdout

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,15 @@ from pydantic import ValidationError
 
 from snapworker.config.checks import _show
 from snapworker.config.models import Config
-from snapworker.config.problems import ConfigError, _fail, _problems
+from snapworker.config.problems import (
+    ConfigError,
+    Finding,
+    Problem,
+    _dotted,
+    _fail,
+    _Locator,
+    _problems,
+)
 
 ENV_CONFIG = "SNAPWORKER_CONFIG"
 DEFAULT_CONFIG_FILE = "snapworker.yaml"
@@ -228,3 +236,31 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(_problems(exc, root, data, file)) from None
     config._source_path = source.absolute()
     return config
+
+
+def locate(config: Config, findings: Iterable[Finding], file: str | None = None) -> list[Problem]:
+    """Problems naming the file, line, policy and field of ``findings`` about ``config``
+    (see :mod:`.risks`), in the form of a load's errors. ``file``: the path as the operator
+    gave it (default: where ``config`` was loaded from). The file is read again for the
+    lines: these findings are few and rare, so a load does not keep the YAML tree for them.
+    A file gone or changed since costs only the line numbers (None, or approximate)."""
+    findings = list(findings)
+    source = config.source_path
+    file = file if file is not None else str(source) if source is not None else "<config>"
+    where: _Locator | None = None
+    if findings and source is not None:
+        try:
+            root, _ = _parse_yaml(_read_text(source, file), file)
+        except ConfigError:
+            root = None
+        where = _Locator(root) if root is not None else None
+    problems: list[Problem] = []
+    for loc, message in findings:
+        line = where.line(loc, at_key=False) if where is not None else None
+        policy: str | None = None
+        field = loc
+        if len(loc) >= 2 and loc[0] == "policies" and isinstance(loc[1], int):
+            policy, field = config.policies[loc[1]].name, loc[2:]
+        problems.append(Problem(file, line, policy, _dotted(field), message))
+    problems.sort(key=lambda p: p.line or 0)
+    return problems

@@ -45,6 +45,11 @@ class Problem:
         return ": ".join(parts)
 
 
+Finding = tuple[tuple[int | str, ...], str]
+"""Something found about a loaded configuration (see :mod:`.risks`): where, spelled as
+pydantic spells a location (``("policies", 0, "share", "accounts", 1)``), and what."""
+
+
 class ConfigError(UsageError):
     """A configuration that cannot be used; ``problems`` lists everything found wrong."""
 

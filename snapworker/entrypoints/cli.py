@@ -20,8 +20,11 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from snapworker.config import Config
-    from snapworker.core.model import Plan
+    from snapworker.config.problems import Finding, Problem
+    from snapworker.core.model import Cluster, Plan
     from snapworker.service.tick import Runtime
 
 app = typer.Typer(
@@ -214,6 +217,8 @@ def plan(
         fail(str(e))
     except Exception as e:
         _aws_guard(e)
+    clusters = result.inventory.clusters.values() if result.inventory is not None else ()
+    _config_risks(cfg, config, rt.gateway.account_id(), clusters)
     if explain is not None:
         _explain(rt, cfg, policy, result, explain, format.value)
         return
@@ -221,6 +226,33 @@ def plan(
         if n.level == "warning":
             typer.echo(f"warning: {n.policy}: {n.message}", err=True)
     typer.echo(render(result.plan, format.value))
+
+
+def _config_risks(
+    cfg: Config, config_path: str | None, account: str | None, clusters: Iterable[Cluster]
+) -> None:
+    """What AWS tells about the config: sharing with the owning account is an error (exit 2:
+    AWS would refuse it on every run); policies copying the same cluster's automated
+    snapshots, and policies with no retention rule, are warnings."""
+    from snapworker.config.risks import config_warnings, copy_overlaps_on, shares_with_owner
+
+    errors = shares_with_owner(cfg, account)
+    if errors:
+        typer.echo("\n".join(map(str, _located(cfg, config_path, errors))), err=True)
+        raise typer.Exit(2)
+    _warn(cfg, config_path, config_warnings(cfg, overlaps=False) + copy_overlaps_on(cfg, clusters))
+
+
+def _warn(cfg: Config, config_path: str | None, findings: list[Finding]) -> None:
+    for problem in _located(cfg, config_path, findings):
+        typer.echo(f"warning: {problem}", err=True)
+
+
+def _located(cfg: Config, config_path: str | None, findings: list[Finding]) -> list[Problem]:
+    from snapworker.config import resolve_config_path
+    from snapworker.config.loader import locate
+
+    return locate(cfg, findings, str(resolve_config_path(config_path)))
 
 
 def _explain(
@@ -252,30 +284,40 @@ def validate(
         bool,
         typer.Option(
             "--aws",
-            help="Also read the cluster list (DescribeClusters, read-only) and warn about each "
-            "policy that selects no cluster. Without it, validate makes no AWS call.",
+            help="Also read the cluster list (DescribeClusters, read-only): warn about each "
+            "policy that selects no cluster and about policies copying the same cluster's "
+            "automated snapshots, and refuse sharing with the account that owns the "
+            "snapshots. Without it, validate makes no AWS call.",
         ),
     ] = False,
 ) -> None:
     """Check the config file; list every error with file, line, policy and field (exit 2).
 
-    A policy that selects no cluster is a warning (with --aws), not an error: clusters come
-    and go, and retention still applies to what the policy owns.
+    Warns (exit 0) about a policy that makes snapshots with no retention rule, and about
+    policies that can copy the same cluster's automated snapshots. A policy that selects no
+    cluster is a warning (with --aws), not an error: clusters come and go, and retention
+    still applies to what the policy owns.
     """
     cfg = load(config)
     from snapworker.config import resolve_config_path
+    from snapworker.config.risks import config_warnings
 
     n = len(cfg.policies)
-    typer.echo(f"{resolve_config_path(config)}: ok ({n} polic{'y' if n == 1 else 'ies'})")
+    ok = f"{resolve_config_path(config)}: ok ({n} polic{'y' if n == 1 else 'ies'})"
     if not aws:
+        typer.echo(ok)
+        _warn(cfg, config, config_warnings(cfg))
         return
     from snapworker.adapters.aws.redshift import RedshiftGateway, make_client
     from snapworker.core.planner import selects
 
     try:
-        clusters = RedshiftGateway(make_client(cfg.aws), cfg.retry).list_clusters()
+        gateway = RedshiftGateway(make_client(cfg.aws), cfg.retry)
+        clusters = gateway.list_clusters()
     except Exception as e:
         _aws_guard(e)
+    _config_risks(cfg, config, gateway.account_id(), clusters.values())
+    typer.echo(ok)
     for p in cfg.policies:
         chosen = [c for c in clusters.values() if selects(p.core, c)]
         if not chosen:
