@@ -19,7 +19,11 @@ from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
 from snapworker.core.durations import MAX_DURATION, parse_duration
-from snapworker.core.model import SUPPORT_ALIAS
+
+SUPPORT_ALIAS = "amazon-redshift-support"
+"""The account alias AWS support restores through (reported by AWS as ``AccountAlias``); the
+same as ``snapworker.core.model.SUPPORT_ALIAS``, not imported from there: loading a
+configuration does not need the core's model (a cost at every start)."""
 
 
 def _show(value: object, limit: int = 60) -> str:

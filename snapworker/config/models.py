@@ -9,7 +9,7 @@ import typing
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import (
     AfterValidator,
@@ -46,8 +46,10 @@ from snapworker.config.checks import (
     _state_url,
     _timezone,
 )
-from snapworker.core import policy as core_policy
 from snapworker.core.ids import policy_name_problem
+
+if TYPE_CHECKING:
+    from snapworker.core import policy as core_policy
 
 
 class _Model(BaseModel):
@@ -319,6 +321,9 @@ class Policy(_Model):
     def core(self) -> core_policy.Policy:
         """What the core (planner, explanation) reads of this policy, built once per model
         (the model is frozen, so it never goes stale)."""
+        # Here, not at the top, for start-up time: `validate` never builds one (~5 ms).
+        from snapworker.core import policy as core_policy
+
         r = self.retention
         return core_policy.Policy(
             name=self.name,

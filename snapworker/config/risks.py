@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from snapworker.config.models import Config, Policy, Select
 from snapworker.config.problems import Finding
-from snapworker.core.model import Cluster
-from snapworker.core.planner import selects
+
+if TYPE_CHECKING:
+    from snapworker.core.model import Cluster
 
 __all__ = [
     "Finding",
@@ -90,6 +92,9 @@ def copy_overlaps(config: Config) -> list[Finding]:
 def copy_overlaps_on(config: Config, clusters: Iterable[Cluster]) -> list[Finding]:
     """The policies with ``copy_automated`` that select the same real cluster: one finding
     per set of policies, on the last of them, naming the others and the clusters."""
+    # Here, not at the top: plain `validate` never needs the planner (~25 ms to import).
+    from snapworker.core.planner import selects
+
     copying = [(i, p) for i, p in enumerate(config.policies) if p.copy_automated]
     shared: dict[tuple[int, ...], list[str]] = {}
     for cluster in sorted(clusters, key=lambda c: c.id):
