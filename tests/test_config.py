@@ -35,7 +35,12 @@ from snapworker.config import (
     resolve_config_path,
 )
 from snapworker.config.loader import locate
-from snapworker.config.risks import config_warnings, copy_overlaps_on, shares_with_owner
+from snapworker.config.risks import (
+    config_warnings,
+    copy_overlaps,
+    copy_overlaps_on,
+    shares_with_owner,
+)
 from snapworker.core import policy as core_policy
 from snapworker.core.durations import format_duration, parse_duration
 from snapworker.entrypoints.cli import app
@@ -999,3 +1004,21 @@ def test_validate_and_plan_warn_and_refuse_sharing_with_the_owner(
     r = CliRunner().invoke(app, ["validate", "--aws"], env=box.env())
     assert r.exit_code == 2, r.output
     assert r.stderr.startswith(refused) and "ok (" not in r.stdout
+
+
+def test_many_copying_policies_are_compared_in_one_pass() -> None:
+    """Above 200 copying policies the pairs are not all compared (quadratic): the same
+    pattern in two policies is still found."""
+    policies = [
+        {"name": f"p{i}", "select": {"clusters": [f"c-{i}-*"]}, "copy_automated": True}
+        for i in range(400)
+    ]
+    policies[399]["select"] = {"clusters": ["x", "c-7-*"]}
+    policies[398]["select"] = {"clusters": ["c-9-*"], "tags": {"env": "a"}}
+    policies[9]["select"] = {"clusters": ["c-9-*"], "tags": {"env": "b"}}
+    config = Config.model_validate({"policies": policies})
+    assert [str(p) for p in locate(config, copy_overlaps(config))] == [
+        "<config>: policy 'p399': copy_automated: policy 'p7' also copies the automated "
+        "snapshots of any cluster matching 'c-7-*': each policy makes its own copy of every "
+        "one (`snapworker validate --aws` checks the real clusters)"
+    ]

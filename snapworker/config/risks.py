@@ -40,9 +40,9 @@ __all__ = [
 
 _GLOB_CHARS = frozenset("*?[")
 _CHECK_FOR_REAL = " (`snapworker validate --aws` checks the real clusters)"
-_MAX_PATTERNS_COMPARED = 500
-"""Above this many distinct patterns among the copying policies, two different globs are no
-longer compared with each other (a quadratic walk); equal patterns and cluster names still are."""
+_MAX_POLICIES_PAIRED = 200
+"""Up to this many policies with ``copy_automated``, every pair is compared (at most ~20,000
+pairs); above it, only equal patterns are found, in one pass."""
 
 
 def config_warnings(config: Config, *, overlaps: bool = True) -> list[Finding]:
@@ -74,16 +74,24 @@ def unbounded_policies(config: Config) -> list[Finding]:
 
 def copy_overlaps(config: Config) -> list[Finding]:
     """Pairs of policies with ``copy_automated`` whose ``select`` can pick the same cluster:
-    a cluster name that the other's pattern matches, the same pattern in both, or (up to
-    :data:`_MAX_PATTERNS_COMPARED` patterns) one glob matching the other's text (``prod-a*``
-    and ``prod-*``, ``*`` and anything). Tags that differ on one key keep them apart."""
+    a cluster name that the other's pattern matches, the same pattern in both, or one glob
+    matching the other's text (``prod-a*`` and ``prod-*``, ``*`` and anything). Tags that
+    differ on one key keep them apart. Above :data:`_MAX_POLICIES_PAIRED` copying policies,
+    only the same pattern in two policies is found (comparing every pair is quadratic)."""
     copying = [(i, p) for i, p in enumerate(config.policies) if p.copy_automated]
-    distinct = {pat for _, p in copying for pat in p.select.clusters}
-    compare_globs = len(distinct) <= _MAX_PATTERNS_COMPARED
     found: list[Finding] = []
+    if len(copying) > _MAX_POLICIES_PAIRED:
+        first: dict[str, Policy] = {}
+        for j, later in copying:
+            for pattern in later.select.clusters:
+                earlier = first.setdefault(pattern, later)
+                if earlier is not later and _tags_may_meet(earlier.select, later.select):
+                    found.append(_overlap(j, [earlier], _matching(pattern), _CHECK_FOR_REAL))
+                    break
+        return found
     for n, (_, earlier) in enumerate(copying):
         for j, later in copying[n + 1 :]:
-            where = _common(earlier.select, later.select, compare_globs)
+            where = _common(earlier.select, later.select)
             if where is not None:
                 found.append(_overlap(j, [earlier], where, _CHECK_FOR_REAL))
     return found
@@ -142,26 +150,33 @@ def _overlap(index: int, others: Sequence[Policy], what: str, hint: str = "") ->
     )
 
 
-def _common(a: Select, b: Select, compare_globs: bool) -> str | None:
+def _common(a: Select, b: Select) -> str | None:
     """How ``a`` and ``b`` can select the same cluster (for a message), or None if they
     cannot as far as this check sees."""
-    if any(k in b.tags and b.tags[k] != v for k, v in a.tags.items()):
-        return None  # one tag key, two values: no cluster has both
+    if not _tags_may_meet(a, b):
+        return None
     for pa in a.clusters:
         for pb in b.clusters:
             if pa == pb:
-                return f"cluster {pa!r}" if _literal(pa) else f"any cluster matching {pa!r}"
+                return _matching(pa)
             if _literal(pa) and fnmatch.fnmatchcase(pa, pb):
                 return f"cluster {pa!r}"
             if _literal(pb) and fnmatch.fnmatchcase(pb, pa):
                 return f"cluster {pb!r}"
-    if not compare_globs:
-        return None
     for pa in a.clusters:
         for pb in b.clusters:
             if fnmatch.fnmatchcase(pa, pb) or fnmatch.fnmatchcase(pb, pa):
                 return f"any cluster matching both {pa!r} and {pb!r}"
     return None
+
+
+def _tags_may_meet(a: Select, b: Select) -> bool:
+    """False when one tag key must have two values: no cluster has both."""
+    return not any(k in b.tags and b.tags[k] != v for k, v in a.tags.items())
+
+
+def _matching(pattern: str) -> str:
+    return f"cluster {pattern!r}" if _literal(pattern) else f"any cluster matching {pattern!r}"
 
 
 def _literal(pattern: str) -> bool:
