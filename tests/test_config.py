@@ -196,6 +196,7 @@ def test_the_core_reads_the_same_policy(name: str) -> None:
         view = policy.core
         assert isinstance(view, core_policy.Policy)
         assert view is policy.core  # built once per model
+        assert policy.model_copy(update={"hold_tag": "legal"}).core.hold_tag == "legal"
         _same_values(view, policy, policy.name)
         assert view.timezone == policy.timezone
         assert view.retention.has_rules == policy.retention.has_rules

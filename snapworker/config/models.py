@@ -6,10 +6,11 @@ file into these models is :func:`snapworker.config.load_config`.
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
@@ -317,10 +318,16 @@ class Policy(_Model):
         """The policy's time zone: ``create.timezone``, else UTC."""
         return self.create.timezone if self.create is not None else "UTC"
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy, without the cached :attr:`core` (``update`` may change what it holds)."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("core", None)
+        return copied
+
     @cached_property
     def core(self) -> core_policy.Policy:
         """What the core (planner, explanation) reads of this policy, built once per model
-        (the model is frozen, so it never goes stale)."""
+        (the model is frozen, and :meth:`model_copy` drops it, so it never goes stale)."""
         # Here, not at the top, for start-up time: `validate` never builds one (~5 ms).
         from snapworker.core import policy as core_policy
 
