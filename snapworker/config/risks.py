@@ -23,14 +23,16 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from snapworker.config.loader import locate
 from snapworker.config.models import Config, Policy, Select
-from snapworker.config.problems import Finding
+from snapworker.config.problems import Finding, Problem
 
 if TYPE_CHECKING:
     from snapworker.core.model import Cluster
 
 __all__ = [
     "Finding",
+    "assess",
     "config_warnings",
     "copy_overlaps",
     "copy_overlaps_on",
@@ -43,6 +45,24 @@ _CHECK_FOR_REAL = " (`snapworker validate --aws` checks the real clusters)"
 _MAX_POLICIES_PAIRED = 200
 """Up to this many policies with ``copy_automated``, every pair is compared (at most ~20,000
 pairs); above it, only equal patterns are found, in one pass."""
+
+
+def assess(
+    config: Config,
+    file: str | None = None,
+    *,
+    account: str | None = None,
+    clusters: Iterable[Cluster] | None = None,
+) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings) about ``config``, located in ``file`` (see :func:`.loader.locate`).
+    ``account``: the account that owns the snapshots, when AWS told it; ``clusters``: the
+    real clusters, when AWS was asked (else the overlaps are guessed from the patterns)."""
+    errors = shares_with_owner(config, account)
+    if clusters is None:
+        warnings = config_warnings(config)
+    else:
+        warnings = config_warnings(config, overlaps=False) + copy_overlaps_on(config, clusters)
+    return locate(config, errors, file), locate(config, warnings, file)
 
 
 def config_warnings(config: Config, *, overlaps: bool = True) -> list[Finding]:

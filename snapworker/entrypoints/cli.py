@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from snapworker.config import Config
-    from snapworker.config.problems import Finding, Problem
     from snapworker.core.model import Cluster, Plan
     from snapworker.service.tick import Runtime
 
@@ -229,30 +228,23 @@ def plan(
 
 
 def _config_risks(
-    cfg: Config, config_path: str | None, account: str | None, clusters: Iterable[Cluster]
+    cfg: Config,
+    config_path: str | None,
+    account: str | None = None,
+    clusters: Iterable[Cluster] | None = None,
 ) -> None:
-    """What AWS tells about the config: sharing with the owning account is an error (exit 2:
-    AWS would refuse it on every run); policies copying the same cluster's automated
-    snapshots, and policies with no retention rule, are warnings."""
-    from snapworker.config.risks import config_warnings, copy_overlaps_on, shares_with_owner
-
-    errors = shares_with_owner(cfg, account)
-    if errors:
-        typer.echo("\n".join(map(str, _located(cfg, config_path, errors))), err=True)
-        raise typer.Exit(2)
-    _warn(cfg, config_path, config_warnings(cfg, overlaps=False) + copy_overlaps_on(cfg, clusters))
-
-
-def _warn(cfg: Config, config_path: str | None, findings: list[Finding]) -> None:
-    for problem in _located(cfg, config_path, findings):
-        typer.echo(f"warning: {problem}", err=True)
-
-
-def _located(cfg: Config, config_path: str | None, findings: list[Finding]) -> list[Problem]:
+    """Print the config's warnings; exit 2 on an error only AWS reveals (sharing with the
+    account that owns the snapshots). ``clusters``: the real ones, when AWS was asked."""
     from snapworker.config import resolve_config_path
-    from snapworker.config.loader import locate
+    from snapworker.config.risks import assess
 
-    return locate(cfg, findings, str(resolve_config_path(config_path)))
+    file = str(resolve_config_path(config_path))
+    errors, warnings = assess(cfg, file, account=account, clusters=clusters)
+    if errors:
+        typer.echo("\n".join(map(str, errors)), err=True)
+        raise typer.Exit(2)
+    for problem in warnings:
+        typer.echo(f"warning: {problem}", err=True)
 
 
 def _explain(
@@ -300,13 +292,12 @@ def validate(
     """
     cfg = load(config)
     from snapworker.config import resolve_config_path
-    from snapworker.config.risks import config_warnings
 
     n = len(cfg.policies)
     ok = f"{resolve_config_path(config)}: ok ({n} polic{'y' if n == 1 else 'ies'})"
     if not aws:
         typer.echo(ok)
-        _warn(cfg, config, config_warnings(cfg))
+        _config_risks(cfg, config)
         return
     from snapworker.adapters.aws.redshift import RedshiftGateway, make_client
     from snapworker.core.planner import selects
