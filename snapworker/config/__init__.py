@@ -1,8 +1,9 @@
 """Configuration: pydantic models, hardened YAML loading, and error messages an operator can act on.
 
 The package: :mod:`.models` (the pydantic models), :mod:`.checks` (the value checks they call),
-:mod:`.loader` (reading the file: :func:`load_config`), :mod:`.problems` (what is wrong, where).
-This module re-exports what the rest of snapworker imports.
+:mod:`.loader` (reading the file: :func:`load_config`), :mod:`.problems` (what is wrong, where),
+:mod:`.risks` (what a valid configuration may still get wrong: warnings across policies, and
+what only AWS can tell). This module re-exports what the rest of snapworker imports.
 
 Loading (:func:`load_config`) refuses a bad file with a :class:`ConfigError` that lists every
 problem found, each naming the file, the line, the policy and the field::
