@@ -19,6 +19,9 @@ def days_ago(d: float, now: datetime = NOW) -> datetime:
 
 
 def policy(name: str = "prod-nightly", **over: Any) -> Policy:
+    """The config's policy model, which the service (executor, holds, drills) takes. The core
+    takes its ``.core`` view (``snapworker.core.policy``), which has the same attributes with
+    the same values (``tests/test_config.py`` pins that), so a planner test may hand either."""
     data: dict[str, Any] = {
         "name": name,
         "select": {"clusters": ["prod-*"]},

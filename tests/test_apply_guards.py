@@ -55,7 +55,7 @@ def planned_actions(snaps: list[Snapshot]) -> tuple[Action, ...]:
     inv = Inventory({"prod-a": cluster("prod-a")}, {s.id: s for s in snaps})
     from snapworker.core.model import State
 
-    p = plan([POLICY], inv, State(), NOW, account=ACCOUNT)
+    p = plan([POLICY.core], inv, State(), NOW, account=ACCOUNT)
     return tuple(a for a in p.actions if a.kind in ("revoke", "delete"))
 
 
@@ -225,7 +225,7 @@ def test_a_taken_copy_target_is_not_adopted_tagged_or_recorded(tmp_path: Path) -
     inv = Inventory({"prod-a": cluster("prod-a")}, {source.id: source})
     from snapworker.core.model import State
 
-    (copy,) = plan([pol], inv, State(), NOW, account=ACCOUNT).actions
+    (copy,) = plan([pol.core], inv, State(), NOW, account=ACCOUNT).actions
     assert copy.kind == "copy"
     squatter = Snapshot(copy.snapshot, "prod-a", "manual", "available", NOW, {"owner": "dba"})
     gw = gateway([source, squatter])

@@ -8,6 +8,8 @@ the policy and the field where there is one.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,7 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from snapworker.adapters.aws.redshift import RedshiftGateway
 from snapworker.config import (
     MAX_CONFIG_BYTES,
     Config,
@@ -30,7 +34,18 @@ from snapworker.config import (
     load_config,
     resolve_config_path,
 )
+from snapworker.config.loader import locate
+from snapworker.config.risks import (
+    config_warnings,
+    copy_overlaps,
+    copy_overlaps_on,
+    shares_with_owner,
+)
+from snapworker.core import policy as core_policy
 from snapworker.core.durations import format_duration, parse_duration
+from snapworker.entrypoints.cli import app
+from tests import factories
+from tests.e2e_support import ACCOUNT, Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "config"
@@ -162,6 +177,52 @@ def test_policy_lookup() -> None:
     assert config.source_path is None
 
 
+def _same_values(core_view: object, model: object, where: str) -> None:
+    """Every attribute of the core's view equals the config model's, recursively."""
+    for f in dataclasses.fields(core_view):  # type: ignore[arg-type]
+        mine, theirs = getattr(core_view, f.name), getattr(model, f.name)
+        if dataclasses.is_dataclass(mine):
+            _same_values(mine, theirs, f"{where}.{f.name}")
+        elif isinstance(mine, tuple):
+            assert mine == tuple(theirs), f"{where}.{f.name}"
+        else:
+            assert mine == theirs, f"{where}.{f.name}"
+
+
+@pytest.mark.parametrize("name", ["example.yaml", "gfs.yaml", "sandbox.yaml", "verify.yaml"])
+def test_the_core_reads_the_same_policy(name: str) -> None:
+    """``Policy.core`` is what the planner reads: the same values, plain frozen data."""
+    for policy in load_config(EXAMPLES / name).policies:
+        view = policy.core
+        assert isinstance(view, core_policy.Policy)
+        assert view is policy.core  # built once per model
+        assert policy.model_copy(update={"hold_tag": "legal"}).core.hold_tag == "legal"
+        _same_values(view, policy, policy.name)
+        assert view.timezone == policy.timezone
+        assert view.retention.has_rules == policy.retention.has_rules
+        assert (view.verify is None) == (policy.verify is None)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            view.name = "other"  # type: ignore[misc]
+
+
+def test_the_core_imports_nothing_from_the_config() -> None:
+    """The core has its own policy type (``snapworker.core.policy``): no core module imports
+    ``snapworker.config``, not even for types."""
+    core_dir = ROOT / "snapworker" / "core"
+    for path in sorted(core_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in names:
+                assert not module.startswith("snapworker.") or module.startswith(
+                    "snapworker.core"
+                ), f"{path.name} imports {module}"
+
+
 def test_duplicates_refused_in_code_too() -> None:
     with pytest.raises(ValidationError, match="duplicate policy name 'P'"):
         Config.model_validate({"policies": [{"name": "p"}, {"name": "P"}]})
@@ -193,6 +254,68 @@ def test_cron_forms_accepted_and_normalised(written: str, held: str) -> None:
 def test_cron_forms_refused(schedule: str) -> None:
     with pytest.raises(ValidationError):
         CreateSpec(schedule=schedule)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("61 3 * * *", "minute 61 out of range 0-59"),
+        ("0 24 * * *", "hour 24 out of range 0-23"),
+        ("0 3 0 * *", "day-of-month 0 out of range 1-31"),
+        ("0 3 1-32 * *", "day-of-month 32 out of range 1-31"),
+        ("0 3 * 13 *", "month 13 out of range 1-12"),
+        ("0 3 * * mon,8", "day-of-week 8 out of range 0-7"),
+        ("1,2,99/5 * * * *", "minute 99 out of range 0-59"),
+        ("*/0 * * * *", "minute step 0 in '*/0': a step is at least 1"),
+    ],
+)
+def test_a_cron_error_names_the_field_and_the_value(
+    schedule: str, message: str, tmp_path: Path
+) -> None:
+    text = f'policies:\n  - name: p\n    create:\n      schedule: "{schedule}"\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    (problem,) = info.value.problems
+    assert (problem.line, problem.policy, problem.field) == (4, "p", "create.schedule")
+    assert problem.message == f"{message} (got {schedule!r})"
+
+
+def test_no_pydantic_internals_in_messages(tmp_path: Path) -> None:
+    """A field typed as a union (``min: int | float``) is named as written, once, and the
+    message says what the field takes, not pydantic's member tags (``min.int``)."""
+    text = (
+        "policies:\n"
+        "  - name: p\n"
+        "    verify:\n"
+        '      schedule: "0 5 * * 0"\n'
+        "      connect: {db_user: swv, sslmode: nope}\n"
+        "      checks:\n"
+        "        - {name: a, sql: select 1, expect: {min: '5'}}\n"
+        "        - {name: b, sql: select 1, expect: {equals: [1]}}\n"
+        "        - {name: c, sql: select 1, expect: {min: 0.5}}\n"
+        "  - name: q\n"
+        "    verify: {schedule: '0 5 * * 0', connect: {db_user: swv}, checks: []}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    shown = [(p.line, p.policy, p.field, p.message) for p in info.value.problems]
+    assert shown == [
+        (
+            5,
+            "p",
+            "verify.connect.sslmode",
+            "must be one of 'disable', 'allow', 'prefer', 'require', 'verify-ca' or "
+            "'verify-full' (got 'nope')",
+        ),
+        (7, "p", "verify.checks[0].expect.min", "must be a number (got '5')"),
+        (
+            8,
+            "p",
+            "verify.checks[1].expect.equals",
+            "must be a number, a string or true/false (got a list)",
+        ),
+        (11, "q", "verify.checks", "must have at least 1 item"),
+    ]
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/New_York", "Etc/GMT+5"])
@@ -427,7 +550,7 @@ CATALOGUE: dict[str, list[str]] = {
     "account_unquoted_number.yaml": [f":4: {P}: share.accounts[0]: write account ids as quoted"],
     # --- schedules and time zones
     "cron_six_fields.yaml": [f":4: {P}: create.schedule: has 6 fields; only standard 5-field"],
-    "cron_out_of_range.yaml": [f":4: {P}: create.schedule: is not a valid cron expression"],
+    "cron_out_of_range.yaml": [f":4: {P}: create.schedule: hour 25 out of range 0-23"],
     "cron_garbage.yaml": [f":4: {P}: create.schedule: must be a 5-field cron expression"],
     "cron_never_fires.yaml": [f":4: {P}: create.schedule: never fires"],
     "cron_nonstandard_last_day.yaml": [f":4: {P}: create.schedule: the day-of-month field 'L'"],
@@ -674,3 +797,229 @@ def test_arbitrary_text_never_escapes(tmp_path: Path, text: str) -> None:
         load_config(path)
     except ConfigError as exc:
         assert all(str(p).startswith(str(path)) for p in exc.problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Warnings, and the error only AWS can reveal (config.risks; `validate`, `plan`)
+# --------------------------------------------------------------------------------------------
+
+COPIERS = """\
+policies:
+  - name: nightly
+    select:
+      clusters: ["prod-*"]
+    copy_automated: true
+    retention: {keep_last: 3}
+  - name: extra
+    select:
+      clusters: ["prod-a"]
+    copy_automated: true
+    retention: {keep_last: 3}
+"""
+
+
+def _risks(tmp_path: Path, text: str, account: str | None = None) -> list[str]:
+    path = _write(tmp_path, text)
+    config = load_config(path)  # loads: these are warnings, or errors only AWS can tell
+    findings = config_warnings(config) + shares_with_owner(config, account)
+    return [str(p) for p in locate(config, findings, str(path))]
+
+
+def test_a_policy_with_no_retention_rule_is_a_warning(tmp_path: Path) -> None:
+    text = (
+        "policies:\n"
+        "  - name: grows\n"
+        "    copy_automated: true\n"
+        "  - name: scheduled\n"
+        "    create: {schedule: '0 3 * * *'}\n"
+        "    retention: {}\n"
+        "  - name: bounded-by-aws\n"
+        "    copy_automated: true\n"
+        "    select: {clusters: []}\n"
+        "    retention: {fail_safe_days: 30}\n"
+        "  - name: makes-nothing\n"
+        "    share: {accounts: ['111122223333']}\n"
+    )
+    path = str(tmp_path / "config.yaml")
+    why = (
+        "no retention rule: nothing this policy makes ever expires, so its snapshots grow "
+        "without bound"
+    )
+    assert [w.split(" (set ")[0] for w in _risks(tmp_path, text)] == [
+        f"{path}:2: policy 'grows': retention: {why}",
+        f"{path}:6: policy 'scheduled': retention: {why}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "where"),
+    [
+        ('["prod-*"]', '["prod-a"]', "cluster 'prod-a'"),
+        ('["prod-a", "x"]', '["prod-?"]', "cluster 'prod-a'"),
+        ('["prod-*"]', '["dev-*", "prod-*"]', "any cluster matching 'prod-*'"),
+        ('["*"]', '["prod-*"]', "any cluster matching both '*' and 'prod-*'"),
+        ('["prod-*"]', '["prod-a*"]', "any cluster matching both 'prod-*' and 'prod-a*'"),
+        ('["prod-*"]', '["dev-*"]', None),
+        ('["prod-a"]', '["prod-b"]', None),
+        ('["prod-*"]', "[]", None),
+    ],
+)
+def test_two_policies_copying_the_same_cluster_are_a_warning(
+    tmp_path: Path, earlier: str, later: str, where: str | None
+) -> None:
+    text = COPIERS.replace('["prod-a"]', "LATER").replace('["prod-*"]', earlier)
+    text = text.replace("LATER", later)
+    warnings = _risks(tmp_path, text)
+    if where is None:
+        assert warnings == []
+        return
+    assert warnings == [
+        f"{tmp_path / 'config.yaml'}:10: policy 'extra': copy_automated: policy 'nightly' also "
+        f"copies the automated snapshots of {where}: each policy makes its own copy of every "
+        "one (`snapworker validate --aws` checks the real clusters)"
+    ]
+
+
+def test_copying_policies_apart_by_tag_or_not_copying_are_no_warning(tmp_path: Path) -> None:
+    apart = COPIERS.replace('["prod-*"]', '["prod-*"]\n      tags: {env: prod}').replace(
+        '["prod-a"]', '["prod-a"]\n      tags: {env: dev}'
+    )
+    assert _risks(tmp_path, apart) == []
+    assert _risks(tmp_path, COPIERS.replace("copy_automated: true", "copy_automated: false")) == []
+
+
+def test_copy_overlaps_on_the_real_clusters(tmp_path: Path) -> None:
+    text = COPIERS.replace('["prod-a"]', '["*"]') + (
+        "  - name: third\n"
+        "    select: {clusters: ['prod-*', 'dev-*'], tags: {team: bi}}\n"
+        "    copy_automated: true\n"
+        "    retention: {keep_last: 3}\n"
+    )
+    path = _write(tmp_path, text)
+    config = load_config(path)
+    clusters = [
+        factories.cluster("prod-a"),
+        factories.cluster("prod-b", team="bi"),
+        factories.cluster("dev-a", team="bi"),
+        factories.cluster("other"),
+        factories.cluster("prod-scratch", **{"snapworker:scratch": "x"}),
+    ]
+    found = copy_overlaps_on(config, clusters)
+    assert [str(p) for p in locate(config, found)] == [
+        f"{path}:10: policy 'extra': copy_automated: policy 'nightly' also copies the automated "
+        "snapshots of cluster 'prod-a': each policy makes its own copy of every one",
+        f"{path}:14: policy 'third': copy_automated: policy 'extra' also copies the automated "
+        "snapshots of cluster 'dev-a': each policy makes its own copy of every one",
+        f"{path}:14: policy 'third': copy_automated: policies 'nightly' and 'extra' also copy "
+        "the automated snapshots of cluster 'prod-b': each policy makes its own copy of every one",
+    ]
+
+
+def test_sharing_with_the_owning_account_is_an_error(tmp_path: Path) -> None:
+    text = COPIERS.replace(
+        "    retention: {keep_last: 3}\n",
+        "    share:\n      accounts: ['111122223333', '123456789012']\n"
+        "    retention: {keep_last: 3}\n",
+        1,
+    ).replace('["prod-a"]', '["dev-a"]')
+    assert _risks(tmp_path, text, account="999999999999") == []
+    assert _risks(tmp_path, text, account=None) == []
+    assert _risks(tmp_path, text, account="123456789012") == [
+        f"{tmp_path / 'config.yaml'}:7: policy 'nightly': share.accounts[1]: 123456789012 is "
+        "the account that owns the snapshots: AWS refuses to share a snapshot with its own "
+        "account, so every run would fail to share it; remove it"
+    ]
+
+
+def test_findings_survive_a_file_gone_since_the_load(tmp_path: Path) -> None:
+    path = _write(tmp_path, COPIERS.replace('["prod-*"]', '["prod-a"]'))
+    config = load_config(path)
+    path.unlink()
+    (problem,) = locate(config, config_warnings(config))
+    assert (problem.file, problem.line, problem.policy) == (str(path.absolute()), None, "extra")
+    assert problem.field == "copy_automated"
+
+
+SANDBOX_COPIERS = """\
+state_url: sqlite:///{db}
+aws:
+  region: us-east-1
+policies:
+  - name: nightly
+    select:
+      clusters: ["prod-*"]
+    copy_automated: true
+    share:
+      accounts: [ACCOUNTS]
+    retention: {{keep_last: 3}}
+  - name: extra
+    select:
+      clusters: ["*"]
+      tags: {{team: bi}}
+    copy_automated: true
+"""
+
+
+def test_validate_and_plan_warn_and_refuse_sharing_with_the_owner(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = sandbox
+    box.write_config(SANDBOX_COPIERS.replace("ACCOUNTS", "'111122223333'"))
+    box.cluster("prod-a", team="bi")
+    box.cluster("prod-b")
+    box.cluster("dev-a")
+    cfg = str(box.config)
+    extra_copies = (
+        f"warning: {cfg}:16: policy 'extra': copy_automated: policy 'nightly' also copies the "
+        "automated snapshots of"
+    )
+    unbounded = f"warning: {cfg}:12: policy 'extra': retention: no retention rule"
+
+    plain = box.cli("validate")
+    assert plain.returncode == 0, plain.stderr
+    assert f"{extra_copies} any cluster matching both 'prod-*' and '*'" in plain.stderr
+    assert unbounded in plain.stderr
+
+    for command in (("validate", "--aws"), ("plan",)):
+        r = box.cli(*command)
+        assert r.returncode == 0, (command, r.stderr)
+        assert f"{extra_copies} cluster 'prod-a': each policy" in r.stderr, command
+        assert "validate --aws" not in r.stderr and "prod-b" not in r.stderr, command
+        assert unbounded in r.stderr, command
+
+    box.write_config(SANDBOX_COPIERS.replace("ACCOUNTS", f"'111122223333', '{ACCOUNT}'"))
+    assert box.cli("validate").returncode == 0  # the account is known only from AWS
+    refused = (
+        f"{cfg}:10: policy 'nightly': share.accounts[1]: {ACCOUNT} is the account that owns "
+        "the snapshots: AWS refuses to share"
+    )
+    # `plan` knows the account from the inventory (here: the snapshots' OwnerAccount).
+    box.automated("prod-b", 1)
+    r = box.cli("plan")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.startswith(refused) and r.stdout == ""
+    assert "Traceback" not in r.stderr
+    # `validate --aws` knows it from DescribeClusters' ClusterNamespaceArn, which AWS reports
+    # for every cluster and moto does not: the gateway is told it here.
+    monkeypatch.setattr(RedshiftGateway, "account_id", lambda self: ACCOUNT)
+    res = CliRunner().invoke(app, ["validate", "--aws"], env=box.env())
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith(refused) and "ok (" not in res.stdout
+
+
+def test_many_copying_policies_are_compared_in_one_pass() -> None:
+    """Above 200 copying policies the pairs are not all compared (quadratic): the same
+    pattern in two policies is still found."""
+    policies = [
+        {"name": f"p{i}", "select": {"clusters": [f"c-{i}-*"]}, "copy_automated": True}
+        for i in range(400)
+    ]
+    policies[399]["select"] = {"clusters": ["x", "c-7-*"]}
+    policies[398]["select"] = {"clusters": ["c-9-*"], "tags": {"env": "a"}}
+    policies[9]["select"] = {"clusters": ["c-9-*"], "tags": {"env": "b"}}
+    config = Config.model_validate({"policies": policies})
+    assert [str(p) for p in locate(config, copy_overlaps(config))] == [
+        "<config>: policy 'p399': copy_automated: policy 'p7' also copies the automated "
+        "snapshots of any cluster matching 'c-7-*': each policy makes its own copy of every "
+        "one (`snapworker validate --aws` checks the real clusters)"
+    ]

@@ -542,7 +542,7 @@ def test_a_held_snapshot_is_never_revoked_nor_deleted(
         if ACC in accounts:
             grants.append(GrantRecord(snap.id, ACC, now - timedelta(days=age)))
     inv = factories.inventory([factories.cluster("prod-a")], [s for s, _ in snaps])
-    result = plan([pol], inv, State(grants=tuple(grants)), now)
+    result = plan([pol.core], inv, State(grants=tuple(grants)), now)
     acted = {(a.snapshot, a.kind) for a in result.actions}
     for snap, held in snaps:
         if held:
@@ -565,7 +565,9 @@ def test_the_plan_names_every_rule_that_keeps_each_snapshot() -> None:
     times = [datetime(2024, 3, d, 3, 30, tzinfo=UTC) for d in (11, 10, 9)]  # 23:30 NY, day before
     times.append(datetime(2024, 2, 20, 3, 30, tzinfo=UTC))
     snaps = [factories.owned_copy(pol.name, factories.automated("prod-a", t)) for t in times]
-    result = plan([pol], factories.inventory([factories.cluster("prod-a")], snaps), State(), now)
+    result = plan(
+        [pol.core], factories.inventory([factories.cluster("prod-a")], snaps), State(), now
+    )
     reasons = {k.snapshot: k.reason for k in result.kept}
     assert reasons[snaps[0].id] == (
         "keep_last 1 (#1 newest); keep_daily 2 (newest of 2024-03-10); "

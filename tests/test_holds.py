@@ -176,7 +176,7 @@ def test_explain_names_who_stands_for_a_bucket_and_what_a_hold_blocks() -> None:
     old = Snapshot(old.id, old.cluster, "manual", "available", old.create_time, old.tags, (OTHER,))
     inv = estate(*snaps, old)
     grant = GrantRecord(old.id, ACC, days_ago(49), days_ago(48))
-    e = explain(snaps[1].id, [pol], inv, State(grants=(grant,)), NOW)
+    e = explain(snaps[1].id, [pol.core], inv, State(grants=(grant,)), NOW)
     assert e.owned and e.proof == "tags"
     rules = {r.rule: (r.keeps, r.why) for r in e.rules}
     assert rules["keep_daily 2"] == (
@@ -186,7 +186,7 @@ def test_explain_names_who_stands_for_a_bucket_and_what_a_hold_blocks() -> None:
     assert rules["keep_monthly 1"][0] is False
     assert e.outcome == "delete"
 
-    e = explain(old.id, [pol], inv, State(grants=(grant,)), NOW)
+    e = explain(old.id, [pol.core], inv, State(grants=(grant,)), NOW)
     assert e.hold_reason == "legal" and e.outcome.startswith("held")
     assert [(r.rule, r.keeps) for r in e.rules] == [
         ("keep_daily 2", False),
@@ -206,7 +206,7 @@ def test_explain_an_unknown_snapshot_says_what_the_state_db_knows() -> None:
     pol = factories.policy()
     gone = OwnedRecord("sw-gone", pol.name, "prod-a", "copy", days_ago(60), deleted_at=days_ago(5))
     with pytest.raises(UnknownSnapshot, match="snapworker deleted it at"):
-        explain("sw-gone", [pol], estate(), State(owned={"sw-gone": gone}), NOW)
+        explain("sw-gone", [pol.core], estate(), State(owned={"sw-gone": gone}), NOW)
 
 
 # ------------------------------------------------------------------------ drift records

@@ -260,6 +260,8 @@ TWO_POLICIES = (
     select:
       clusters: ["analytics-*"]
     copy_automated: true
+    retention:
+      keep_last: 3
 """
 )
 

@@ -497,7 +497,7 @@ scenario = st.tuples(policies_st, estate_st())
 
 
 def planned(policies: Sequence[Policy], e: Estate) -> Plan:
-    return plan(policies, e.inventory, e.state, e.now, account=e.account)
+    return plan([p.core for p in policies], e.inventory, e.state, e.now, account=e.account)
 
 
 def pending_made(state: State) -> dict[str, PendingEntry]:
@@ -606,7 +606,7 @@ def test_deletes_are_capped_and_the_oldest_expired_go_first(
         for snaps in groups(e, pol.name).values():
             by_id = {s.id: s for s in snaps}
             cands = [Candidate(s.id, data_time(e, s)) for s in snaps]
-            for v in evaluate(cands, rules_of(pol), e.now):
+            for v in evaluate(cands, rules_of(pol.core), e.now):
                 if not v.kept and pol.hold_tag not in by_id[v.id].tags:
                     expired.append((v.data_time, v.id))
         expired.sort()
@@ -703,7 +703,8 @@ def start_tick(policies: Sequence[Policy], e: Estate) -> Estate:
         e.account,
     )
     names = {p.name for p in policies}
-    for sid, rec in owned_snapshots(policies, e.inventory, e.state, e.account).items():
+    cores = [p.core for p in policies]
+    for sid, rec in owned_snapshots(cores, e.inventory, e.state, e.account).items():
         if sid not in owned and rec.policy in names:
             owned[sid] = rec
     return e

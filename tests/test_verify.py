@@ -322,7 +322,7 @@ def test_planner_adds_the_drill_last_and_never_selects_scratch_clusters() -> Non
     recorded = Cluster(recorded_id, "creating", {})
     inv = Inventory({c.id: c for c in (f.cluster("prod-a"), tagged, recorded)}, {snap.id: snap})
     state = State(verifications=(record("passed", FIRE - timedelta(days=7)),))
-    plan = planner.plan([pol], inv, state, NOW)
+    plan = planner.plan([pol.core], inv, state, NOW)
     assert {a.cluster for a in plan.actions} == {"prod-a"}  # no create for scratch clusters
     assert [a.kind for a in plan.actions] == ["create", "verify"]
     assert plan.actions[-1].snapshot == snap.id
@@ -335,7 +335,7 @@ def test_planner_never_restores_a_snapshot_it_deletes_in_the_same_plan() -> None
     pol = verify_policy(retention={"max_age_days": 1})
     snap = f.owned_create("p", "prod-a", NOW - timedelta(days=5))
     inv = Inventory({"prod-a": f.cluster("prod-a")}, {snap.id: snap})
-    plan = planner.plan([pol], inv, State(), NOW)
+    plan = planner.plan([pol.core], inv, State(), NOW)
     assert [a.kind for a in plan.actions] == ["delete"]
 
 

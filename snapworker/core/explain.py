@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from snapworker.core import ids
@@ -36,6 +35,7 @@ from snapworker.core.model import (
 )
 from snapworker.core.ownership import owner_of, parse_utc
 from snapworker.core.planner import _index, plan, rules_of
+from snapworker.core.policy import Policy
 from snapworker.core.retention import (
     Candidate,
     RetentionRules,
@@ -43,9 +43,6 @@ from snapworker.core.retention import (
     evaluate,
     order_newest_first,
 )
-
-if TYPE_CHECKING:
-    from snapworker.config import Policy
 
 __all__ = ["Explanation", "GrantView", "RuleView", "UnknownSnapshot", "explain"]
 

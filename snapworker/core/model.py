@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-SUPPORT_ALIAS = "amazon-redshift-support"
-"""The account alias AWS support restores through; AWS reports it as ``AccountAlias``."""
+from snapworker.core.accounts import SUPPORT_ALIAS as SUPPORT_ALIAS
 
 # Tags the worker writes on the snapshots it owns. The ownership tag is the source of truth
 # for ownership (it survives the loss of the state DB); see ``snapworker.core.ownership``.

@@ -28,7 +28,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import TYPE_CHECKING
 
 from snapworker.core import ids, verify
 from snapworker.core.durations import format_duration
@@ -59,6 +58,7 @@ from snapworker.core.model import (
     State,
 )
 from snapworker.core.ownership import Ownership, owned_record
+from snapworker.core.policy import Policy
 from snapworker.core.retention import (
     DATA_TIME,
     NO_RULE,
@@ -72,9 +72,6 @@ from snapworker.core.retention import (
     order_newest_first,
 )
 from snapworker.core.schedule import latest_fire
-
-if TYPE_CHECKING:
-    from snapworker.config import Policy
 
 
 def rules_of(policy: Policy) -> RetentionRules:

@@ -24,9 +24,11 @@ import typer
 from snapworker.errors import SnapworkerError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config
-    from snapworker.core.model import Plan
+    from snapworker.core.model import Cluster, Plan
     from snapworker.service.tick import Runtime
 
 app = typer.Typer(
@@ -251,6 +253,8 @@ def plan(
         result = tick(rt, policy, dry_run=True)
     except Exception as e:
         _aws_guard(e)
+    clusters = result.inventory.clusters.values() if result.inventory is not None else ()
+    _config_risks(cfg, config, rt.gateway.account_id(), clusters)
     if explain is not None:
         _explain(rt, cfg, policy, result, explain, format.value)
         return
@@ -258,6 +262,26 @@ def plan(
         if n.level == "warning":
             typer.echo(f"warning: {n.policy}: {n.message}", err=True)
     typer.echo(render(result.plan, format.value))
+
+
+def _config_risks(
+    cfg: Config,
+    config_path: str | None,
+    account: str | None = None,
+    clusters: Iterable[Cluster] | None = None,
+) -> None:
+    """Print the config's warnings; exit 2 on an error only AWS reveals (sharing with the
+    account that owns the snapshots). ``clusters``: the real ones, when AWS was asked."""
+    from snapworker.config import resolve_config_path
+    from snapworker.config.risks import assess
+
+    file = str(resolve_config_path(config_path))
+    errors, warnings = assess(cfg, file, account=account, clusters=clusters)
+    if errors:
+        typer.echo("\n".join(map(str, errors)), err=True)
+        raise typer.Exit(2)
+    for problem in warnings:
+        typer.echo(f"warning: {problem}", err=True)
 
 
 def _explain(
@@ -270,7 +294,7 @@ def _explain(
     try:
         e = explain(
             sid,
-            select_policies(cfg, policy),
+            [p.core for p in select_policies(cfg, policy)],
             result.inventory,
             rt.store.load_state(),
             result.plan.generated_at,
@@ -289,32 +313,41 @@ def validate(
         bool,
         typer.Option(
             "--aws",
-            help="Also read the cluster list (DescribeClusters, read-only) and warn about each "
-            "policy that selects no cluster. Without it, validate makes no AWS call.",
+            help="Also read the cluster list (DescribeClusters, read-only): warn about each "
+            "policy that selects no cluster and about policies copying the same cluster's "
+            "automated snapshots, and refuse sharing with the account that owns the "
+            "snapshots. Without it, validate makes no AWS call.",
         ),
     ] = False,
 ) -> None:
     """Check the config file; list every error with file, line, policy and field (exit 2).
 
-    A policy that selects no cluster is a warning (with --aws), not an error: clusters come
-    and go, and retention still applies to what the policy owns.
+    Warns (exit 0) about a policy that makes snapshots with no retention rule, and about
+    policies that can copy the same cluster's automated snapshots. A policy that selects no
+    cluster is a warning (with --aws), not an error: clusters come and go, and retention
+    still applies to what the policy owns.
     """
     cfg = load(config)
     from snapworker.config import resolve_config_path
 
     n = len(cfg.policies)
-    typer.echo(f"{resolve_config_path(config)}: ok ({n} polic{'y' if n == 1 else 'ies'})")
+    ok = f"{resolve_config_path(config)}: ok ({n} polic{'y' if n == 1 else 'ies'})"
     if not aws:
+        typer.echo(ok)
+        _config_risks(cfg, config)
         return
     from snapworker.adapters.aws.redshift import RedshiftGateway, make_client
     from snapworker.core.planner import selects
 
     try:
-        clusters = RedshiftGateway(make_client(cfg.aws), cfg.retry).list_clusters()
+        gateway = RedshiftGateway(make_client(cfg.aws), cfg.retry)
+        clusters = gateway.list_clusters()
     except Exception as e:
         _aws_guard(e)
+    _config_risks(cfg, config, gateway.account_id(), clusters.values())
+    typer.echo(ok)
     for p in cfg.policies:
-        chosen = [c for c in clusters.values() if selects(p, c)]
+        chosen = [c for c in clusters.values() if selects(p.core, c)]
         if not chosen:
             typer.echo(f"warning: {p.name}: selects no cluster", err=True)
         else:

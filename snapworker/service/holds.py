@@ -95,7 +95,7 @@ def find_target(
             f"{snapshot_id} is an automated snapshot: snapworker never owns or deletes those, "
             "so there is nothing to hold"
         )
-    rec = owned_snapshots(policies, inventory, state, account).get(snapshot_id)
+    rec = owned_snapshots([p.core for p in policies], inventory, state, account).get(snapshot_id)
     if rec is None:
         raise HoldRefused(
             f"{snapshot_id} is not owned by snapworker (no ownership tags matching its id, "

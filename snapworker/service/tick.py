@@ -97,7 +97,7 @@ def make_plan(
     rt: Runtime[StateRepository], policies: Sequence[Policy], inv: Inventory, state: State
 ) -> Plan:
     return planner.plan(
-        policies,
+        [p.core for p in policies],
         inv,
         state,
         rt.clock(),
@@ -212,7 +212,7 @@ def _tick(
         reconciled = reconcile_pending(rt.store, pending, inv, rt.clock())
         if reconciled:
             state = rt.store.load_state()
-    owned = planner.owned_snapshots(policies, inv, state, rt.gateway.account_id())
+    owned = planner.owned_snapshots([p.core for p in policies], inv, state, rt.gateway.account_id())
     adopted = _adopt(rt, policies, owned, state)
     timed = _time_untracked_grants(rt, policies, owned, inv, state)
     if adopted or timed:

@@ -13,7 +13,6 @@ from moto.core.exceptions import ServiceException
 
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
-SUPPORT_ALIAS = "amazon-redshift-support"
 MAX_ACCOUNTS_PER_SNAPSHOT = 20  # "You can authorize up to 20 for each snapshot"
 MAX_RECORDS_MIN, MAX_RECORDS_MAX, MAX_RECORDS_DEFAULT = 20, 100, 100
 DELETABLE_STATES = ("available", "failed", "cancelled")
