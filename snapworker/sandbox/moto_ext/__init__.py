@@ -39,6 +39,7 @@ from typing import Any
 
 from moto.core.responses import ActionResult
 
+from snapworker.core.accounts import SUPPORT_ALIAS
 from snapworker.sandbox.moto_ext.admin import ADMIN_PREFIX, admin_middleware
 from snapworker.sandbox.moto_ext.common import (
     DEFAULT_ACCOUNT,
@@ -46,7 +47,6 @@ from snapworker.sandbox.moto_ext.common import (
     LOCK,
     MAX_ACCOUNTS_PER_SNAPSHOT,
     ORIGINALS,
-    SUPPORT_ALIAS,
     RedshiftFault,
     response_cls,
 )

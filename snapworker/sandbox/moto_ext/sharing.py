@@ -22,10 +22,10 @@ from typing import Any
 
 from moto.core.responses import ActionResult
 
+from snapworker.core.accounts import SUPPORT_ALIAS
 from snapworker.sandbox.moto_ext.common import (
     ACCOUNTS,
     MAX_ACCOUNTS_PER_SNAPSHOT,
-    SUPPORT_ALIAS,
     RedshiftFault,
     invalid,
 )
