@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from snapworker.adapters.store.driver import open_driver
+from snapworker.adapters.store.engine import open_database
 from snapworker.adapters.store.repository import StateStore, StateStoreError, open_store
 from snapworker.adapters.store.schema import HEAD_REVISION, ensure_schema, migrations_dir
 from snapworker.core.model import Action, GrantRecord, OwnedRecord
@@ -102,7 +102,8 @@ def test_models_match_migrations(store: StateStore) -> None:
 
     from snapworker.adapters.store.tables import metadata
 
-    with store.driver.sqlalchemy_engine() as engine, engine.connect() as conn:
+    # A database the migrations built (the fixture opened a new one) against the tables.
+    with store.database.engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "compare_server_default": True}
         )
@@ -127,19 +128,18 @@ def test_migration_renders_for_postgresql() -> None:
 
 def test_first_open_creates_schema_second_does_no_migration(db_path: Path) -> None:
     url = url_for(db_path)
-    driver = open_driver(url, 5000)
-    db_path.parent.mkdir(parents=True)
+    db = open_database(url, 5000)
     try:
-        assert ensure_schema(driver) is True
-        assert ensure_schema(driver) is False
+        assert ensure_schema(db) is True
+        assert ensure_schema(db) is False
     finally:
-        driver.close()
+        db.close()
     assert tables_of(db_path) >= TABLES
     assert revision_of(db_path) == [HEAD_REVISION]
 
     store = open_store(url)
     try:
-        assert ensure_schema(store.driver) is False
+        assert ensure_schema(store.database) is False
     finally:
         store.close()
 
@@ -174,11 +174,11 @@ def test_stamped_base_database_is_migrated(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     with sqlite3.connect(db_path) as conn:
         conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
-    driver = open_driver(url_for(db_path), 5000)
+    db = open_database(url_for(db_path), 5000)
     try:
-        assert ensure_schema(driver) is True
+        assert ensure_schema(db) is True
     finally:
-        driver.close()
+        db.close()
     assert revision_of(db_path) == [HEAD_REVISION]
 
 

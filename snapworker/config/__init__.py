@@ -324,7 +324,7 @@ def _timezone(value: str) -> str:
 def _state_url(value: str) -> str:
     # A plain SQLite URL runs on the stdlib driver: no need to import SQLAlchemy (heavy) to
     # check it. Any other URL is checked by SQLAlchemy, imported here only.
-    from snapworker.adapters.store.driver import parse_sqlite_url
+    from snapworker.adapters.store.urls import parse_sqlite_url
 
     if parse_sqlite_url(value) is not None:
         return value
