@@ -112,6 +112,7 @@ class RunRepository:
             ).first()
             if found is not None:
                 entry_id, source_id = found
+                assert entry_id is not None  # a stored row
                 changed(
                     s,
                     update(JournalRow)
@@ -123,7 +124,7 @@ class RunRepository:
                         source_id=action.source if action.source is not None else source_id,
                     ),
                 )
-                return int(cast(int, entry_id))
+                return entry_id
             row = JournalRow(
                 run_id=run_id,
                 key=action.key,
