@@ -551,6 +551,34 @@ def test_lease_exclusive_between_stores_and_expiry(store_url: str) -> None:
         b.close()
 
 
+def test_lease_inserted_meanwhile_on_postgresql_is_not_taken(
+    pg_database: str,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """PostgreSQL: two processes find the lease free, and both insert it; the one whose
+    insert comes second finds it held (the primary key), and says so."""
+    from sqlalchemy import event
+
+    pg_support.clean(pg_database)
+    store = open_store(pg_support.url_of(pg_database))
+    ttl = timedelta(minutes=5)
+
+    @event.listens_for(store.database.engine, "before_cursor_execute")
+    def _other_process_first(_conn: object, _cursor: object, statement: str, *_a: object) -> None:
+        if statement.startswith("INSERT INTO lease"):
+            with pg_support.connect(pg_database, autocommit=True) as other:
+                other.execute(
+                    "INSERT INTO lease (name, holder, acquired_at, expires_at)"
+                    " VALUES ('policy:prod', 'other', now(), now() + interval '5 minutes')"
+                )
+
+    try:
+        assert store.acquire_lease("policy:prod", "me", ttl, T0) is False
+        event.remove(store.database.engine, "before_cursor_execute", _other_process_first)
+        assert store.lease_holder("policy:prod") == "other"
+    finally:
+        store.close()
+
+
 def test_lease_contended_by_processes(store_url: str) -> None:
     open_store(store_url).close()
     code = (

@@ -4,7 +4,7 @@ Taking a lease is race-free between processes: on SQLite the write transaction h
 write lock from its start (``BEGIN IMMEDIATE``), so the conditional update and the insert
 run as one step; on PostgreSQL the conditional update waits for a concurrent one and
 re-checks its condition, and of two inserts of a free lease the primary key lets one through
-(the other finds it held).
+(the other conflicts, and finds it held).
 """
 
 from __future__ import annotations
@@ -47,7 +47,10 @@ class LeaseRepository:
             )
             if taken == 1:
                 return True
-            # Free: insert. Held by someone else, not expired: the insert conflicts.
+            held = s.exec(select(LeaseRow.name).where(LeaseRow.name == name)).first()
+            if held is not None:
+                return False  # by someone else, and not expired
+            # Free: insert. (PostgreSQL: a process inserting it meanwhile wins, we conflict.)
             s.add(LeaseRow(name=name, holder=holder, acquired_at=at, expires_at=at + ttl))
             try:
                 s.flush()
