@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from snapworker.adapters.store.driver import open_driver
+from snapworker.adapters.store.engine import open_database
 from snapworker.adapters.store.repository import StateStore, StateStoreError, open_store
 from snapworker.adapters.store.schema import HEAD_REVISION, ensure_schema, migrations_dir
 from snapworker.core.model import Action, GrantRecord, OwnedRecord
@@ -102,11 +102,42 @@ def test_models_match_migrations(store: StateStore) -> None:
 
     from snapworker.adapters.store.tables import metadata
 
-    with store.driver.sqlalchemy_engine() as engine, engine.connect() as conn:
+    # A database the migrations built (the fixture opened a new one) against the tables.
+    with store.database.engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "compare_server_default": True}
         )
         assert compare_metadata(context, metadata) == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """A database with no table at all: a new SQLite file, or this session's scratch
+    PostgreSQL database with the store's tables and the revision dropped (the next open
+    migrates it again)."""
+    if request.param == "sqlite":
+        return url_for(db_path)
+    name = request.getfixturevalue("pg_database")
+    with pg_support.connect(name, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {', '.join(pg_support.STORE_TABLES)}, alembic_version")
+    return pg_support.url_of(name)
+
+
+def test_migrations_build_exactly_the_tables(empty_url: str) -> None:
+    """The schema has one source, the SQLModel tables: upgraded from nothing by the shipped
+    migrations, the database is what Alembic's autogenerate makes of the tables."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from snapworker.adapters.store.tables import metadata
+
+    db = open_database(empty_url)
+    try:
+        assert ensure_schema(db) is True  # every migration ran
+        with db.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    finally:
+        db.close()
 
 
 def test_migration_renders_for_postgresql() -> None:
@@ -127,19 +158,18 @@ def test_migration_renders_for_postgresql() -> None:
 
 def test_first_open_creates_schema_second_does_no_migration(db_path: Path) -> None:
     url = url_for(db_path)
-    driver = open_driver(url, 5000)
-    db_path.parent.mkdir(parents=True)
+    db = open_database(url, 5000)
     try:
-        assert ensure_schema(driver) is True
-        assert ensure_schema(driver) is False
+        assert ensure_schema(db) is True
+        assert ensure_schema(db) is False
     finally:
-        driver.close()
+        db.close()
     assert tables_of(db_path) >= TABLES
     assert revision_of(db_path) == [HEAD_REVISION]
 
     store = open_store(url)
     try:
-        assert ensure_schema(store.driver) is False
+        assert ensure_schema(store.database) is False
     finally:
         store.close()
 
@@ -174,11 +204,11 @@ def test_stamped_base_database_is_migrated(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     with sqlite3.connect(db_path) as conn:
         conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
-    driver = open_driver(url_for(db_path), 5000)
+    db = open_database(url_for(db_path), 5000)
     try:
-        assert ensure_schema(driver) is True
+        assert ensure_schema(db) is True
     finally:
-        driver.close()
+        db.close()
     assert revision_of(db_path) == [HEAD_REVISION]
 
 
@@ -519,6 +549,34 @@ def test_lease_exclusive_between_stores_and_expiry(store_url: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_lease_inserted_meanwhile_on_postgresql_is_not_taken(
+    pg_database: str,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """PostgreSQL: two processes find the lease free, and both insert it; the one whose
+    insert comes second finds it held (the primary key), and says so."""
+    from sqlalchemy import event
+
+    pg_support.clean(pg_database)
+    store = open_store(pg_support.url_of(pg_database))
+    ttl = timedelta(minutes=5)
+
+    @event.listens_for(store.database.engine, "before_cursor_execute")
+    def _other_process_first(_conn: object, _cursor: object, statement: str, *_a: object) -> None:
+        if statement.startswith("INSERT INTO lease"):
+            with pg_support.connect(pg_database, autocommit=True) as other:
+                other.execute(
+                    "INSERT INTO lease (name, holder, acquired_at, expires_at)"
+                    " VALUES ('policy:prod', 'other', now(), now() + interval '5 minutes')"
+                )
+
+    try:
+        assert store.acquire_lease("policy:prod", "me", ttl, T0) is False
+        event.remove(store.database.engine, "before_cursor_execute", _other_process_first)
+        assert store.lease_holder("policy:prod") == "other"
+    finally:
+        store.close()
 
 
 def test_lease_contended_by_processes(store_url: str) -> None:

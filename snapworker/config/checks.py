@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
+from snapworker.config.urls import parse_sqlite_url
 from snapworker.core.accounts import SUPPORT_ALIAS as SUPPORT_ALIAS
 from snapworker.core.durations import MAX_DURATION, parse_duration
 
@@ -267,10 +268,8 @@ def _timezone(value: str) -> str:
 
 
 def _state_url(value: str) -> str:
-    # A plain SQLite URL runs on the stdlib driver: no need to import SQLAlchemy (heavy) to
-    # check it. Any other URL is checked by SQLAlchemy, imported here only.
-    from snapworker.adapters.store.driver import parse_sqlite_url
-
+    # A plain SQLite URL is read without SQLAlchemy (heavy: `validate` never loads the database
+    # layer). Any other URL is checked by SQLAlchemy, imported here only, for start-up time.
     if parse_sqlite_url(value) is not None:
         return value
     from sqlalchemy.engine import make_url

@@ -1,11 +1,13 @@
 """Creating and upgrading the state DB's schema with the Alembic migrations shipped with us.
 
-cron starts snapworker often, so a current schema costs one plain query through the store's
-driver (:mod:`snapworker.adapters.store.driver`; on SQLite the stdlib module) and imports neither
-Alembic nor SQLAlchemy: :func:`ensure_schema` reads ``alembic_version`` and returns at once
-when it holds :data:`HEAD_REVISION`. Anything else (no table, an older revision) imports
-Alembic and SQLAlchemy lazily and runs ``upgrade head`` on a SQLAlchemy engine set up like
-the driver's connections, inside one transaction that holds the write lock (SQLite: ``BEGIN
+The schema has one source, the SQLModel tables (:mod:`snapworker.adapters.store.tables`); the
+migrations build exactly those tables (a test runs Alembic's autogenerate comparison on a
+migrated database and finds no difference), and nothing calls ``create_all``.
+
+cron starts snapworker often, so a current schema costs one plain query and no Alembic
+import: :func:`ensure_schema` reads ``alembic_version`` and returns at once when it holds
+:data:`HEAD_REVISION`. Anything else (no table, an older revision) imports Alembic and runs
+``upgrade head`` inside one transaction that holds the write lock (SQLite: ``BEGIN
 IMMEDIATE``; PostgreSQL: an advisory lock), re-reading the revision under the lock so that
 two processes starting together migrate once.
 """
@@ -13,30 +15,19 @@ two processes starting together migrate once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Select, column, func, select, table
+from sqlalchemy.exc import SQLAlchemyError
 
 import snapworker
-from snapworker.adapters.store.driver import (
-    SQLITE_BEGIN_IMMEDIATE,
-    Driver,
-    DriverError,
-    StateStoreError,
-    describe_error,
-    masked_url,
-)
+from snapworker.adapters.store.engine import SQLITE_BEGIN_IMMEDIATE, Database
+from snapworker.adapters.store.errors import StateStoreError, describe_error
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
+    from alembic.config import Config
 
-__all__ = [
-    "HEAD_REVISION",
-    "SQLITE_BEGIN_IMMEDIATE",
-    "StateStoreError",
-    "describe_error",
-    "ensure_schema",
-    "masked_url",
-    "migrations_dir",
-]
+__all__ = ["HEAD_REVISION", "alembic_config", "ensure_schema", "migrations_dir"]
 
 HEAD_REVISION = "0003"
 """The newest migration this snapworker ships; a test checks it is Alembic's script head."""
@@ -58,15 +49,28 @@ def migrations_dir() -> Path:
     )
 
 
-def _read_revisions(driver: Driver) -> tuple[str, ...] | None:
+def alembic_config() -> Config:
+    """An Alembic configuration on the shipped migrations (no URL: pass a connection)."""
+    # Imported here only: a current schema never needs Alembic (see the module docstring).
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def _read_revisions(db: Database) -> tuple[str, ...] | None:
     """The fast path: one plain query. None when it cannot be read (no table yet, or worse:
     the slow path will then say what is wrong)."""
     try:
-        with driver.transaction(write=False) as tx:
-            rows = tx.all("SELECT version_num FROM alembic_version")
-    except DriverError:
+        with db.turn(), db.engine.connect() as conn:
+            versions: Select[Any] = select(column("version_num")).select_from(
+                table("alembic_version")
+            )
+            return tuple(str(row[0]) for row in conn.execute(versions))
+    except SQLAlchemyError:
         return None
-    return tuple(str(row["version_num"]) for row in rows)
 
 
 def _newer_error(url: str, revisions: list[str]) -> StateStoreError:
@@ -82,19 +86,17 @@ def _newer_error(url: str, revisions: list[str]) -> StateStoreError:
     )
 
 
-def ensure_schema(driver: Driver) -> bool:
+def ensure_schema(db: Database) -> bool:
     """Bring the schema to :data:`HEAD_REVISION`; True if it had to migrate.
 
     Raises :class:`StateStoreError` when the database cannot be read or migrated, or holds a
     revision this snapworker does not know (a newer one: upgrade snapworker).
     """
-    if _read_revisions(driver) == (HEAD_REVISION,):
+    if _read_revisions(db) == (HEAD_REVISION,):
         return False
-    url = driver.url
-    from sqlalchemy.exc import SQLAlchemyError
-
+    url = db.url
     try:
-        return _migrate(driver, url)
+        return _migrate(db, url)
     except StateStoreError:
         raise
     except (SQLAlchemyError, OSError) as exc:
@@ -110,20 +112,18 @@ def ensure_schema(driver: Driver) -> bool:
         raise
 
 
-def _migrate(driver: Driver, url: str) -> bool:
+def _migrate(db: Database, url: str) -> bool:
+    # Imported here only: a current schema never needs Alembic (see the module docstring).
     from alembic import command
-    from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    config = Config()
-    config.set_main_option("script_location", str(migrations_dir()))
-    config.set_main_option("path_separator", "os")
+    config = alembic_config()
     script = ScriptDirectory.from_config(config)
     known = {rev.revision for rev in script.walk_revisions()}
     heads = set(script.get_heads())
 
-    with driver.sqlalchemy_engine() as engine, engine.connect() as conn:
+    with db.turn(), db.engine.connect() as conn:
         conn.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
         with conn.begin():
             _lock_for_migration(conn)
@@ -140,6 +140,4 @@ def _migrate(driver: Driver, url: str) -> bool:
 
 def _lock_for_migration(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
-        from sqlalchemy import text
-
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))

@@ -1,9 +1,10 @@
 """The state DB's tables, as SQLModel models.
 
-The schema itself is created and upgraded by the Alembic migrations in ``migrations/`` (never
-by ``create_all`` at run time); ``tests/test_store.py`` checks that these models and the
-migrations agree. Every datetime column is SQLModel's ``UTCDateTime``: writes must be
-timezone-aware and reads come back aware UTC, on SQLite too.
+The schema has one source, these models. The Alembic migrations in ``migrations/`` build it
+(never ``create_all`` at run time), and ``tests/test_store.py`` checks with Alembic's
+autogenerate comparison that a migrated database is exactly these tables. Every datetime
+column is SQLModel's ``UTCDateTime``: writes must be timezone-aware and reads come back aware
+UTC, on SQLite too.
 
 There are no foreign keys on purpose: the journal records an action before the snapshot it
 names exists, and a revoke is recorded even for a grant the worker did not make.

@@ -1,12 +1,14 @@
-"""The store's driver layer (``snapworker.adapters.store.driver``): it stores what SQLModel stores.
+"""The state DB through SQLModel: what it stores, what it costs at start, how it shows URLs.
 
-- Format: rows written through the SQLModel models (SQLAlchemy engine on the same database)
-  are read by the store with equal values, and rows the store writes are read back through
-  the models with equal values; on SQLite the stored text is byte for byte what SQLModel
-  writes (existing state DBs keep working). Every table the store writes is covered.
-- Start-up: on a current schema, the SQLite hot path imports no SQLAlchemy, SQLModel or
-  Alembic, in a bare process and through ``snapworker run``.
-- URLs and errors: shown and described without SQLAlchemy on SQLite, as before.
+- Format: rows written through the SQLModel models (an engine of their own on the same
+  database) read back alike through the store, and rows the store writes read back alike
+  through the models; on SQLite the stored text is what state DBs always held (a datetime
+  is UTC wall time with microseconds, a boolean 0/1), so existing state DBs keep working.
+  Every table the store writes is covered, on SQLite and on PostgreSQL.
+- Start-up: the commands that never touch the state DB (``--help``, ``validate``,
+  ``iam-policy``) import no SQLAlchemy, SQLModel or Alembic; a run on a current schema
+  imports no Alembic and costs one revision query before its own work (no migration).
+- URLs and errors: a SQLite URL is checked and shown without SQLAlchemy; passwords masked.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from typing import Any
 
 import pytest
 
-from snapworker.adapters.store.driver import describe_error, masked_url, open_driver
-from snapworker.adapters.store.repository import COLUMNS, DriftItem, StateStore, open_store
+from snapworker.adapters.store.engine import open_database
+from snapworker.adapters.store.errors import describe_error
+from snapworker.adapters.store.repository import DriftItem, StateStore, open_store
+from snapworker.adapters.store.schema import ensure_schema
+from snapworker.config.urls import masked_url
 from snapworker.core.model import Action, OwnedRecord
 from tests.e2e_support import Sandbox
 from tests.pg_support import pg_database  # noqa: F401  (a fixture)
@@ -64,17 +69,6 @@ def by_models(url: str) -> dict[str, list[dict[str, Any]]]:
             return out
     finally:
         engine.dispose()
-
-
-def by_driver(store: StateStore) -> dict[str, list[dict[str, Any]]]:
-    """Every table as the store's driver reads it, rows in primary key order."""
-    out = {}
-    with store.driver.transaction(write=False) as tx:
-        for model in models():
-            keys = ", ".join(c.name for c in model.__table__.primary_key.columns)
-            name = model.__tablename__
-            out[name] = tx.all(f'SELECT * FROM "{name}" ORDER BY {keys}')
-    return out
 
 
 def write_with_models(url: str, rows: list[Any]) -> None:
@@ -198,29 +192,6 @@ def assert_aware_utc(dump: dict[str, list[dict[str, Any]]]) -> None:
                     assert value.tzinfo == UTC, (name, value)
 
 
-# ------------------------------------------------------------------------------- the models
-
-
-def test_converted_columns_are_the_models_datetimes_and_booleans() -> None:
-    from sqlalchemy import Boolean, DateTime
-
-    from snapworker.adapters.store.tables import metadata
-
-    datetimes, booleans, others = set(), set(), set()
-    for table in metadata.tables.values():
-        for column in table.columns:
-            kind = getattr(column.type, "impl", column.type)  # SQLModel's UTCDateTime: DateTime
-            if isinstance(kind, DateTime):
-                datetimes.add(column.name)
-            elif isinstance(kind, Boolean):
-                booleans.add(column.name)
-            else:
-                others.add(column.name)
-    assert datetimes == COLUMNS.datetimes
-    assert booleans == COLUMNS.booleans
-    assert not others & (datetimes | booleans)  # a name has one type in every table
-
-
 # ------------------------------------------------------------------------------ both ways
 
 
@@ -229,11 +200,8 @@ def test_rows_written_by_the_models_read_alike_by_the_store(store_url: str) -> N
     write_with_models(store_url, model_rows())
     expected = by_models(store_url)
     assert all(expected.values()), "every table has rows"
+    assert_aware_utc(expected)
     with open_store(store_url) as store:
-        got = by_driver(store)
-        assert got == expected
-        assert_aware_utc(got)
-
         # and through the store's own reads
         state = store.load_state()
         assert state.owned["snap-1"].data_time == datetime(2026, 11, 1, 3, 30, 0, 123456, UTC)
@@ -296,7 +264,6 @@ def test_rows_written_by_the_store_read_alike_by_the_models(
     store_writes_everything(store)
     dump = by_models(store_url)
     assert all(dump.values()), "every table has rows"
-    assert dump == by_driver(store)
     assert_aware_utc(dump)
     [snap1, snap2] = dump["owned_snapshot"]
     assert snap1["data_time"] == datetime(2026, 11, 1, 3, 30, 0, 123456, UTC)
@@ -327,17 +294,10 @@ def raw_sqlite(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def test_sqlite_stores_the_same_text_as_sqlmodel(tmp_path: Path) -> None:
-    ours, theirs = tmp_path / "ours.db", tmp_path / "theirs.db"
+def test_sqlite_stores_the_text_state_dbs_always_held(tmp_path: Path) -> None:
+    ours = tmp_path / "ours.db"
     with open_store(f"sqlite:///{ours}") as store:
         store_writes_everything(store)
-    # The same rows, re-written through the models into a database of their own.
-    open_store(f"sqlite:///{theirs}").close()
-    dump = by_models(f"sqlite:///{ours}")
-    by_name = {m.__tablename__: m for m in models()}
-    rows = [by_name[name](**row) for name, table in dump.items() for row in table]
-    write_with_models(f"sqlite:///{theirs}", rows)
-    assert raw_sqlite(ours) == raw_sqlite(theirs)
     # e.g. a datetime is UTC wall time with microseconds, a boolean 0/1
     owned = raw_sqlite(ours)["owned_snapshot"]
     assert owned[0][5] == "2026-11-01 03:30:00.123456" and owned[0][8] == 1
@@ -357,7 +317,7 @@ def heavy_modules(stderr: str) -> set[str]:
     return found
 
 
-def test_sqlite_hot_path_imports_no_sqlalchemy(tmp_path: Path) -> None:
+def test_run_path_on_a_current_schema_imports_no_alembic(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     open_store(url).close()  # the schema is current
     code = (
@@ -374,25 +334,44 @@ def test_sqlite_hot_path_imports_no_sqlalchemy(tmp_path: Path) -> None:
         "assert store.acquire_lease('policy:p', 'me', timedelta(minutes=5), at)\n"
         "store.finish_run(run, 'ok', 1, 0, {'CreateClusterSnapshot': 1}, None, at)\n"
         "store.close()\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'sqlalchemy', 'sqlmodel', 'alembic'}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, url], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.strip() == "['sqlalchemy', 'sqlmodel']"  # the store's own layer only
     with open_store(url) as store:  # and it all happened
         [run] = store.recent_runs()
         assert run.status == "ok" and run.api_calls == {"CreateClusterSnapshot": 1}
 
 
+def test_current_schema_costs_one_revision_query(store_url: str) -> None:
+    from sqlalchemy import event
+
+    open_store(store_url).close()  # the schema is current
+    db = open_database(store_url)
+    statements: list[str] = []
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def _seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            statements.append(" ".join(statement.split()))
+
+    try:
+        assert ensure_schema(db) is False
+    finally:
+        db.close()
+    assert statements == ["SELECT version_num FROM alembic_version"]
+
+
 @pytest.mark.e2e
-def test_snapworker_run_on_a_current_schema_imports_no_sqlalchemy(sandbox: Sandbox) -> None:
+def test_snapworker_run_on_a_current_schema_imports_no_alembic(sandbox: Sandbox) -> None:
     box = sandbox
     box.cluster("prod-a", env="prod")
     box.automated("prod-a", 1)
-    first = box.cli("plan")  # creates the state DB: this one may import SQLAlchemy
+    first = box.cli("plan")  # creates the state DB: this one migrates, with Alembic
     assert first.returncode == 0, first.stderr
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "snapworker", "run"],
@@ -404,8 +383,45 @@ def test_snapworker_run_on_a_current_schema_imports_no_sqlalchemy(sandbox: Sandb
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "import time:" in done.stderr
-    assert heavy_modules(done.stderr) == set()
+    assert heavy_modules(done.stderr) == {"sqlalchemy", "sqlmodel"}
     assert [j["status"] for j in box.journal()] == ["completed"]  # it copied, journalled
+
+
+CONFIG = """\
+state_url: sqlite:///{db}
+aws:
+  region: us-east-1
+policies:
+  - name: nightly
+    select:
+      clusters: ["prod-*"]
+    retention:
+      max_age_days: 35
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["validate", "--config", "{config}"], ["iam-policy", "--config", "{config}"]],
+    ids=["help", "validate", "iam-policy"],
+)
+def test_commands_that_never_touch_the_state_import_no_database_layer(
+    tmp_path: Path, args: list[str]
+) -> None:
+    config = tmp_path / "snapworker.yaml"
+    config.write_text(CONFIG.format(db=tmp_path / "state.db"))
+    argv = [arg.format(config=config) for arg in args]
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "snapworker", *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "import time:" in done.stderr
+    assert heavy_modules(done.stderr) == set()
+    assert not (tmp_path / "state.db").exists()
 
 
 # ---------------------------------------------------------------------------- URLs, errors
@@ -415,7 +431,8 @@ def test_sqlite_urls_and_errors_need_no_sqlalchemy(tmp_path: Path) -> None:
     code = (
         "import sqlite3, sys\n"
         "from snapworker.config import _state_url\n"
-        "from snapworker.adapters.store.driver import describe_error, masked_url\n"
+        "from snapworker.adapters.store.errors import describe_error\n"
+        "from snapworker.config.urls import masked_url\n"
         "url = sys.argv[1]\n"
         "assert _state_url(url) == url\n"
         "assert masked_url(url) == url\n"
@@ -460,16 +477,3 @@ def test_in_memory_sqlite_is_one_database_for_every_thread() -> None:
         for thread in threads:
             thread.join()
         assert len(store.recent_runs(limit=100)) == 30
-
-
-def test_driver_refuses_naive_datetimes(tmp_path: Path) -> None:
-    driver = open_driver(f"sqlite:///{tmp_path / 'x.db'}", 1000)
-    try:
-        with (
-            pytest.raises(ValueError, match="timezone-aware"),
-            driver.transaction(write=True) as tx,
-        ):
-            tx.run("CREATE TABLE t (at TEXT)")
-            tx.run("INSERT INTO t VALUES (:at)", {"at": datetime(2026, 1, 1)})
-    finally:
-        driver.close()
