@@ -1,0 +1,111 @@
+"""`credentials` (temporary database credentials for a cluster) and `iam-policy` (the
+least-privilege IAM policy this config needs)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from snapworker.entrypoints.app import (
+    ConfigOpt,
+    PolicyOpt,
+    app,
+    aws_guard,
+    fail,
+    load,
+    runtime,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@app.command()
+def credentials(
+    cluster: Annotated[str, typer.Option("--cluster", help="ClusterIdentifier to connect to.")],
+    config: ConfigOpt = None,
+    policy: Annotated[
+        str | None,
+        typer.Option("--policy", "-p", help="Whose verify.connect to use (if several have one)."),
+    ] = None,
+    show_password: Annotated[
+        bool,
+        typer.Option("--show-password", help="Include the password (only to a terminal)."),
+    ] = False,
+) -> None:
+    """Print a ready libpq connection string for an operator, from GetClusterCredentials.
+
+    Uses the policy's verify.connect (db_user, db_name, db_groups, duration_seconds,
+    auto_create, host/port override, sslmode), the same code path as the restore drills.
+    The temporary password is printed only with --show-password, and only when stdout is a
+    terminal (never into a pipe or a file); it is never logged.
+    """
+    cfg = load(config)
+    with_verify = [p for p in cfg.policies if p.verify is not None]
+    if policy is not None:
+        try:
+            chosen = cfg.policy(policy)
+        except KeyError as e:
+            fail(str(e.args[0]))
+        if chosen.verify is None:
+            fail(f"policy {chosen.name!r} has no verify block (verify.connect says how to connect)")
+    elif len(with_verify) == 1:
+        chosen = with_verify[0]
+    elif not with_verify:
+        fail("no policy has a verify block (verify.connect says how to connect)")
+    else:
+        names = ", ".join(p.name for p in with_verify)
+        fail(f"several policies have a verify block ({names}): choose one with --policy")
+    if show_password and not sys.stdout.isatty():
+        fail("--show-password prints the password to a terminal only; stdout is not one")
+    assert chosen.verify is not None
+    rt = runtime(cfg)
+    from snapworker.service.database import connect_params, conninfo
+
+    try:
+        params = connect_params(rt.gateway, cluster, chosen.verify.connect)
+    except Exception as e:
+        aws_guard(e)
+    typer.echo(conninfo(params, with_password=show_password))
+    if not show_password:
+        typer.echo(
+            "# password not shown: add --show-password (on a terminal); valid "
+            f"{chosen.verify.connect.duration_seconds} s",
+            err=True,
+        )
+
+
+@app.command("iam-policy")
+def iam_policy(
+    config: ConfigOpt = None,
+    policy: PolicyOpt = None,
+    account: Annotated[
+        str, typer.Option(help="AWS account id the policy is for (12 digits), or '*'.")
+    ] = "*",
+    region: Annotated[
+        str | None,
+        typer.Option(help="AWS region, or '*'. Default: aws.region of the config, else '*'."),
+    ] = None,
+) -> None:
+    """Print the least-privilege IAM policy (JSON) this config needs.
+
+    Only the actions the config's features use (no share accounts: no
+    AuthorizeSnapshotAccess; nothing that can expire: no DeleteClusterSnapshot; ...),
+    scoped to the snapshots the worker makes (sw-<policy>-*) where Redshift allows it.
+    """
+    import re
+
+    from snapworker.service.permissions import iam_policy as build
+    from snapworker.service.permissions import render
+    from snapworker.service.tick import select_policies
+
+    cfg = load(config)
+    if account != "*" and re.fullmatch(r"[0-9]{12}", account) is None:
+        fail(f"--account: must be a 12-digit AWS account id or '*' (got {account!r})")
+    region_re = r"[a-z]{2}(-[a-z]+)+-[0-9]+"
+    if region is not None and region != "*" and not re.fullmatch(region_re, region):
+        fail(f"--region: must be an AWS region name like 'us-east-1' or '*' (got {region!r})")
+    chosen = select_policies(cfg, policy)
+    typer.echo(render(build(cfg, account=account, region=region, policies=chosen)))

@@ -1,0 +1,159 @@
+"""`run` (one tick, for cron) and `plan` (the dry run, or one snapshot's whole decision)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from snapworker.entrypoints.app import (
+    FORMAT_HELP,
+    ConfigOpt,
+    Format,
+    PolicyOpt,
+    app,
+    aws_guard,
+    config_risks,
+    fail,
+    load,
+    runtime,
+)
+
+if TYPE_CHECKING:
+    from snapworker.config import Config
+    from snapworker.core.model import Plan
+    from snapworker.service.tick import Runtime
+
+
+@app.command()
+def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
+    """One tick over every policy (or --policy NAME), then exit. For cron.
+
+    Copies new automated snapshots, takes the manual snapshots that are due, shares them,
+    and revokes then deletes what fell out of retention (at most max_deletes_per_run per
+    policy). Prints what it did; exits 1 if any action failed.
+    """
+    cfg = load(config)
+    rt = runtime(cfg)
+    from snapworker.service.tick import tick
+    from snapworker.views.plan_report import render_outcomes, summary
+
+    progress = _Progress()
+
+    def on_plan(p: Plan) -> None:
+        typer.echo(f"plan: {summary(p)}")
+        progress.start(len(p.actions))
+
+    try:
+        result = tick(rt, policy, progress=progress.update, on_plan=on_plan)
+    except Exception as e:
+        aws_guard(e)
+    finally:
+        progress.stop()
+    if result.reconciled:
+        typer.echo(f"completed {result.reconciled} action(s) interrupted by an earlier run")
+    if result.adopted:
+        typer.echo(f"adopted {result.adopted} owned snapshot(s) from their tags")
+    for n in result.plan.notes:
+        if n.level == "warning":
+            typer.echo(f"warning: {n.policy}: {n.message}", err=True)
+    for name in result.skipped:
+        typer.echo(
+            f"warning: {name}: skipped, another snapworker (daemon or run) holds its lease; "
+            "nothing was done for it (exit 1)",
+            err=True,
+        )
+    typer.echo(render_outcomes(result.outcomes))
+    raise typer.Exit(result.exit_code)
+
+
+class _Progress:
+    """A progress bar on a terminal when a run has many actions; silent otherwise."""
+
+    THRESHOLD = 10
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+
+    def start(self, total: int) -> None:
+        if total < self.THRESHOLD or not sys.stderr.isatty():
+            return
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._bar = Progress(console=Console(stderr=True), transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task("applying", total=total)
+
+    def update(self, _: Any) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = None,
+    policy: PolicyOpt = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
+    explain: Annotated[
+        str | None,
+        typer.Option(
+            "--explain",
+            metavar="SNAPSHOT",
+            help="Only this snapshot's whole decision: owner, age, each rule, hold, grants, "
+            "drift, actions (an unknown snapshot: exit 2).",
+        ),
+    ] = None,
+) -> None:
+    """The dry-run report: what `run` would do now, and why.
+
+    Lists every owned snapshot as kept (with each rule that keeps it) or acted on (with the
+    reason). Changes nothing in AWS and records nothing in the state DB.
+    """
+    cfg = load(config)
+    rt = runtime(cfg)
+    from snapworker.service.tick import tick
+    from snapworker.views.plan_report import render
+
+    try:
+        result = tick(rt, policy, dry_run=True)
+    except Exception as e:
+        aws_guard(e)
+    clusters = result.inventory.clusters.values() if result.inventory is not None else ()
+    config_risks(cfg, config, rt.gateway.account_id(), clusters)
+    if explain is not None:
+        _explain(rt, cfg, policy, result, explain, format.value)
+        return
+    for n in result.plan.notes:
+        if n.level == "warning":
+            typer.echo(f"warning: {n.policy}: {n.message}", err=True)
+    typer.echo(render(result.plan, format.value))
+
+
+def _explain(
+    rt: Runtime, cfg: Config, policy: list[str] | None, result: Any, sid: str, fmt: str
+) -> None:
+    from snapworker.core.explain import UnknownSnapshot, explain
+    from snapworker.service.tick import select_policies
+    from snapworker.views.explanation import render_explanation
+
+    try:
+        e = explain(
+            sid,
+            [p.core for p in select_policies(cfg, policy)],
+            result.inventory,
+            rt.store.load_state(),
+            result.plan.generated_at,
+            rt.gateway.account_id(),
+            [p.name for p in cfg.policies],
+        )
+    except UnknownSnapshot as exc:
+        fail(str(exc))
+    typer.echo(render_explanation(e, fmt))
