@@ -141,9 +141,13 @@ def test_daemon_copies_shares_serves_health_and_stops_on_sigterm(sandbox: Sandbo
         wait_for("copies shared", lambda: shared_copies(box, 2))
         _, body = wait_for("healthz 200", lambda: (s := get(port, "/healthz"))[0] == 200 and s)
         assert json.loads(body)["status"] == "ok"
-        _, metrics = get(port, "/metrics")
+        # AWS has the grants as soon as the calls return; the tick counts them when it ends.
+        shares = 'snapworker_actions_total{kind="share",outcome="shared"} 4'
+        _, metrics = wait_for(
+            "shares counted", lambda: (m := get(port, "/metrics"))[1].count(shares) and m
+        )
         assert 'snapworker_actions_total{kind="copy",outcome="copied"} 2' in metrics
-        assert 'snapworker_actions_total{kind="share",outcome="shared"} 4' in metrics
+        assert shares in metrics
         assert 'snapworker_aws_calls_total{operation="CopyClusterSnapshot"} 2' in metrics
         assert 'snapworker_snapshots_owned{policy="prod-nightly"} 2' in metrics
         assert "snapworker_last_success_timestamp_seconds" in metrics

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from snapworker.adapters.aws import redshift
+from snapworker.adapters.aws import clusters, redshift
 from snapworker.config import Config, load_config
 from snapworker.core import ids
 from snapworker.core.model import Action, Cluster, State
@@ -192,11 +192,12 @@ def test_verify_adds_restore_credentials_and_scratch_cluster_delete():
 
 
 def _gateway_operations() -> set[str]:
-    """Every AWS operation ``aws/redshift.py`` can call: the names passed to ``_call`` and
-    every ``client.<method>(...)`` / ``.get_caller_identity()`` call, as API names."""
-    tree = ast.parse(Path(redshift.__file__).read_text())
+    """Every AWS operation the gateway (``adapters/aws/redshift.py`` and the cluster calls it
+    mixes in, ``adapters/aws/clusters.py``) can call: the names passed to ``_call`` and every
+    ``client.<method>(...)`` / ``.get_caller_identity()`` call, as API names."""
+    trees = [ast.parse(Path(str(m.__file__)).read_text()) for m in (redshift, clusters)]
     ops: set[str] = set()
-    for node in ast.walk(tree):
+    for node in (n for tree in trees for n in ast.walk(tree)):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
         name = node.func.attr

@@ -34,7 +34,7 @@ from snapworker.core.model import (
     State,
 )
 from snapworker.core.ownership import owner_of, parse_utc
-from snapworker.core.planner import _index, plan, rules_of
+from snapworker.core.planner import index_estate, plan, rules_of
 from snapworker.core.policy import Policy
 from snapworker.core.retention import (
     Candidate,
@@ -372,7 +372,7 @@ def explain(
 
     rec = own.record
     policy = next((p for p in policies if p.name == rec.policy), None)
-    items = _index(inventory, state, account).owned.get(rec.policy, [])
+    items = index_estate(inventory, state, account).owned.get(rec.policy, [])
     data_time = next((o.data_time for o in items if o.snap.id == snap.id), rec.data_time)
     ownership = f"owned by policy {rec.policy}: {_proof_text(own.proof)}"
     if policy is None:

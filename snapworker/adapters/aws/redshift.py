@@ -18,207 +18,45 @@ are raised at once as :class:`AwsError` with AWS's code and message.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from snapworker.adapters.aws.client import (
+    CallStats,
+    instrument,
+    make_client,
+    region_of,
+    retrying_call,
+)
+from snapworker.adapters.aws.clusters import ClusterCalls, ClusterInfo, TemporaryCredentials, utc
+from snapworker.adapters.aws.errors import (
+    BUSY_CODES,
+    CREDENTIALS_REFUSED,
+    MUTATIONS,
+    NO_CREDENTIALS,
+    NO_REGION,
+    SERVER_CODES,
+    STOPPING,
+    THROTTLE_CODES,
+    AwsError,
+    AwsSetupError,
+)
 from snapworker.core.model import SUPPORT_ALIAS, Cluster, Snapshot, SnapshotType
-from snapworker.errors import SnapworkerError, UsageError
 
 if TYPE_CHECKING:
     from snapworker.adapters.aws.ratelimit import RateLimiter
-    from snapworker.config import AwsConfig, RetryConfig
+    from snapworker.config import RetryConfig
 
 T = TypeVar("T")
+
 
 PAGE_SIZE = 100
 LOST_ANSWER_SKEW = timedelta(minutes=5)
 """Clock difference tolerated between us and AWS when recognising a copy made by an attempt
 whose answer was lost (see ``RedshiftGateway._copy_made_by_lost_attempt``)."""
-
-STOPPING = "Stopping"
-"""The code of the :class:`AwsError` a cut-short retry backoff raises when the daemon stops:
-not AWS's answer, so what it interrupts is redone by the next tick or run."""
-
-THROTTLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "DependentServiceRequestThrottlingFault",
-        "DependentServiceRequestThrottling",
-    }
-)
-SERVER_CODES = frozenset(
-    {"InternalFailure", "InternalError", "ServiceUnavailable", "ServiceUnavailableException"}
-)
-MUTATIONS = frozenset(
-    {
-        "CreateClusterSnapshot",
-        "CopyClusterSnapshot",
-        "CreateTags",
-        "DeleteTags",
-        "AuthorizeSnapshotAccess",
-        "RevokeSnapshotAccess",
-        "DeleteClusterSnapshot",
-        "ModifyClusterSnapshot",
-        "RestoreFromClusterSnapshot",
-        "DeleteCluster",
-    }
-)
-# Redshift's "busy" faults: the resource exists but is changing; later it will not be.
-BUSY_CODES: dict[str, frozenset[str]] = {
-    "CreateClusterSnapshot": frozenset({"InvalidClusterState"}),
-    "CopyClusterSnapshot": frozenset({"InvalidClusterSnapshotState"}),
-    "AuthorizeSnapshotAccess": frozenset({"InvalidClusterSnapshotState"}),
-    "DeleteCluster": frozenset({"InvalidClusterState"}),
-}
-
-
-CREDENTIALS_REFUSED = frozenset(
-    {
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-    }
-)
-"""AWS's answers that mean "these credentials are no good" (expired, unknown): the setup
-must be fixed (renew them), not the run."""
-
-NO_REGION = "no AWS region: set aws.region in the config, or AWS_REGION"
-NO_CREDENTIALS = "no AWS credentials found (standard chain: env, profile, instance role)"
-
-
-class AwsSetupError(UsageError):
-    """The AWS client cannot be set up or cannot sign a request: no region, an unknown
-    profile, no credentials (exit 2; nothing was asked of AWS)."""
-
-
-class AwsError(SnapworkerError):
-    """An AWS call that failed for good (after the retries its kind allows). Exit 1, or 2
-    when AWS refused the credentials themselves (:data:`CREDENTIALS_REFUSED`)."""
-
-    def __init__(
-        self, operation: str, code: str, message: str, snapshot: str | None = None, status: int = 0
-    ) -> None:
-        self.operation = operation
-        self.code = code
-        self.message = message
-        self.snapshot = snapshot
-        self.status = status
-        self.exit_code = 2 if self.credentials_refused else 1
-        where = f" on {snapshot}" if snapshot else ""
-        super().__init__(f"{operation}{where}: {code}: {message}")
-
-    @property
-    def credentials_refused(self) -> bool:
-        return self.code in CREDENTIALS_REFUSED
-
-    @property
-    def transient(self) -> bool:
-        if self.code in THROTTLE_CODES or self.code in SERVER_CODES or self.status >= 500:
-            return True
-        if self.code in ("ConnectionError", "ReadTimeout"):
-            return True
-        return self.code in BUSY_CODES.get(self.operation, frozenset())
-
-
-@dataclass
-class CallStats:
-    """API calls by operation (one per logical call) and HTTP attempts (retries included)."""
-
-    calls: Counter[str] = field(default_factory=Counter)
-    attempts: Counter[str] = field(default_factory=Counter)
-    retries: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _label: threading.local = field(default_factory=threading.local, repr=False)
-
-    def count(self, counter: Counter[str], op: str) -> None:
-        label = getattr(self._label, "value", None) if counter is self.calls else None
-        with self._lock:
-            counter[f"{op} {label}" if label else op] += 1
-
-    @contextmanager
-    def labelled(self, label: str) -> Iterator[None]:
-        """Count the calls made inside (this thread) as ``"<operation> <label>"``: the
-        safety re-read before a delete is a DescribeClusterSnapshots, but not a page of the
-        inventory, and the call floor counts the two apart."""
-        self._label.value = label
-        try:
-            yield
-        finally:
-            self._label.value = None
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(sorted(self.calls.items()))
-
-
-def region_of(aws: AwsConfig) -> str | None:
-    """The region asked for: ``aws.region``, else ``AWS_REGION`` (what every other AWS SDK
-    and the README name; botocore itself reads only ``AWS_DEFAULT_REGION``). None leaves
-    botocore to look further: ``AWS_DEFAULT_REGION``, then the profile's ``region``."""
-    return aws.region or os.environ.get("AWS_REGION") or None
-
-
-def make_client(aws: AwsConfig, stats: CallStats | None = None) -> Any:
-    """A boto3 Redshift client honouring the config, then the standard AWS chain (region:
-    :func:`region_of`; AWS_PROFILE and AWS_ENDPOINT_URL are read by boto3 itself). No region
-    anywhere, or a profile that does not exist: :class:`AwsSetupError`."""
-    import boto3
-    from botocore.config import Config as BotoConfig
-    from botocore.exceptions import NoRegionError, ProfileNotFound
-
-    cfg = BotoConfig(
-        retries={"mode": "standard", "total_max_attempts": aws.max_attempts},
-        connect_timeout=aws.connect_timeout_seconds,
-        read_timeout=aws.read_timeout_seconds,
-        user_agent_extra="snapworker",
-    )
-    try:
-        session = boto3.session.Session(profile_name=aws.profile, region_name=region_of(aws))
-        client = session.client("redshift", endpoint_url=aws.endpoint_url, config=cfg)
-    except ProfileNotFound as e:
-        raise AwsSetupError(
-            f"AWS profile {e.kwargs.get('profile')!r} not found (aws.profile or AWS_PROFILE; "
-            "the profiles are in ~/.aws/config and ~/.aws/credentials)"
-        ) from None
-    except NoRegionError:
-        raise AwsSetupError(NO_REGION) from None
-    if stats is not None:
-        instrument(client, stats)
-    return client
-
-
-def instrument(client: Any, stats: CallStats) -> None:
-    """Count calls by operation (``before-call``) and HTTP attempts (``before-send``)."""
-    events = client.meta.events
-
-    def on_call(model: Any, **_: Any) -> None:
-        stats.count(stats.calls, model.name)
-
-    def on_send(request: Any, **_: Any) -> None:
-        op = request.context.get("operation_name") if hasattr(request, "context") else None
-        stats.count(stats.attempts, op or "unknown")
-
-    events.register("before-call.redshift", on_call, unique_id="snapworker-calls")
-    events.register("before-send.redshift", on_send, unique_id="snapworker-attempts")
-
-
-def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _accounts(entries: list[dict[str, Any]] | None) -> tuple[str, ...]:
@@ -237,7 +75,7 @@ def snapshot_from_aws(raw: dict[str, Any]) -> Snapshot:
         cluster=raw["ClusterIdentifier"],
         type=snap_type,
         status=str(raw.get("Status", "")).lower(),
-        create_time=_utc(raw.get("SnapshotCreateTime") or datetime(1970, 1, 1, tzinfo=UTC)),
+        create_time=utc(raw.get("SnapshotCreateTime") or datetime(1970, 1, 1, tzinfo=UTC)),
         tags={t["Key"]: t.get("Value", "") for t in raw.get("Tags") or []},
         accounts=_accounts(raw.get("AccountsWithRestoreAccess")),
         owner_account=raw.get("OwnerAccount"),
@@ -245,7 +83,7 @@ def snapshot_from_aws(raw: dict[str, Any]) -> Snapshot:
     )
 
 
-class RedshiftGateway:
+class RedshiftGateway(ClusterCalls):
     """Every Redshift call snapworker makes, with its error handling and retry policy."""
 
     def __init__(
@@ -330,79 +168,9 @@ class RedshiftGateway:
         return attempt
 
     def _retrying_call(self, operation: str, snapshot: str | None, fn: Callable[[], T]) -> T:
-        from tenacity import (
-            RetryCallState,
-            Retrying,
-            retry_if_exception,
-            stop_after_attempt,
-            wait_exponential,
-            wait_random,
+        return retrying_call(
+            operation, snapshot, fn, self.retry_cfg, self.stats, self.sleep, self.on_retry
         )
-
-        def before_sleep(rs: RetryCallState) -> None:
-            exc = rs.outcome.exception() if rs.outcome else None
-            self.stats.count(self.stats.retries, operation)
-            if self.on_retry is not None and isinstance(exc, AwsError):
-                self.on_retry(operation, exc, rs.attempt_number)
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry_cfg.attempts),
-            # exponential from wait_initial, capped at wait_max, plus up to wait_initial of
-            # jitter so that many workers throttled together do not retry in step
-            wait=wait_exponential(
-                multiplier=self.retry_cfg.wait_initial_seconds,
-                max=self.retry_cfg.wait_max_seconds,
-            )
-            + wait_random(0, self.retry_cfg.wait_initial_seconds),
-            retry=retry_if_exception(lambda e: isinstance(e, AwsError) and e.transient),
-            sleep=self.sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        return retrying(self._translate, operation, snapshot, fn)
-
-    @staticmethod
-    def _translate(operation: str, snapshot: str | None, fn: Callable[[], T]) -> T:
-        from botocore.exceptions import (
-            ClientError,
-            ConnectionError,
-            CredentialRetrievalError,
-            HTTPClientError,
-            NoCredentialsError,
-            PartialCredentialsError,
-            ProfileNotFound,
-            ReadTimeoutError,
-            TokenRetrievalError,
-        )
-        from botocore.parsers import ResponseParserError
-
-        try:
-            return fn()
-        except NoCredentialsError:
-            raise AwsSetupError(NO_CREDENTIALS) from None
-        except (
-            PartialCredentialsError,
-            CredentialRetrievalError,
-            TokenRetrievalError,
-            ProfileNotFound,
-        ) as e:
-            raise AwsSetupError(f"the AWS credentials could not be loaded: {e}") from None
-        except ClientError as e:
-            err = e.response.get("Error", {})
-            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            raise AwsError(
-                operation,
-                str(err.get("Code", "Unknown")),
-                str(err.get("Message", "")),
-                snapshot,
-                status,
-            ) from None
-        except ReadTimeoutError as e:
-            raise AwsError(operation, "ReadTimeout", str(e), snapshot) from None
-        except (ConnectionError, HTTPClientError) as e:
-            raise AwsError(operation, "ConnectionError", str(e), snapshot) from None
-        except ResponseParserError as e:
-            raise AwsError(operation, "InternalFailure", str(e)[:300], snapshot, 500) from None
 
     # -- reads --------------------------------------------------------------------------
 
@@ -595,7 +363,7 @@ class RedshiftGateway:
                 and raw.get("ClusterIdentifier") == cluster
                 and not raw.get("Tags")
                 and isinstance(created, datetime)
-                and _utc(created) >= first_sent - LOST_ANSWER_SKEW
+                and utc(created) >= first_sent - LOST_ANSWER_SKEW
             ):
                 return dict(raw)
         return None
@@ -672,142 +440,27 @@ class RedshiftGateway:
             ),
         )
 
-    # -- restore drills (snapworker.service.drills) -------------------------------------------
-
-    def restore_cluster(self, cluster_id: str, snapshot_id: str, source_cluster: str) -> str:
-        """RestoreFromClusterSnapshot into a new cluster; returns its status (``creating``).
-        The API takes no tags: :meth:`tag_cluster` marks the cluster right after."""
-        raw = self._call(
-            "RestoreFromClusterSnapshot",
-            snapshot_id,
-            lambda: self.client.restore_from_cluster_snapshot(
-                ClusterIdentifier=cluster_id,
-                SnapshotIdentifier=snapshot_id,
-                SnapshotClusterIdentifier=source_cluster,
-                PubliclyAccessible=False,
-            ),
-        )
-        return str(raw.get("Cluster", {}).get("ClusterStatus", "")).lower()
-
-    def cluster_arn(self, cluster_id: str) -> str:
-        account = self._account or self._sts_account()
-        return f"arn:aws:redshift:{self.region}:{account}:cluster:{cluster_id}"
-
-    def tag_cluster(self, cluster_id: str, tags: dict[str, str]) -> None:
-        arn = self.cluster_arn(cluster_id)
-        self._call(
-            "CreateTags",
-            None,
-            lambda: self.client.create_tags(
-                ResourceName=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
-            ),
-        )
-
-    def describe_cluster(self, cluster_id: str) -> ClusterInfo | None:
-        """One cluster's status and endpoint; None if it does not exist."""
-        try:
-            page = self._call(
-                "DescribeClusters",
-                None,
-                lambda: self.client.describe_clusters(ClusterIdentifier=cluster_id),
-            )
-        except AwsError as e:
-            if e.code == "ClusterNotFound":
-                return None
-            raise
-        for raw in page.get("Clusters", []):
-            if raw.get("ClusterIdentifier") == cluster_id:
-                endpoint = raw.get("Endpoint") or {}
-                port = endpoint.get("Port")
-                return ClusterInfo(
-                    id=cluster_id,
-                    status=str(raw.get("ClusterStatus", "")).lower(),
-                    address=endpoint.get("Address"),
-                    port=int(port) if port is not None else None,
-                    db_name=raw.get("DBName"),
-                    tags={t["Key"]: t.get("Value", "") for t in raw.get("Tags") or []},
-                )
-        return None
-
-    def get_cluster_credentials(
-        self,
-        cluster_id: str,
-        db_user: str,
-        db_name: str,
-        duration_seconds: int,
-        db_groups: list[str],
-        auto_create: bool,
-    ) -> TemporaryCredentials:
-        """GetClusterCredentials. The password stays inside the returned object (its repr
-        hides it); the call's errors carry AWS's code and message, never the password."""
-        args: dict[str, Any] = {
-            "ClusterIdentifier": cluster_id,
-            "DbUser": db_user,
-            "DbName": db_name,
-            "DurationSeconds": duration_seconds,
-            "AutoCreate": auto_create,
-        }
-        if db_groups:
-            args["DbGroups"] = list(db_groups)
-        raw = self._call(
-            "GetClusterCredentials", None, lambda: self.client.get_cluster_credentials(**args)
-        )
-        expiration = raw.get("Expiration")
-        return TemporaryCredentials(
-            user=str(raw["DbUser"]),
-            password=str(raw["DbPassword"]),
-            expiration=_utc(expiration) if isinstance(expiration, datetime) else None,
-        )
-
-    def delete_cluster(self, cluster_id: str) -> bool:
-        """DeleteCluster with SkipFinalClusterSnapshot (a scratch cluster's data is a copy of
-        a snapshot that exists); False if it was already gone."""
-        try:
-            self._call(
-                "DeleteCluster",
-                None,
-                lambda: self.client.delete_cluster(
-                    ClusterIdentifier=cluster_id, SkipFinalClusterSnapshot=True
-                ),
-            )
-        except AwsError as e:
-            if e.code == "ClusterNotFound":
-                return False
-            raise
-        return True
-
-
-@dataclass(frozen=True)
-class ClusterInfo:
-    """A cluster's status and endpoint, as DescribeClusters reports it."""
-
-    id: str
-    status: str
-    address: str | None
-    port: int | None
-    db_name: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TemporaryCredentials:
-    """GetClusterCredentials' answer. The password is never shown: not in ``repr``/``str``
-    (so not in a log line or a traceback's locals summary), only read where it is used."""
-
-    user: str
-    password: str = field(repr=False)
-    expiration: datetime | None = None
-
-    def __str__(self) -> str:
-        return f"TemporaryCredentials(user={self.user!r}, password=***)"
-
 
 __all__ = [
+    "BUSY_CODES",
+    "CREDENTIALS_REFUSED",
+    "LOST_ANSWER_SKEW",
+    "MUTATIONS",
+    "NO_CREDENTIALS",
+    "NO_REGION",
+    "PAGE_SIZE",
+    "SERVER_CODES",
+    "STOPPING",
     "SUPPORT_ALIAS",
+    "THROTTLE_CODES",
     "AwsError",
     "AwsSetupError",
     "CallStats",
+    "ClusterInfo",
     "RedshiftGateway",
+    "TemporaryCredentials",
+    "instrument",
     "make_client",
     "region_of",
+    "snapshot_from_aws",
 ]
