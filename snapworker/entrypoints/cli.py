@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -64,6 +66,48 @@ class Format(StrEnum):
 FORMAT_HELP = "table (for a person), json (for a script) or markdown (for a ticket or a wiki)."
 
 
+class PlanFormat(StrEnum):
+    """``plan`` renders these: the report formats, and the HTML page (``report --html``)."""
+
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    html = "html"
+
+
+PLAN_FORMAT_HELP = (
+    "table (for a person), json (for a script), markdown (for a ticket or a wiki) or html "
+    "(the self-contained page of `report --html`, to stdout)."
+)
+
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        metavar="TIME",
+        help="Plan as it would be at this instant (ISO 8601 with a timezone, e.g. "
+        "2027-01-15T00:00Z): what expires when. Nothing is changed or recorded.",
+        show_default=False,
+    ),
+]
+
+
+def parse_at(value: str | None) -> datetime | None:
+    """``--at``: an ISO 8601 instant with a timezone (exit 2 naming the option otherwise)."""
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value.strip())
+    except ValueError:
+        t = None
+    if t is None or t.tzinfo is None:
+        fail(
+            f"--at: not an ISO 8601 time with a timezone: {value!r} "
+            "(for example 2027-01-15T00:00Z or 2027-01-15T00:00+01:00)"
+        )
+    return t.astimezone(UTC)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"snapworker: {message}", err=True)
     raise typer.Exit(code)
@@ -80,14 +124,16 @@ def load(config_path: str | None) -> Config:
         raise typer.Exit(2) from None
 
 
-def runtime(config: Config) -> Runtime:
+def runtime(config: Config, at: datetime | None = None) -> Runtime:
+    """The wired runtime; ``at``: a clock stopped at that instant (``plan --at``)."""
     from snapworker.adapters.store.repository import StateStoreError
     from snapworker.logs import configure
     from snapworker.service.bootstrap import bootstrap
 
     configure()
+    clock: Callable[[], datetime] | None = None if at is None else (lambda: at)
     try:
-        return bootstrap(config)
+        return bootstrap(config, clock=clock)
     except StateStoreError as e:
         fail(str(e))
 
@@ -192,7 +238,9 @@ class _Progress:
 def plan(
     config: ConfigOpt = None,
     policy: PolicyOpt = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
+    format: Annotated[
+        PlanFormat, typer.Option("--format", "-f", help=PLAN_FORMAT_HELP)
+    ] = PlanFormat.table,
     explain: Annotated[
         str | None,
         typer.Option(
@@ -202,30 +250,96 @@ def plan(
             "drift, actions (an unknown snapshot: exit 2).",
         ),
     ] = None,
+    at: AtOpt = None,
 ) -> None:
-    """The dry-run report: what `run` would do now, and why.
+    """The dry-run report: what `run` would do now (or --at a given instant), and why.
 
     Lists every owned snapshot as kept (with each rule that keeps it) or acted on (with the
     reason). Changes nothing in AWS and records nothing in the state DB.
     """
+    when = parse_at(at)
     cfg = load(config)
-    rt = runtime(cfg)
-    from snapworker.service.tick import UnknownPolicy, tick
-    from snapworker.views.plan_report import render
-
-    try:
-        result = tick(rt, policy, dry_run=True)
-    except UnknownPolicy as e:
-        fail(str(e))
-    except Exception as e:
-        _aws_guard(e)
+    rt = runtime(cfg, when)
+    result = _dry_run(rt, policy)
     if explain is not None:
         _explain(rt, cfg, policy, result, explain, format.value)
         return
     for n in result.plan.notes:
         if n.level == "warning":
             typer.echo(f"warning: {n.policy}: {n.message}", err=True)
+    if format == PlanFormat.html:
+        typer.echo(_html_page(rt, cfg, policy, result, what_if=when is not None), nl=False)
+        return
+    from snapworker.views.plan_report import render
+
     typer.echo(render(result.plan, format.value))
+
+
+def _dry_run(rt: Runtime, policy: list[str] | None) -> Any:
+    from snapworker.service.tick import UnknownPolicy, tick
+
+    try:
+        return tick(rt, policy, dry_run=True)
+    except UnknownPolicy as e:
+        fail(str(e))
+    except Exception as e:
+        _aws_guard(e)
+
+
+def _html_page(
+    rt: Runtime, cfg: Config, policy: list[str] | None, result: Any, *, what_if: bool
+) -> str:
+    """The HTML report of a dry run, with the state DB's failures and drills."""
+    from snapworker.service.tick import select_policies
+    from snapworker.views.html_report import ReportInput, render_html
+    from snapworker.views.status import status_dict
+
+    return render_html(
+        ReportInput(
+            plan=result.plan,
+            inventory=result.inventory,
+            state=rt.store.load_state(),
+            policies=select_policies(cfg, policy),
+            account=rt.gateway.account_id(),
+            all_policy_names=[p.name for p in cfg.policies],
+            status=status_dict(rt.store),
+            what_if=what_if,
+        )
+    )
+
+
+@app.command()
+def report(
+    html: Annotated[
+        str,
+        typer.Option(
+            "--html", metavar="FILE", help="Write the self-contained HTML report to FILE."
+        ),
+    ],
+    config: ConfigOpt = None,
+    policy: PolicyOpt = None,
+    at: AtOpt = None,
+) -> None:
+    """Write the HTML report: a retention timeline per policy and cluster, then drift,
+    recent failures and the last restore drills.
+
+    One self-contained file (no network request: inline CSS and SVG, no script). Each
+    snapshot is drawn at its data time with its fate in words (kept and by which rule,
+    expires on a date, held, shared, revoke and delete planned, copy or create planned);
+    hovering it shows its whole `plan --explain` text. Changes nothing in AWS and records
+    nothing in the state DB.
+    """
+    when = parse_at(at)
+    cfg = load(config)
+    rt = runtime(cfg, when)
+    result = _dry_run(rt, policy)
+    page = _html_page(rt, cfg, policy, result, what_if=when is not None)
+    try:
+        with open(html, "w", encoding="utf-8") as f:
+            f.write(page)
+    except OSError as e:
+        fail(f"--html: cannot write {html}: {e.strerror or e}")
+    typer.echo(f"wrote {html}")
 
 
 def _explain(
@@ -234,6 +348,7 @@ def _explain(
     from snapworker.core.explain import UnknownSnapshot, explain
     from snapworker.service.tick import select_policies
     from snapworker.views.explanation import render_explanation
+    from snapworker.views.html_report import explanation_page
 
     try:
         e = explain(
@@ -247,7 +362,9 @@ def _explain(
         )
     except UnknownSnapshot as exc:
         fail(str(exc))
-    typer.echo(render_explanation(e, fmt))
+    typer.echo(
+        explanation_page(e) if fmt == "html" else render_explanation(e, fmt), nl=fmt != "html"
+    )
 
 
 @app.command()
