@@ -56,7 +56,9 @@ from snapworker.adapters.http.health import HealthServer, Metrics
 from snapworker.core.model import TAG_POLICY
 from snapworker.core.schedule import next_fire
 from snapworker.service.leases import new_holder
-from snapworker.service.tick import TickResult, tick
+from snapworker.service.tick import TickResult, select_policies, tick
+from snapworker.views.html_report import ReportInput, render_html
+from snapworker.views.status import status_dict
 
 if TYPE_CHECKING:
     from snapworker.adapters.store.repository import StateStore
@@ -165,6 +167,10 @@ class Daemon:
         self.poller: SqsPoller | None = None
         self.http: HealthServer | None = None
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+        self.last_result: TickResult | None = None
+        """The last tick over every policy (a reconcile), for the page at ``/``."""
+        self._page_lock = threading.Lock()
+        self._page: tuple[TickResult, str] | None = None
 
     # -- retries that a stop cuts short ---------------------------------------------------
 
@@ -303,6 +309,8 @@ class Daemon:
             adopted=result.adopted,
             seconds=round(seconds, 3),
         )
+        if policies is None and result.inventory is not None:
+            self.last_result = result
         if self._needs_poll(result):
             self._schedule_poll()
         return result
@@ -385,6 +393,33 @@ class Daemon:
         finally:
             self.tick_lock.release()
 
+    def page(self) -> str | None:
+        """The HTML report of the last tick over every policy (None before the first):
+        what that tick planned, and the state DB's failures and drills now. Drawn once per
+        tick, on the first request after it; read-only."""
+        result = self.last_result
+        if result is None or result.inventory is None:
+            return None
+        with self._page_lock:
+            if self._page is not None and self._page[0] is result:
+                return self._page[1]
+            rt = self.rt
+            when = result.plan.generated_at.strftime("%Y-%m-%d %H:%M UTC")
+            html = render_html(
+                ReportInput(
+                    plan=result.plan,
+                    inventory=result.inventory,
+                    state=rt.store.load_state(),
+                    policies=select_policies(rt.config, None),
+                    account=rt.gateway.account_id(),
+                    all_policy_names=[p.name for p in rt.config.policies],
+                    status=status_dict(rt.store),
+                    heading=f"The daemon's last tick, at {when}",
+                )
+            )
+            self._page = (result, html)
+            return html
+
     def owned_counts(self) -> dict[str, int]:
         summary = self.rt.store.owned_summary()
         return {
@@ -455,6 +490,7 @@ class Daemon:
                 stale_after=lambda: 3.0 * self.config.daemon.reconcile_interval_seconds,
                 owned=self.owned_counts,
                 log=self.log,
+                page=self.page,
             )
             self.http.start()
             host, port = self.http.address

@@ -49,6 +49,7 @@ class ReportInput:
     all_policy_names: Sequence[str]
     status: dict[str, Any] | None = None
     what_if: bool = False
+    heading: str | None = None  # instead of "Plan at ..." (the daemon's page says whose)
 
 
 def explanations(r: ReportInput) -> list[Explanation]:
@@ -80,6 +81,7 @@ def render_html(r: ReportInput) -> str:
     tls = groups(explanations(r), made, r.inventory, {p.name: p for p in r.policies}, now)
     when = minute(now, zone=True)
     heading = f"Plan as it would be at {when} (what-if)" if r.what_if else f"Plan at {when}"
+    heading = r.heading or heading
     body = [
         "<header><h1>snapworker: retention timeline</h1>",
         f"<p>{escape(heading)}: {escape(summary(r.plan))}.</p></header>",
