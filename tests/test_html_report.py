@@ -154,10 +154,11 @@ def test_html_report_in_chromium(sandbox: Sandbox, tmp_path: Path) -> None:
     assert re.search(r"kept by [a-z_, ]+; expires \d{4}-\d{2}-\d{2}", page)
     assert "shared with 2 accounts" in page
     assert re.search(rf"<td>{UNLISTED}</td><td>report</td>", page)  # the drift table
-    # The hover text is plan --explain's, word for word.
-    held = next(k["snapshot"] for k in plan["kept"] if k.get("held"))
-    explained = ok(sandbox.cli("plan", "--explain", held, "--at", at)).stdout.strip()
-    assert f"<title>{escape(explained)}</title>" in page
+    # The hover text is plan --explain's, word for word, for every owned snapshot.
+    fates = owned_fates(plan)
+    for sid in (s for s, f in fates.items() if f not in ("copy", "create")):
+        explained = ok(sandbox.cli("plan", "--explain", sid, "--at", at)).stdout.strip()
+        assert f"<title>{escape(explained)}</title>" in page, sid
 
     # Rendered by Chromium: the DOM after layout has the same marks, and no request left.
     dom = chromium("--dump-dom", out.as_uri(), tmp=tmp_path)

@@ -13,6 +13,10 @@ The instants at which a verdict can change:
 - the data time of every candidate in the future (clock skew): from then on it is no longer
   "in the future", and may become the newest that ``keep_within`` counts from.
 
+Between those instants nothing changes, and once retention stops keeping a snapshot it never
+keeps it again (ages only grow, "in the future" only ends, the newest that ``keep_within``
+counts from only moves forward), so a binary search over the instants finds the first.
+
 ``keep_last``, the ``keep_*`` buckets and ``keep_within`` (counted from the newest, not from
 now) do not depend on the clock otherwise: a snapshot they keep has no expiry date until a
 newer snapshot arrives. That is what the report says then ("kept by keep_last: no expiry
@@ -53,13 +57,23 @@ def expiry(sid: str, cands: Sequence[Dated], rules: RetentionRules, now: datetim
             instants.add(c.data_time + rules.max_age + _TICK)
         if c.data_time > now:
             instants.add(c.data_time)
-    last = mine
-    for t in sorted(i for i in instants if i > now):
-        reasons = _verdict(sid, cands, rules, t)
-        if not reasons:
-            return Expiry(t, mine)
-        last = reasons
-    return Expiry(None, last)
+    # Kept-ness only ever ends as time passes (ages grow past max_age, "in the future" ends,
+    # keep_within's newest only moves forward; the rest ignore the clock): a binary search
+    # over the instants finds the first at which it is not kept, in O(log n) evaluations.
+    times = sorted(i for i in instants if i > now)
+    if not times:
+        return Expiry(None, mine)
+    last = _verdict(sid, cands, rules, times[-1])
+    if last:
+        return Expiry(None, last)
+    lo, hi = 0, len(times) - 1  # not kept at times[hi]; kept before times[lo]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _verdict(sid, cands, rules, times[mid]):
+            lo = mid + 1
+        else:
+            hi = mid
+    return Expiry(times[lo], mine)
 
 
 def _verdict(

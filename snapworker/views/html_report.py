@@ -16,6 +16,7 @@ status as ``views.status.status_dict`` returns it); nothing here reads a clock o
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from html import escape
 from typing import Any
 
 from snapworker.core.explain import Explanation, explain
-from snapworker.core.model import Inventory, Plan, State
+from snapworker.core.model import Action, Inventory, Kept, Note, Plan, State
 from snapworker.core.planner import owned_snapshots
 from snapworker.views.explanation import render_explanation
 from snapworker.views.formatting import minute
@@ -53,26 +54,78 @@ class ReportInput:
 
 
 def explanations(r: ReportInput) -> list[Explanation]:
-    """``plan --explain`` of every owned snapshot of the selected policies, from the one plan."""
+    """``plan --explain`` of every owned snapshot of the selected policies, from the one plan.
+
+    Each snapshot is explained against its own cluster's slice of the inventory and state:
+    an explanation reads only its cluster's snapshots (their ranks, the source of a copy)
+    and its own records and grants, so the slice gives the same text, and the whole page
+    costs the sum over clusters of (snapshots per cluster) squared, not (all snapshots)
+    squared."""
     names = {p.name for p in r.policies}
     owned = owned_snapshots(r.policies, r.inventory, r.state, r.account)
+    by_cluster: dict[str, list[str]] = defaultdict(list)
+    for sid, snap in r.inventory.snapshots.items():
+        by_cluster[snap.cluster].append(sid)
+    plans = _plan_by_cluster(r.plan)
     out = []
-    for sid in sorted(owned):
-        if owned[sid].policy not in names or sid not in r.inventory.snapshots:
+    for cluster in sorted(by_cluster):
+        ids = by_cluster[cluster]
+        mine = [sid for sid in sorted(ids) if sid in owned and owned[sid].policy in names]
+        if not mine:
             continue
-        out.append(
-            explain(
-                sid,
-                r.policies,
-                r.inventory,
-                r.state,
-                r.plan.generated_at,
-                r.account,
-                r.all_policy_names,
-                planned=r.plan,
+        inventory, state = _slice(r.inventory, r.state, cluster, ids)
+        for sid in mine:
+            out.append(
+                explain(
+                    sid,
+                    r.policies,
+                    inventory,
+                    state,
+                    r.plan.generated_at,
+                    r.account,
+                    r.all_policy_names,
+                    planned=plans.get(cluster, Plan(r.plan.generated_at)),
+                )
             )
-        )
     return out
+
+
+def _plan_by_cluster(plan: Plan) -> dict[str, Plan]:
+    """The plan's entries by cluster (an explanation picks its snapshot's out of them)."""
+    actions: dict[str, list[Action]] = defaultdict(list)
+    kept: dict[str, list[Kept]] = defaultdict(list)
+    drift: dict[str, list[Action]] = defaultdict(list)
+    notes: dict[str, list[Note]] = defaultdict(list)
+    for a in plan.actions:
+        actions[a.cluster].append(a)
+    for k in plan.kept:
+        kept[k.cluster].append(k)
+    for d in plan.drift:
+        drift[d.cluster].append(d)
+    for n in plan.notes:
+        if n.cluster is not None:
+            notes[n.cluster].append(n)
+    clusters = set(actions) | set(kept) | set(drift) | set(notes)
+    return {
+        c: Plan(
+            plan.generated_at, tuple(actions[c]), tuple(kept[c]), tuple(notes[c]), tuple(drift[c])
+        )
+        for c in clusters
+    }
+
+
+def _slice(inv: Inventory, state: State, cluster: str, ids: list[str]) -> tuple[Inventory, State]:
+    """One cluster's snapshots, owned records and grants (pending entries: all, few)."""
+    keep = set(ids)
+    return (
+        Inventory(clusters=inv.clusters, snapshots={sid: inv.snapshots[sid] for sid in ids}),
+        State(
+            owned={k: v for k, v in state.owned.items() if k in keep or v.cluster == cluster},
+            grants=tuple(g for g in state.grants if g.snapshot_id in keep),
+            pending=state.pending,
+            verifications=state.verifications,
+        ),
+    )
 
 
 def render_html(r: ReportInput) -> str:
