@@ -70,7 +70,12 @@ def owned_fates(plan: dict[str, Any]) -> dict[str, str]:
         elif a["action"] == "delete":
             fates[a["snapshot"]] = "delete"
     for k in plan["kept"]:
-        fates.setdefault(k["snapshot"], "held" if k.get("held") else "kept-or-expires")
+        fate = "held" if k.get("held") else "kept-or-expires"
+        if "over max_deletes_per_run" in k["reason"] and not k.get("held"):
+            fate = "deferred"
+        elif k["reason"].startswith("status '"):
+            fate = "pending"
+        fates.setdefault(k["snapshot"], fate)
     return fates
 
 
@@ -216,3 +221,35 @@ def test_plan_at_needs_an_iso_time_with_a_zone(sandbox: Sandbox, bad: str) -> No
         assert done.returncode == 2, done.stdout + done.stderr
         assert "--at" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_every_fate_in_process() -> None:
+    """Plain data, no AWS: deferred by the per-run cap, still being copied, held, kept
+    for good, expiring, deleted, and a copy planned; each snapshot once, with its fate."""
+    from snapworker.core import planner
+    from snapworker.core.model import State
+    from snapworker.views.html_report import ReportInput, render_html
+    from tests import factories as f
+
+    pol = f.policy(limits={"max_deletes_per_run": 1}, hold_tag="snapworker:hold")
+    sources = [f.automated("prod-a", f.days_ago(d)) for d in (1, 2, 3, 20, 40, 50, 60)]
+    copies = [f.owned_copy(pol.name, s, accounts=["111122223333"]) for s in sources[:-1]]
+    held = f.owned_copy(pol.name, sources[-1], extra_tags={"snapworker:hold": "legal"})
+    creating = f.owned_copy(pol.name, f.automated("prod-a", f.days_ago(0.5)), status="creating")
+    new = f.automated("prod-a", f.days_ago(0.2))
+    inv = f.inventory([f.cluster("prod-a")], [*copies, held, creating, new])
+    plan = planner.plan([pol], inv, State(), f.NOW, account=None)
+    page = render_html(ReportInput(plan, inv, State(), [pol], None, [pol.name]))
+    parser = _Marks()
+    parser.feed(page)
+    fates = dict(parser.marks)
+    assert len(fates) == len(parser.marks) == 9
+    assert fates[copies[0].id] == fates[copies[1].id] == fates[copies[2].id] == "kept"
+    assert fates[copies[3].id] == "expires"  # 20 days old: max_age_days 35 keeps it 15 more
+    assert fates[copies[5].id] == "delete"  # the oldest expired one: the cap of 1
+    assert fates[copies[4].id] == "deferred"
+    assert fates[held.id] == "held"
+    assert fates[creating.id] == "pending"
+    assert [fate for sid, fate in parser.marks if sid not in inv.snapshots] == ["copy"]
+    assert "expires 2026-12-12" in page  # 20 days old on 2026-11-27, 35 at most
+    assert_self_contained(page)

@@ -1,6 +1,7 @@
 """The fate of each snapshot on the HTML report's timeline, decided from the plan, never
 anew: deleted (revoked first), held, kept by which rule (with the date retention would stop
-keeping it, ``core.expiry``), still being made, or planned (create, copy).
+keeping it, ``core.expiry``), expired but deferred by the per-run cap, still being made, or
+planned (create, copy).
 
 A fate is a short word for the CSS class and the tests (``data-fate``), a label a person
 reads beside the snapshot, and the whole reason for the hover text: the same text
@@ -27,6 +28,7 @@ FATES: tuple[tuple[str, str], ...] = (
     ("held", "held: never revoked nor deleted"),
     ("expires", "kept until a date, then expires"),
     ("kept", "kept, no expiry date"),
+    ("deferred", "expired, deletion deferred (per-run cap)"),
     ("pending", "not available yet: not judged"),
     ("copy", "copy planned"),
     ("create", "create planned"),
@@ -82,12 +84,16 @@ def owned_mark(e: Explanation, cands: Sequence[Candidate], policy: Any, now: dat
         extras.append(f"revoke {kinds.count('revoke')} planned")
     if "verify" in kinds:
         extras.append("restore drill planned")
-    if e.kept is None:
-        return Mark(e.snapshot, at, "pending", f"status {e.status}", tuple(extras), title)
-    if e.kept.held:
+    if e.kept is not None and e.kept.held:
         label = f"held: {e.hold_reason}" if e.hold_reason else "held"
         return Mark(e.snapshot, at, "held", label, tuple(extras), title)
+    if e.kept is None or e.status != "available":
+        label = f"status {e.status}: not judged by retention until available"
+        return Mark(e.snapshot, at, "pending", label, tuple(extras), title)
     ex = expiry(e.snapshot, cands, rules_of(policy), now)
+    if not ex.kept_by:  # expired, yet kept: over max_deletes_per_run
+        label = "expired; deletion deferred (over max_deletes_per_run)"
+        return Mark(e.snapshot, at, "deferred", label, tuple(extras), title)
     rules = ", ".join(rule_names(ex.kept_by)) or "retention"
     if ex.at is not None:
         label = f"kept by {rules}; expires {_day(ex.at)}"

@@ -237,7 +237,7 @@ def _row(m: Mark, y: int, x: Any) -> str:
 
 def _marker(fate: str, xv: float, y: int) -> str:
     """A shape per fate, so colour is not the only cue."""
-    if fate == "delete":
+    if fate in ("delete", "deferred"):
         return f'<path class="mk" d="M{xv - 6},{y - 6} l12,12 m0,-12 l-12,12"/>'
     if fate in ("copy", "create"):
         return f'<path class="mk" d="M{xv},{y - 7} l7,7 l-7,7 l-7,-7 z"/>'
@@ -368,8 +368,10 @@ text.now {{ font-weight: 600; }} text.horizon {{ fill: #b5472f; }}
 .snap .arrow {{ fill: var(--c); }}
 .fate-kept {{ --c: #2e7d4f; }} .fate-expires {{ --c: #c98a12; }}
 .fate-held {{ --c: #3b64c4; }} .fate-pending {{ --c: #8a939e; }}
-.fate-delete {{ --c: #c0392b; }} .fate-copy, .fate-create {{ --c: #7b4fc4; }}
-.fate-delete .mk {{ stroke: var(--c); stroke-width: 3; }}
+.fate-delete {{ --c: #c0392b; }} .fate-deferred {{ --c: #e08a7e; }}
+.fate-copy, .fate-create {{ --c: #7b4fc4; }}
+.fate-delete .mk, .fate-deferred .mk {{ stroke: var(--c); stroke-width: 3; }}
+.fate-deferred .mk {{ stroke-dasharray: 3 2; }}
 .fate-delete text.id {{ text-decoration: line-through; }}
 .fate-copy .mk, .fate-create .mk {{ stroke-dasharray: 3 2; }}
 .fate-held .bar {{ fill: url(#hatch); }}
