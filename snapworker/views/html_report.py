@@ -177,13 +177,12 @@ def _timeline(g: Group, now: datetime) -> str:
         f'aria-label="{escape(g.policy)} / {escape(g.cluster)}: {len(g.marks)} snapshots">',
         *_axis(lo, hi, x, height),
     ]
-    parts += _vline(
-        x(now), height, "now", f"now {minute(now)}", "end" if x(now) > W / 2 else "start"
-    )
-    if g.horizon is not None:
+    anchor = "end" if x(now) > W / 2 else "start"
+    parts += _vline(x(now), height, "now", f"now {minute(now)}", anchor, height - 3)
+    if g.horizon is not None:  # labelled under the axis, clear of "now" at the bottom
         label = f"horizon: {g.horizon_label}"
         anchor = "end" if x(g.horizon) > W / 2 else "start"
-        parts += _vline(x(g.horizon), height, "horizon", label, anchor)
+        parts += _vline(x(g.horizon), height, "horizon", label, anchor, 29)
     for i, m in enumerate(g.marks):
         parts.append(_row(m, TOP + ROW * i, x))
     parts.append("</svg>")
@@ -193,19 +192,21 @@ def _timeline(g: Group, now: datetime) -> str:
 
 def _axis(lo: datetime, hi: datetime, x: Any, height: int) -> list[str]:
     out = [f'<line class="axis" x1="{X0}" y1="18" x2="{X1}" y2="18"/>']
+    fmt = "%Y-%m-%d" if hi - lo > timedelta(days=5) else "%m-%d %H:%M"
     for i in range(6):
         t = lo + (hi - lo) * (0.04 + 0.92 * i / 5)
         out.append(f'<line class="tick" x1="{x(t)}" y1="14" x2="{x(t)}" y2="{height}"/>')
-        out.append(f'<text class="tick" x="{x(t)}" y="11" text-anchor="middle">{t:%Y-%m-%d}</text>')
+        out.append(
+            f'<text class="tick" x="{x(t)}" y="11" text-anchor="middle">{t.strftime(fmt)}</text>'
+        )
     return out
 
 
-def _vline(xv: float, height: int, cls: str, label: str, anchor: str) -> list[str]:
+def _vline(xv: float, height: int, cls: str, label: str, anchor: str, y: int) -> list[str]:
     dx = -4 if anchor == "end" else 4
     return [
         f'<line class="{cls}" x1="{xv}" y1="18" x2="{xv}" y2="{height}"/>',
-        f'<text class="{cls}" x="{xv + dx}" y="{height - 3}" text-anchor="{anchor}">'
-        f"{escape(label)}</text>",
+        f'<text class="{cls}" x="{xv + dx}" y="{y}" text-anchor="{anchor}">{escape(label)}</text>',
     ]
 
 
