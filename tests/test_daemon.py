@@ -612,15 +612,15 @@ def test_health_and_metrics_endpoint() -> None:
         status, ctype, text = scrape(port, "/metrics")
         assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
         lines = text.splitlines()
-        assert 'snapworker_actions_total{kind="copy",outcome="copied"} 1' in lines
-        assert 'snapworker_actions_total{kind="copy",outcome="failed"} 1' in lines
-        assert 'snapworker_aws_calls_total{operation="CopyClusterSnapshot"} 1' in lines
-        assert 'snapworker_aws_retries_total{operation="CopyClusterSnapshot"} 1' in lines
-        assert 'snapworker_policy_skipped_total{policy="p2"} 1' in lines
-        assert 'snapworker_snapshots_owned{policy="p\\"1"} 3' in lines
-        assert "snapworker_tick_duration_seconds_count 1" in lines
+        assert 'snapworker_actions_total{kind="copy",outcome="copied"} 1.0' in lines
+        assert 'snapworker_actions_total{kind="copy",outcome="failed"} 1.0' in lines
+        assert 'snapworker_aws_calls_total{operation="CopyClusterSnapshot"} 1.0' in lines
+        assert 'snapworker_aws_retries_total{operation="CopyClusterSnapshot"} 1.0' in lines
+        assert 'snapworker_policy_skipped_total{policy="p2"} 1.0' in lines
+        assert 'snapworker_snapshots_owned{policy="p\\"1"} 3.0' in lines
+        assert "snapworker_tick_duration_seconds_count 1.0" in lines
         assert "snapworker_tick_duration_seconds_sum 1.5" in lines
-        assert "snapworker_last_success_timestamp_seconds 1000" in lines
+        assert "snapworker_last_success_timestamp_seconds 1000.0" in lines
         assert "# TYPE snapworker_actions_total counter" in lines
         for line in lines:  # every sample line parses as `name{labels} value`
             if not line.startswith("#"):
@@ -628,6 +628,68 @@ def test_health_and_metrics_endpoint() -> None:
         assert scrape(port, "/other")[0] == 404
     finally:
         server.stop()
+
+
+def test_each_daemon_has_its_own_registry_with_a_histogram_and_process_metrics() -> None:
+    one, two = Metrics(), Metrics()
+    one.tick_done(3.0, [], True, [])
+    text = one.render()
+    assert 'snapworker_tick_duration_seconds_bucket{le="5.0"} 1.0' in text.splitlines()
+    assert 'snapworker_tick_duration_seconds_bucket{le="2.5"} 0.0' in text.splitlines()
+    assert "# TYPE snapworker_tick_duration_seconds histogram" in text
+    assert "process_resident_memory_bytes" in text and "python_info{" in text
+    assert 'snapworker_ticks_total{result="ok"} 1.0' in text
+    assert "snapworker_ticks_total{" not in two.render()  # its own counts, not the other's
+    assert "_created" not in text
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_daemon_serves_the_report_of_its_last_tick(
+    aws: Any, tmp_path: Path, clock: FakeClock
+) -> None:
+    from snapworker.service.bootstrap import bootstrap
+
+    make_cluster(aws, "prod-a")
+    automated("prod-a", 1)
+    automated("prod-a", 2)
+    port = free_port()
+    path = write_config(
+        tmp_path,
+        CONFIG.replace(
+            "  history_days: 1\n",
+            f"  history_days: 1\n  http:\n    host: 127.0.0.1\n    port: {port}\n",
+        ),
+    )
+
+    def factory(cfg: Config, store: Any, sleep: Any) -> Any:
+        return bootstrap(cfg, client=aws, store=store, sleep=sleep, clock=clock)
+
+    d = Daemon(load_config(path), path, runtime_factory=factory)
+    d.reconcile()  # copies the two automated snapshots
+    d.reconcile()  # shares them
+    assert d.last_result is not None
+    copies = sorted(k.snapshot for k in d.last_result.plan.kept)
+    assert len(copies) == 2
+    d.start()
+    try:
+        status, ctype, page = scrape(port, "/")
+        assert status == 200 and ctype.startswith("text/html")
+        assert page.startswith("<!DOCTYPE html>") and "The daemon&#x27;s last tick" in page
+        for sid in copies:
+            assert page.count(f'data-snapshot="{sid}"') == 1
+        assert "<script" not in page and "http://" not in page and "https://" not in page
+        assert "testing" not in page  # no credential (the fixture's keys are "testing")
+        assert scrape(port, "/healthz")[0] in (200, 503)
+        assert "snapworker_ticks_total" in scrape(port, "/metrics")[2]
+    finally:
+        d.shutdown()
 
 
 # --- deployment examples ---

@@ -128,7 +128,7 @@ def _help_formats(box: Sandbox, *command: str) -> set[str]:
     (line,) = [ln for ln in out.splitlines() if "--format" in ln]
     (choices,) = re.findall(r"<([a-z|]+)>", line)
     offered = set(choices.split("|"))
-    named = {f for f in ("table", "json", "markdown", "yaml", "csv", "text") if f in line}
+    named = {f for f in ("table", "json", "markdown", "html", "yaml", "csv", "text") if f in line}
     assert named == offered, line  # the help text names exactly the formats offered
     return offered
 
@@ -136,6 +136,8 @@ def _help_formats(box: Sandbox, *command: str) -> set[str]:
 def _looks_like(fmt: str, text: str) -> None:
     if fmt == "json":
         json.loads(text)
+    elif fmt == "html":
+        assert text.startswith("<!DOCTYPE html>"), text[:200]
     elif fmt == "markdown":
         assert text.startswith("# "), text[:200]
         assert re.search(r"^\|---\|", text, re.MULTILINE), text  # a pipe table
@@ -155,7 +157,8 @@ def test_every_format_the_help_offers_renders_as_that_format(sandbox: Sandbox) -
     }
     for name, command in commands.items():
         formats = _help_formats(sandbox, *command[:1])
-        assert formats == {"table", "json", "markdown"}, name
+        reports = {"table", "json", "markdown"}
+        assert formats == (reports | {"html"} if command[0] == "plan" else reports), name
         for fmt in sorted(formats):
             _looks_like(fmt, ok(sandbox.cli(*command, "--format", fmt)).stdout)
     md = ok(sandbox.cli("status", "-f", "markdown")).stdout

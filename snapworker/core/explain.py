@@ -30,6 +30,7 @@ from snapworker.core.model import (
     Inventory,
     Kept,
     Note,
+    Plan,
     Snapshot,
     State,
 )
@@ -326,8 +327,14 @@ def explain(
     now: datetime,
     account: str | None = None,
     all_policy_names: Iterable[str] | None = None,
+    *,
+    planned: Plan | None = None,
 ) -> Explanation:
-    """The whole decision for ``snapshot_id``; :class:`UnknownSnapshot` if AWS has none."""
+    """The whole decision for ``snapshot_id``; :class:`UnknownSnapshot` if AWS has none.
+
+    ``planned``: the planner's plan over these same inputs, when the caller already has it
+    (the HTML report explains every owned snapshot of one plan: one planner run, not one
+    per snapshot)."""
     snap = inventory.snapshots.get(snapshot_id)
     if snap is None:
         rec = state.owned.get(snapshot_id)
@@ -340,7 +347,7 @@ def explain(
             known = " (the state DB knows it, but AWS does not list it)"
         raise UnknownSnapshot(f"no snapshot {snapshot_id!r} in this account and region{known}")
 
-    the_plan = plan(policies, inventory, state, now, account, all_policy_names)
+    the_plan = planned or plan(policies, inventory, state, now, account, all_policy_names)
     actions = tuple(a for a in the_plan.actions if a.snapshot == snapshot_id)
     kept = next((k for k in the_plan.kept if k.snapshot == snapshot_id), None)
     drift = tuple(d for d in the_plan.drift if d.snapshot == snapshot_id)

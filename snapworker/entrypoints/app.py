@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config
     from snapworker.core.model import Cluster
-    from snapworker.service.tick import Runtime
+    from snapworker.service.tick import Runtime, TickResult
 
 
 app = typer.Typer(
@@ -74,6 +76,58 @@ class Format(StrEnum):
 FORMAT_HELP = "table (for a person), json (for a script) or markdown (for a ticket or a wiki)."
 
 
+class PlanFormat(StrEnum):
+    """``plan`` renders these: the report formats, and the HTML page (``report --html``)."""
+
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    html = "html"
+
+
+PLAN_FORMAT_HELP = (
+    "table (for a person), json (for a script), markdown (for a ticket or a wiki) or html "
+    "(the self-contained page of `report --html`, to stdout)."
+)
+
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        metavar="TIME",
+        help="Plan as it would be at this instant (ISO 8601 with a timezone, e.g. "
+        "2027-01-15T00:00Z): what expires when. Nothing is changed or recorded.",
+        show_default=False,
+    ),
+]
+
+
+def parse_at(value: str | None) -> datetime | None:
+    """``--at``: an ISO 8601 instant with a timezone (exit 2 naming the option otherwise)."""
+    if value is None:
+        return None
+    try:
+        t: datetime | None = datetime.fromisoformat(value.strip())
+    except ValueError:
+        t = None
+    if t is None or t.tzinfo is None:
+        fail(
+            f"--at: not an ISO 8601 time with a timezone: {value!r} "
+            "(for example 2027-01-15T00:00Z or 2027-01-15T00:00+01:00)"
+        )
+    return t.astimezone(UTC)
+
+
+def dry_run(rt: Runtime[StateStore], policy: list[str] | None) -> TickResult:
+    """One tick that applies nothing and records nothing (``plan``, ``report``)."""
+    from snapworker.service.tick import tick
+
+    try:
+        return tick(rt, policy, dry_run=True)
+    except Exception as e:
+        aws_guard(e)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"snapworker: {message}", err=True)
     raise typer.Exit(code)
@@ -89,13 +143,15 @@ def load(config_path: str | None) -> Config:
         exit_for(e)
 
 
-def runtime(config: Config) -> Runtime[StateStore]:
+def runtime(config: Config, at: datetime | None = None) -> Runtime[StateStore]:
+    """The wired runtime; ``at``: a clock stopped at that instant (``plan --at``)."""
     from snapworker.logs import configure
     from snapworker.service.bootstrap import bootstrap
 
     configure()
+    clock: Callable[[], datetime] | None = None if at is None else (lambda: at)
     try:
-        return bootstrap(config)
+        return bootstrap(config, clock=clock)
     except Exception as e:  # the state DB cannot be opened, the AWS client cannot be made
         exit_for(e)
 
@@ -174,3 +230,34 @@ def config_risks(
         raise typer.Exit(2)
     for problem in warnings:
         typer.echo(f"warning: {problem}", err=True)
+
+
+def html_page(
+    rt: Runtime[StateStore],
+    cfg: Config,
+    policy: list[str] | None,
+    result: TickResult,
+    *,
+    what_if: bool,
+    heading: str | None = None,
+) -> str:
+    """The HTML report of a tick's plan, with the state DB's failures and drills now
+    (``report --html``, ``plan --format html``, and the daemon's page)."""
+    from snapworker.service.tick import select_policies
+    from snapworker.views.html_report import ReportInput, render_html
+    from snapworker.views.status import status_dict
+
+    assert result.inventory is not None  # every tick that plans has observed
+    return render_html(
+        ReportInput(
+            plan=result.plan,
+            inventory=result.inventory,
+            state=rt.store.load_state(),
+            policies=[p.core for p in select_policies(cfg, policy)],
+            account=rt.gateway.account_id(),
+            all_policy_names=[p.name for p in cfg.policies],
+            status=status_dict(rt.store),
+            what_if=what_if,
+            heading=heading,
+        )
+    )

@@ -14,6 +14,7 @@ from snapworker.entrypoints.commands import (  # noqa: F401  (registers the comm
     access,
     daemon,
     holds,
+    html_report,
     inspect,
     sandbox,
     ticks,

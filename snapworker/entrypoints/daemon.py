@@ -36,7 +36,6 @@ HTTP endpoint and the SQS queue are read at start-up only).
 
 from __future__ import annotations
 
-import fnmatch
 import signal
 import threading
 import time
@@ -48,89 +47,45 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from snapworker.adapters.aws.sqs import RedshiftEvent, SqsPoller
 from snapworker.adapters.http.health import HealthServer, Metrics
 from snapworker.core.model import TAG_POLICY
-from snapworker.core.schedule import next_fire
+from snapworker.entrypoints.app import html_page
+from snapworker.entrypoints.daemon_jobs import (
+    BOTOCORE_MAX_BACKOFF,
+    CALLS_PER_ACTION,
+    JOB_DEFAULTS,
+    MISFIRE_GRACE,
+    PRUNE_EVERY,
+    SQS_WAIT_SECONDS,
+    STATE_DB_SLACK,
+    CronFireTrigger,
+    policies_for_cluster,
+    stop_bound_seconds,
+)
 from snapworker.service.leases import new_holder
 from snapworker.service.tick import TickResult, tick
+
+__all__ = [
+    "BOTOCORE_MAX_BACKOFF",
+    "CALLS_PER_ACTION",
+    "JOB_DEFAULTS",
+    "MISFIRE_GRACE",
+    "PRUNE_EVERY",
+    "SQS_WAIT_SECONDS",
+    "STATE_DB_SLACK",
+    "CronFireTrigger",
+    "Daemon",
+    "policies_for_cluster",
+    "stop_bound_seconds",
+]
 
 if TYPE_CHECKING:
     from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config, CreateSpec, VerifySpec
     from snapworker.service.tick import Runtime
-
-MISFIRE_GRACE = timedelta(minutes=15)
-JOB_DEFAULTS: dict[str, Any] = {
-    "coalesce": True,
-    "max_instances": 1,
-    "misfire_grace_time": int(MISFIRE_GRACE.total_seconds()),
-}
-SQS_WAIT_SECONDS = 5
-"""SQS long-poll wait: short enough that a stop never waits long for the poller."""
-BOTOCORE_MAX_BACKOFF = 20.0
-"""botocore's ``standard`` retry mode sleeps at most this long between attempts."""
-PRUNE_EVERY = timedelta(days=1)
-
-
-class CronFireTrigger(BaseTrigger):
-    """Fires at the fire times of a cron schedule in a time zone, exactly as the planner
-    computes them (``core.schedule.next_fire``, croniter: 0 = Sunday in day-of-week).
-
-    APScheduler 3's own ``CronTrigger.from_crontab`` numbers days of the week from Monday =
-    0, so "0 5 * * 0" would fire on Mondays there and on Sundays in the planner."""
-
-    def __init__(self, schedule: str, timezone: str) -> None:
-        self.schedule = schedule
-        self.timezone = timezone
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        if previous_fire_time is not None:
-            return next_fire(self.schedule, self.timezone, previous_fire_time)
-        # A fire time equal to now still counts.
-        return next_fire(self.schedule, self.timezone, now - timedelta(microseconds=1))
-
-    def __str__(self) -> str:
-        return f"cron[{self.schedule} {self.timezone}]"
-
-    def __repr__(self) -> str:
-        return f"<CronFireTrigger ({self.schedule!r}, timezone={self.timezone!r})>"
-
-
-CALLS_PER_ACTION = 2
-"""An action in flight makes at most two AWS calls once started: a copy then its CreateTags,
-or a delete's guard re-read then the delete."""
-STATE_DB_SLACK = 15.0
-"""The journal writes after the call (each waits at most the SQLite busy timeout, 5 s)."""
-
-
-def stop_bound_seconds(config: Config) -> float:
-    """The longest a graceful stop can take: the action in flight, i.e. its AWS calls each
-    with botocore's own attempts (each up to connect + read timeout, with botocore's backoff
-    between them), its journal writes, plus the SQS long poll. snapworker's own retry waits
-    are cut short by a stop, so they do not count."""
-    aws = config.aws
-    per_attempt = aws.connect_timeout_seconds + aws.read_timeout_seconds
-    call = aws.max_attempts * per_attempt + (aws.max_attempts - 1) * BOTOCORE_MAX_BACKOFF
-    sqs = SQS_WAIT_SECONDS if config.daemon.sqs_queue_url else 0
-    return CALLS_PER_ACTION * call + STATE_DB_SLACK + sqs
-
-
-def policies_for_cluster(config: Config, cluster: str | None) -> list[str]:
-    """The policies whose ``select.clusters`` patterns match ``cluster`` (None: all).
-    Tags are not known from a message; the tick itself checks them."""
-    if cluster is None:
-        return [p.name for p in config.policies]
-    return [
-        p.name
-        for p in config.policies
-        if any(fnmatch.fnmatchcase(cluster, pat) for pat in p.select.clusters)
-    ]
 
 
 class Daemon:
@@ -165,6 +120,10 @@ class Daemon:
         self.poller: SqsPoller | None = None
         self.http: HealthServer | None = None
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+        self.last_result: TickResult | None = None
+        """The last tick over every policy (a reconcile), for the page at ``/``."""
+        self._page_lock = threading.Lock()
+        self._page: tuple[TickResult, str] | None = None
 
     # -- retries that a stop cuts short ---------------------------------------------------
 
@@ -303,6 +262,8 @@ class Daemon:
             adopted=result.adopted,
             seconds=round(seconds, 3),
         )
+        if policies is None and result.inventory is not None:
+            self.last_result = result
         if self._needs_poll(result):
             self._schedule_poll()
         return result
@@ -385,6 +346,28 @@ class Daemon:
         finally:
             self.tick_lock.release()
 
+    def page(self) -> str | None:
+        """The HTML report of the last tick over every policy (None before the first):
+        what that tick planned, and the state DB's failures and drills now. Drawn once per
+        tick, on the first request after it; read-only."""
+        result = self.last_result
+        if result is None or result.inventory is None:
+            return None
+        with self._page_lock:
+            if self._page is not None and self._page[0] is result:
+                return self._page[1]
+            when = result.plan.generated_at.strftime("%Y-%m-%d %H:%M UTC")
+            html = html_page(
+                self.rt,
+                self.rt.config,
+                None,
+                result,
+                what_if=False,
+                heading=f"The daemon's last tick, at {when}",
+            )
+            self._page = (result, html)
+            return html
+
     def owned_counts(self) -> dict[str, int]:
         summary = self.rt.store.owned_summary()
         return {
@@ -455,6 +438,7 @@ class Daemon:
                 stale_after=lambda: 3.0 * self.config.daemon.reconcile_interval_seconds,
                 owned=self.owned_counts,
                 log=self.log,
+                page=self.page,
             )
             self.http.start()
             host, port = self.http.address

@@ -1,4 +1,4 @@
-"""The daemon's health and metrics: counters it keeps, and an optional HTTP endpoint.
+"""The daemon's health, metrics and page: what it counts, and an optional HTTP endpoint.
 
 ``GET /healthz``: 200 with the age of the last successful tick, or 503 when there has been
 none yet or it is older than ``stale_after`` (three reconcile intervals): the loop is stuck
@@ -6,12 +6,20 @@ or AWS/the state DB cannot be reached. A tick is successful when it observed, pl
 applied to its end; an action that AWS refused is a failed *action* (see the metrics),
 not a failed tick.
 
-``GET /metrics``: Prometheus text exposition format (0.0.4), written by hand (the format is
-small, and the daemon then needs no extra dependency nor its import time).
+``GET /metrics``: Prometheus text exposition format (0.0.4), written by ``prometheus_client``
+(the library Prometheus users know): snapworker's counters and gauges, a tick-duration
+histogram, and the library's process and platform collectors. Each :class:`Metrics` has its
+own ``CollectorRegistry``, never the library's global one: a process may hold several
+daemons (the tests do), each with its own counts. Only the daemon imports this module;
+``run`` and the other commands never import ``prometheus_client``.
+
+``GET /``: the HTML report of the last tick (a callable the daemon gives; this module does
+not render it: adapters do not import the views). Read-only, no secret in it.
 
 The server is the standard library's ``ThreadingHTTPServer`` in a daemon thread; it
-answers nothing but these two paths, and never blocks a tick (the metrics are read under a
-short lock; owned-snapshot counts come from a callable the daemon gives it).
+answers nothing but these paths, and never blocks a tick (the AWS call counts are read
+under the gateway stats' short lock; owned-snapshot counts and the page come from
+callables the daemon gives it).
 """
 
 from __future__ import annotations
@@ -20,43 +28,93 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client import Counter as PromCounter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""What ``generate_latest`` writes (the classic text format, names escaped to underscores);
+the library's ``CONTENT_TYPE_LATEST`` names the 1.0.0 format in newer releases."""
+HTML_TYPE = "text/html; charset=utf-8"
+TICK_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+"""Seconds: a quiet tick takes well under a second, one copying and deleting hundreds of
+snapshots under the rate limit takes minutes."""
+
+# A ``*_created`` gauge per counter series (the library's default) says when the daemon
+# started counting, which ``snapworker_start_time_seconds`` already says once.
+disable_created_metrics()
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(labels.items()))
-    return "{" + inner + "}"
-
-
-def _num(value: float) -> str:
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
+def _values(counter: PromCounter, label: str) -> dict[str, int]:
+    """A one-label counter's values by label value (for tests and logs)."""
+    out: dict[str, int] = {}
+    for family in counter.collect():
+        for s in family.samples:
+            if s.name.endswith("_total"):
+                out[s.labels[label]] = int(s.value)
+    return out
 
 
 class Metrics:
-    """What the daemon counts; thread-safe. ``render`` writes the exposition text."""
+    """What the daemon counts; thread-safe (the library's metrics are). ``render`` writes
+    the exposition text of this daemon's registry."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
+        self._scrape = threading.Lock()
         self.clock = clock
-        self.actions: Counter[tuple[str, str]] = Counter()  # (kind, outcome)
-        self.ticks: Counter[str] = Counter()  # ok / error / skipped
-        self.messages: Counter[str] = Counter()  # ok / bad / error
-        self.skipped: Counter[str] = Counter()  # policy
-        self.reloads: Counter[str] = Counter()  # ok / refused
-        self.tick_seconds_sum = 0.0
-        self.tick_seconds_count = 0
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._actions = PromCounter(
+            "snapworker_actions_total",
+            "Actions attempted, by kind and outcome (created, copied, shared, failed, ...).",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self._ticks = PromCounter(
+            "snapworker_ticks_total",
+            "Ticks, by result (ok: ran to its end; error: cut short by an error).",
+            ["result"],
+            registry=r,
+        )
+        self._skipped = PromCounter(
+            "snapworker_policy_skipped_total",
+            "Ticks that skipped a policy because another process held its lease.",
+            ["policy"],
+            registry=r,
+        )
+        self._messages = PromCounter(
+            "snapworker_queue_messages_total",
+            "SQS messages, by outcome (ok, bad, error).",
+            ["outcome"],
+            registry=r,
+        )
+        self._reloads = PromCounter(
+            "snapworker_config_reloads_total",
+            "Config reloads on SIGHUP, by result (ok; refused: the running config kept).",
+            ["result"],
+            registry=r,
+        )
+        self._duration = Histogram(
+            "snapworker_tick_duration_seconds",
+            "Duration of ticks.",
+            buckets=TICK_BUCKETS,
+            registry=r,
+        )
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.last_tick_seconds = 0.0
         self.last_success: float | None = None
         self.started = clock()
@@ -65,6 +123,12 @@ class Metrics:
         self._calls_base: Counter[str] = Counter()
         self._retries_base: Counter[str] = Counter()
         self._stats: Any = None
+        self._owned: Callable[[], Mapping[str, int] | None] = lambda: None
+        r.register(_Snapshot(self))
+
+    @property
+    def reloads(self) -> dict[str, int]:
+        return _values(self._reloads, "result")
 
     def use_stats(self, stats: Any) -> None:
         """The live gateway's CallStats; the previous one's counts are kept."""
@@ -76,41 +140,29 @@ class Metrics:
             self._stats = stats
 
     def tick_done(self, seconds: float, outcomes: list[Any], ok: bool, skipped: list[str]) -> None:
+        self._ticks.labels("ok" if ok else "error").inc()
+        self._duration.observe(seconds)
+        for o in outcomes:
+            self._actions.labels(o.action.kind, o.outcome).inc()
+        for name in skipped:
+            self._skipped.labels(name).inc()
         with self._lock:
-            self.ticks["ok" if ok else "error"] += 1
-            self.tick_seconds_sum += seconds
-            self.tick_seconds_count += 1
             self.last_tick_seconds = seconds
-            for o in outcomes:
-                self.actions[(o.action.kind, o.outcome)] += 1
-            for name in skipped:
-                self.skipped[name] += 1
             if ok:
                 self.last_success = self.clock()
 
     def message(self, outcome: str) -> None:
-        with self._lock:
-            self.messages[outcome] += 1
+        self._messages.labels(outcome).inc()
 
     def reload(self, result: str) -> None:
-        with self._lock:
-            self.reloads[result] += 1
+        self._reloads.labels(result).inc()
 
     def last_success_age(self) -> float | None:
         with self._lock:
             return None if self.last_success is None else self.clock() - self.last_success
 
-    def render(self, owned: Mapping[str, int] | None = None) -> str:
-        out: list[str] = []
-
-        def family(
-            name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]
-        ) -> None:
-            out.append(f"# HELP {name} {help_}")
-            out.append(f"# TYPE {name} {kind}")
-            for labels, value in samples:
-                out.append(f"{name}{_labels(labels)} {_num(value)}")
-
+    def aws_counts(self) -> tuple[Counter[str], Counter[str]]:
+        """(calls, retries) by operation, over every gateway this daemon used."""
         with self._lock:
             calls = Counter(self._calls_base)
             retries = Counter(self._retries_base)
@@ -118,86 +170,75 @@ class Metrics:
                 with self._stats._lock:
                     calls.update(self._stats.calls)
                     retries.update(self._stats.retries)
-            family(
-                "snapworker_actions_total",
-                "counter",
-                "Actions attempted, by kind and outcome (created, copied, shared, failed, ...).",
-                [({"kind": k, "outcome": o}, n) for (k, o), n in sorted(self.actions.items())],
-            )
-            family(
-                "snapworker_aws_calls_total",
-                "counter",
-                "Redshift API calls, by operation (one per logical call).",
-                [({"operation": op}, n) for op, n in sorted(calls.items())],
-            )
-            family(
-                "snapworker_aws_retries_total",
-                "counter",
-                "Redshift API calls retried by snapworker's own retry layer, by operation.",
-                [({"operation": op}, n) for op, n in sorted(retries.items())],
-            )
-            family(
-                "snapworker_ticks_total",
-                "counter",
-                "Ticks, by result (ok: ran to its end; error: cut short by an error).",
-                [({"result": r}, n) for r, n in sorted(self.ticks.items())],
-            )
-            family(
-                "snapworker_policy_skipped_total",
-                "counter",
-                "Ticks that skipped a policy because another process held its lease.",
-                [({"policy": p}, n) for p, n in sorted(self.skipped.items())],
-            )
-            family(
-                "snapworker_queue_messages_total",
-                "counter",
-                "SQS messages, by outcome (ok, bad, error).",
-                [({"outcome": o}, n) for o, n in sorted(self.messages.items())],
-            )
-            family(
-                "snapworker_config_reloads_total",
-                "counter",
-                "Config reloads on SIGHUP, by result (ok; refused: the running config kept).",
-                [({"result": r}, n) for r, n in sorted(self.reloads.items())],
-            )
-            family(
-                "snapworker_tick_duration_seconds",
-                "summary",
-                "Duration of ticks.",
-                [],
-            )
-            out.append(f"snapworker_tick_duration_seconds_sum {_num(self.tick_seconds_sum)}")
-            out.append(f"snapworker_tick_duration_seconds_count {self.tick_seconds_count}")
-            family(
-                "snapworker_last_tick_duration_seconds",
-                "gauge",
-                "Duration of the last tick.",
-                [({}, self.last_tick_seconds)],
-            )
-            family(
-                "snapworker_last_success_timestamp_seconds",
-                "gauge",
-                "Unix time of the last successful tick (0: none yet).",
-                [({}, self.last_success or 0.0)],
-            )
-            family(
-                "snapworker_start_time_seconds",
-                "gauge",
-                "Unix time the daemon started.",
-                [({}, self.started)],
-            )
+        return calls, retries
+
+    def render(self, owned: Mapping[str, int] | None = None) -> str:
+        """The exposition text; ``owned``: snapshots owned by policy (None: left out)."""
+        with self._scrape:  # one scrape at a time sees its own ``owned``
+            self._owned = lambda: owned
+            try:
+                return generate_latest(self.registry).decode()
+            finally:
+                self._owned = lambda: None
+
+
+class _Snapshot(Collector):
+    """The values read at scrape time: AWS call counts (the gateway's own counters), the
+    last tick's duration and success, the start time, and the owned-snapshot counts."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def describe(self) -> list[Metric]:
+        return []  # collected at scrape time only: nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        calls, retries = m.aws_counts()
+        family = CounterMetricFamily(
+            "snapworker_aws_calls_total",
+            "Redshift API calls, by operation (one per logical call).",
+            labels=["operation"],
+        )
+        for op, n in sorted(calls.items()):
+            family.add_metric([op], n)
+        yield family
+        family = CounterMetricFamily(
+            "snapworker_aws_retries_total",
+            "Redshift API calls retried by snapworker's own retry layer, by operation.",
+            labels=["operation"],
+        )
+        for op, n in sorted(retries.items()):
+            family.add_metric([op], n)
+        yield family
+        yield GaugeMetricFamily(
+            "snapworker_last_tick_duration_seconds",
+            "Duration of the last tick.",
+            value=m.last_tick_seconds,
+        )
+        yield GaugeMetricFamily(
+            "snapworker_last_success_timestamp_seconds",
+            "Unix time of the last successful tick (0: none yet).",
+            value=m.last_success or 0.0,
+        )
+        yield GaugeMetricFamily(
+            "snapworker_start_time_seconds", "Unix time the daemon started.", value=m.started
+        )
+        owned = m._owned()
         if owned is not None:
-            family(
+            gauge = GaugeMetricFamily(
                 "snapworker_snapshots_owned",
-                "gauge",
                 "Snapshots the worker owns (not deleted), by policy, per the state DB.",
-                [({"policy": p}, n) for p, n in sorted(owned.items())],
+                labels=["policy"],
             )
-        return "\n".join(out) + "\n"
+            for policy, n in sorted(owned.items()):
+                gauge.add_metric([policy], n)
+            yield gauge
 
 
 class HealthServer:
-    """``/healthz`` and ``/metrics`` on ``host:port`` in a daemon thread."""
+    """``/healthz``, ``/metrics`` and (given ``page``) ``/`` on ``host:port`` in a daemon
+    thread. ``page`` returns the HTML report of the last tick, or None before the first."""
 
     def __init__(
         self,
@@ -207,8 +248,10 @@ class HealthServer:
         stale_after: Callable[[], float],
         owned: Callable[[], Mapping[str, int]] | None = None,
         log: Any = None,
+        page: Callable[[], str | None] | None = None,
     ) -> None:
         self.metrics = metrics
+        self.page = page
         self.stale_after = stale_after
         self.owned = owned
         self.log = log
@@ -221,6 +264,8 @@ class HealthServer:
                     status, body, ctype = server.healthz()
                 elif path == "/metrics":
                     status, body, ctype = 200, server.render_metrics(), CONTENT_TYPE
+                elif path == "/" and server.page is not None:
+                    status, body, ctype = server.render_page()
                 else:
                     status, body, ctype = 404, "not found\n", "text/plain"
                 data = body.encode()
@@ -262,6 +307,20 @@ class HealthServer:
                 if self.log is not None:
                     self.log.warning("metrics: owned snapshots unavailable", error=str(e))
         return self.metrics.render(owned)
+
+    def render_page(self) -> tuple[int, str, str]:
+        """The report of the last tick; 503 (plain text) before the first, or when it
+        cannot be drawn (the metrics and health still answer)."""
+        assert self.page is not None
+        try:
+            html = self.page()
+        except Exception as e:
+            if self.log is not None:
+                self.log.warning("report page unavailable", error=str(e))
+            return 503, "the report could not be drawn; see the daemon's log\n", "text/plain"
+        if html is None:
+            return 503, "no tick has completed yet\n", "text/plain"
+        return 200, html, HTML_TYPE
 
     def start(self) -> None:
         self._thread = threading.Thread(

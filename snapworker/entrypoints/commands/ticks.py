@@ -8,15 +8,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from snapworker.entrypoints.app import (
-    FORMAT_HELP,
+    PLAN_FORMAT_HELP,
+    AtOpt,
     ConfigOpt,
-    Format,
+    PlanFormat,
     PolicyOpt,
     app,
     aws_guard,
     config_risks,
+    dry_run,
     fail,
+    html_page,
     load,
+    parse_at,
     runtime,
 )
 
@@ -101,7 +105,9 @@ class _Progress:
 def plan(
     config: ConfigOpt = None,
     policy: PolicyOpt = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
+    format: Annotated[
+        PlanFormat, typer.Option("--format", "-f", help=PLAN_FORMAT_HELP)
+    ] = PlanFormat.table,
     explain: Annotated[
         str | None,
         typer.Option(
@@ -111,21 +117,17 @@ def plan(
             "drift, actions (an unknown snapshot: exit 2).",
         ),
     ] = None,
+    at: AtOpt = None,
 ) -> None:
-    """The dry-run report: what `run` would do now, and why.
+    """The dry-run report: what `run` would do now (or --at a given instant), and why.
 
     Lists every owned snapshot as kept (with each rule that keeps it) or acted on (with the
     reason). Changes nothing in AWS and records nothing in the state DB.
     """
+    when = parse_at(at)
     cfg = load(config)
-    rt = runtime(cfg)
-    from snapworker.service.tick import tick
-    from snapworker.views.plan_report import render
-
-    try:
-        result = tick(rt, policy, dry_run=True)
-    except Exception as e:
-        aws_guard(e)
+    rt = runtime(cfg, when)
+    result = dry_run(rt, policy)
     clusters = result.inventory.clusters.values() if result.inventory is not None else ()
     config_risks(cfg, config, rt.gateway.account_id(), clusters)
     if explain is not None:
@@ -134,6 +136,11 @@ def plan(
     for n in result.plan.notes:
         if n.level == "warning":
             typer.echo(f"warning: {n.policy}: {n.message}", err=True)
+    if format == PlanFormat.html:
+        typer.echo(html_page(rt, cfg, policy, result, what_if=when is not None), nl=False)
+        return
+    from snapworker.views.plan_report import render
+
     typer.echo(render(result.plan, format.value))
 
 
@@ -143,6 +150,7 @@ def _explain(
     from snapworker.core.explain import UnknownSnapshot, explain
     from snapworker.service.tick import select_policies
     from snapworker.views.explanation import render_explanation
+    from snapworker.views.html_report import explanation_page
 
     try:
         e = explain(
@@ -156,4 +164,6 @@ def _explain(
         )
     except UnknownSnapshot as exc:
         fail(str(exc))
-    typer.echo(render_explanation(e, fmt))
+    typer.echo(
+        explanation_page(e) if fmt == "html" else render_explanation(e, fmt), nl=fmt != "html"
+    )

@@ -1,0 +1,57 @@
+"""`report --html`: the self-contained HTML report of a dry run (also `plan --format html`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from snapworker.entrypoints.app import (
+    AtOpt,
+    ConfigOpt,
+    PolicyOpt,
+    app,
+    dry_run,
+    fail,
+    html_page,
+    load,
+    parse_at,
+    runtime,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@app.command()
+def report(
+    html: Annotated[
+        str,
+        typer.Option(
+            "--html", metavar="FILE", help="Write the self-contained HTML report to FILE."
+        ),
+    ],
+    config: ConfigOpt = None,
+    policy: PolicyOpt = None,
+    at: AtOpt = None,
+) -> None:
+    """Write the HTML report: a retention timeline per policy and cluster, then drift,
+    recent failures and the last restore drills.
+
+    One self-contained file (no network request: inline CSS and SVG, no script). Each
+    snapshot is drawn at its data time with its fate in words (kept and by which rule,
+    expires on a date, held, shared, revoke and delete planned, copy or create planned);
+    hovering it shows its whole `plan --explain` text. Changes nothing in AWS and records
+    nothing in the state DB.
+    """
+    when = parse_at(at)
+    cfg = load(config)
+    rt = runtime(cfg, when)
+    result = dry_run(rt, policy)
+    page = html_page(rt, cfg, policy, result, what_if=when is not None)
+    try:
+        with open(html, "w", encoding="utf-8") as f:
+            f.write(page)
+    except OSError as e:
+        fail(f"--html: cannot write {html}: {e.strerror or e}")
+    typer.echo(f"wrote {html}")
