@@ -231,11 +231,6 @@ def test_grace_period_is_above_the_stop_bound_even_with_a_queue(
 # --- what the manifests assume of the application ---
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"the config loader has no ${STATE_URL_ENV} override yet; the manifests assume one "
-    "(drop this mark once it exists)",
-)
 def test_state_url_comes_from_the_environment_over_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
