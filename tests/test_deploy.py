@@ -231,11 +231,6 @@ def test_grace_period_is_above_the_stop_bound_even_with_a_queue(
 # --- what the manifests assume of the application ---
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"the config loader has no ${STATE_URL_ENV} override yet; the manifests assume one "
-    "(drop this mark once it exists)",
-)
 def test_state_url_comes_from_the_environment_over_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -246,3 +241,33 @@ def test_state_url_comes_from_the_environment_over_the_file(
     url = f"sqlite:///{tmp_path / 'from-the-secret.db'}"
     monkeypatch.setenv(STATE_URL_ENV, url)
     assert load_config(path).state_url == url
+
+
+# --- what the shipped configs cite ---
+
+TOP_LEVEL = ("docs", "config", "tests", "snapworker", "bench", "migrations", ".ci")
+REPO_PATH = re.compile(
+    r"(?<![\w/.~:-])((?:" + "|".join(map(re.escape, TOP_LEVEL)) + r")/[\w./-]*\w)"
+)
+ROOT_FILE = re.compile(r"(?<![\w/.-])([\w-]+\.(?:md|toml)|Containerfile|Dockerfile)\b")
+URL = re.compile(r"https?://([^/\s:'\"]+)")
+VALUE_HOSTS = re.compile(r"localhost|127\.0\.0\.1|[\w.-]+\.amazonaws\.com|registry\.example\.com")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").iterdir()), ids=lambda p: p.name)
+def test_a_shipped_config_cites_only_files_the_repository_has(path: Path) -> None:
+    """Issue 16: ``config/example.yaml`` cites no file that the repository lacks; nor does any
+    other file in ``config/``. A path under one of the repository's top-level directories,
+    or a top-level file (``*.md``, ``*.toml``, ``Containerfile``), must exist; a URL may
+    only be an example value (localhost, an AWS endpoint, the example registry), not a page
+    that documents snapworker somewhere else. Paths on the target host (``/etc/...``,
+    ``/var/lib/...``) are not citations."""
+    missing = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        for cited in REPO_PATH.findall(line) + ROOT_FILE.findall(line):
+            if not (ROOT / cited).exists():
+                missing.append(f"{path.name}:{n}: {cited}")
+        for host in URL.findall(line):
+            if VALUE_HOSTS.fullmatch(host) is None:
+                missing.append(f"{path.name}:{n}: a URL on {host}")
+    assert not missing, "\n".join(missing)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from snapworker.core import ids
 from snapworker.core.model import Action, Kept, Plan
 from snapworker.views.formatting import iso, md_table, minute
 from snapworker.views.plan_report import render
@@ -243,3 +244,40 @@ def test_drill_and_tag_rows_name_their_snapshot_too() -> None:
     ]
     md = render(plan, "markdown")
     assert f"| verify | {older} | 2026-11-27 03:00 | drill due |" in md
+
+
+ID = re.compile(r"(?<![\w:-])(?:rs:|sw-)[\w:.-]*\w")
+
+
+def ids_repeated(line: str) -> list[str]:
+    found = ID.findall(line)
+    return sorted({i for i in found if found.count(i) > 1})
+
+
+@pytest.mark.e2e
+def test_plan_lines_name_each_snapshot_once(sandbox: Sandbox) -> None:
+    """Issue 16: "from rs:X automated snapshot rs:X" and "info: rs:X not copied: rs:X is
+    already past retention". Each id appears once per line of the table, of the Markdown and
+    of the warnings on stderr; the copy row still says what it copies from, and the JSON
+    keeps the source as its own key."""
+    sandbox.cluster("prod-a", env="prod")
+    sources = [sandbox.automated("prod-a", d) for d in (1, 2, 3, 4, 50)]
+    # the copy of the 4-day-old source would take an id a snapshot snapworker does not own has
+    taken = ids.copy_snapshot_id("prod-nightly", "prod-a", sources[3])
+    sandbox.manual(taken, "prod-a", 4)
+    table = ok(sandbox.cli("plan"))
+    md = ok(sandbox.cli("plan", "-f", "markdown"))
+    for out in (table.stdout, table.stderr, md.stdout):
+        for line in out.splitlines():
+            assert not ids_repeated(line), line
+    copies = [ln for ln in table.stdout.splitlines() if ln.startswith("  copy ")]
+    assert len(copies) == 3
+    for src in sources[:3]:
+        target = ids.copy_snapshot_id("prod-nightly", "prod-a", src)
+        assert any(target in ln and f"from {src}: " in ln for ln in copies), (src, copies)
+    assert f"info: not copied: {sources[4]} is already past retention" in table.stdout
+    assert f"warning: cannot copy {sources[3]}: target id {taken} is taken" in table.stdout
+    p = plan_json(sandbox.cli("plan", "-f", "json"))
+    copied = {a["source"]: a for a in p["actions"] if a["action"] == "copy"}
+    assert sorted(copied) == sorted(sources[:3])
+    assert all(a["reason"] == "automated snapshot not yet copied" for a in copied.values())

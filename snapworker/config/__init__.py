@@ -36,6 +36,7 @@ from snapworker.config.checks import _state_url as _state_url
 from snapworker.config.loader import (
     DEFAULT_CONFIG_FILE,
     ENV_CONFIG,
+    ENV_STATE_URL,
     MAX_CONFIG_BYTES,
     load_config,
     resolve_config_path,
@@ -61,6 +62,7 @@ from snapworker.config.problems import ConfigError, Problem
 __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_CONFIG",
+    "ENV_STATE_URL",
     "MAX_CONFIG_BYTES",
     "REDSHIFT_RESERVED_WORDS",
     "SUPPORT_ALIAS",

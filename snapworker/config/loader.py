@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from snapworker.config.checks import _show
+from snapworker.config.checks import _show, _state_url
 from snapworker.config.models import Config
 from snapworker.config.problems import (
     ConfigError,
@@ -33,6 +33,9 @@ from snapworker.config.problems import (
 )
 
 ENV_CONFIG = "SNAPWORKER_CONFIG"
+ENV_STATE_URL = "SNAPWORKER_STATE_URL"
+"""Set and non-empty, it replaces the file's ``state_url`` (a Secret's URL, with its
+password, need not be written in the config file)."""
 DEFAULT_CONFIG_FILE = "snapworker.yaml"
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_NESTING = 32
@@ -230,12 +233,24 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             f"not {_kind(root)}",
             root.start_mark.line + 1,
         )
+    from_env = os.environ.get(ENV_STATE_URL, "")
+    if from_env:
+        data = {**data, "state_url": _state_url_from_env(from_env)}
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_problems(exc, root, data, file)) from None
     config._source_path = source.absolute()
     return config
+
+
+def _state_url_from_env(value: str) -> str:
+    """``$SNAPWORKER_STATE_URL``, checked as ``state_url`` is; an error names the variable
+    and never echoes the value (it may hold a password)."""
+    try:
+        return _state_url(value)
+    except ValueError as exc:
+        raise ConfigError([Problem(ENV_STATE_URL, None, None, "", str(exc))]) from None
 
 
 def locate(config: Config, findings: Iterable[Finding], file: str | None = None) -> list[Problem]:

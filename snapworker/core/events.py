@@ -127,7 +127,9 @@ def on(event_type: type[E]) -> Callable[[Callable[[E], list[Action]]], Callable[
 
 @on(AutomatedSnapshotSeen)
 def on_automated(e: AutomatedSnapshotSeen) -> list[Action]:
-    reason = f"automated snapshot {e.source} ({e.source_time:%Y-%m-%d %H:%M}Z) not yet copied"
+    # The source is the action's own field, its time the data time: the reason names neither
+    # (the table prints "from <source>: <reason>" next to the data time).
+    reason = "automated snapshot not yet copied"
     return [
         Action(
             e.policy, e.cluster, "copy", e.target, reason, source=e.source, data_time=e.source_time

@@ -17,18 +17,21 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 # snapworker uses no pydantic plugin, and looking for them scans every installed package's
 # entry points (~13 ms of each start); an operator's own setting still wins.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from snapworker.errors import SnapworkerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from typer._click.core import Context, Parameter
 
     from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config
@@ -36,7 +39,68 @@ if TYPE_CHECKING:
     from snapworker.service.tick import Runtime, TickResult
 
 
-app = typer.Typer(
+def _clean_help(params: list[Parameter]) -> list[Parameter]:
+    """No type placeholders in ``--help``: Typer renders ``<bool>`` for a flag (``--help``
+    included), ``<str>`` for an argument, and ``{snapshot}`` for a required one in the usage
+    line, when no metavar is set. A flag shows no metavar; an argument shows its name in
+    capitals (``SNAPSHOT``) and no type."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+        elif isinstance(param, TyperArgument) and not isinstance(param, _Argument):
+            if param.metavar is None:
+                param.metavar = (param.name or "value").upper()
+            param.__class__ = _Argument  # the same object (no state added), rendered cleanly
+    return params
+
+
+class _Argument(TyperArgument):
+    def display_type_rich(self, ctx: Context) -> str | None:
+        return None  # the name column says it (SNAPSHOT); "<str>" adds nothing
+
+    def get_usage_pieces(self, ctx: Context) -> list[str]:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return [name + ("..." if self.nargs != 1 else "")]
+
+
+class Command(TyperCommand):
+    """Every command's class (see :func:`_clean_help`)."""
+
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        return _clean_help(super().get_params(ctx))
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        # The command list without rich (TYPER_USE_RICH=0) cuts the summary at 45
+        # characters with "...": show the docstring's first sentence whole instead.
+        return super().get_short_help_str(limit=1000)
+
+
+class Group(TyperGroup):
+    """The app's class (see :func:`_clean_help`)."""
+
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        return _clean_help(super().get_params(ctx))
+
+
+class _App(typer.Typer):
+    """Every command made with :class:`Command`."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", Command)
+        return super().command(*args, **kwargs)
+
+
+def _version(value: bool) -> None:
+    if value:
+        # The installed distribution's version: a cheap read of its metadata, no import
+        # of what the commands need.
+        from importlib.metadata import version
+
+        typer.echo(f"snapworker {version('snapworker')}")
+        raise typer.Exit(0)
+
+
+app = _App(
     name="snapworker",
     help=(
         "Keeps the manual snapshots of Amazon Redshift clusters on policy: takes them on a "
@@ -46,22 +110,44 @@ app = typer.Typer(
         "2 bad usage or config."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    cls=Group,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version (snapworker X.Y.Z) and exit.",
+        ),
+    ] = False,
+) -> None:
+    """The app's own options (--version); its help is the Typer(help=...) above."""
+
 
 ConfigOpt = Annotated[
     str | None,
     typer.Option(
         "--config",
         "-c",
+        metavar="FILE",
         help="Config file. Default: $SNAPWORKER_CONFIG, else ./snapworker.yaml.",
         show_default=False,
     ),
 ]
 PolicyOpt = Annotated[
     list[str] | None,
-    typer.Option("--policy", "-p", help="Only this policy (repeat for several). Default: all."),
+    typer.Option(
+        "--policy",
+        "-p",
+        metavar="NAME",
+        help="Only this policy (repeat for several). Default: all.",
+    ),
 ]
 
 

@@ -26,7 +26,9 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     try:
-        app()
+        # "snapworker" also under ``python -m snapworker``: the name the usage lines show and
+        # the one command a completion script (--show-completion) registers for.
+        app(prog_name="snapworker")
     except SnapworkerError as e:  # what a command let through: still one line, its exit code
         sys.exit(report(e))
 

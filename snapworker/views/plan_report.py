@@ -95,13 +95,12 @@ def _group_rows(actions: Sequence[Action], kept: Sequence[Kept]) -> list[Row]:
     when: dict[str, datetime | None] = {}
     for a in actions:
         if a.kind in ("create", "copy"):
-            src = f"from {a.source}" if a.source else ""
             rows.append(
                 (
                     a.kind,
                     a.snapshot,
                     minute(a.data_time or a.fire_time),
-                    f"{src} {a.reason}".strip(),
+                    f"from {a.source}: {a.reason}" if a.source else a.reason,
                 )
             )
         else:
@@ -171,8 +170,10 @@ def render_table(plan: Plan) -> str:
                     f"  drift  {d.snapshot}: shared with {d.account}, not listed by the policy"
                 )
             for n in notes_by.get(key, []):
-                where = f" {n.snapshot}" if n.snapshot else ""
-                out.append(f"  {n.level}:{where} {n.message}")
+                # A note's message stands alone (stderr and Markdown print it without its
+                # snapshot): name the snapshot only when the message does not.
+                named = n.snapshot is None or n.snapshot in n.message
+                out.append(f"  {n.level}:{'' if named else f' {n.snapshot}'} {n.message}")
     if not plan.actions:
         out.append("\nNothing to do.")
     return "\n".join(out)

@@ -24,11 +24,19 @@ if TYPE_CHECKING:
 
 @app.command()
 def credentials(
-    cluster: Annotated[str, typer.Option("--cluster", help="ClusterIdentifier to connect to.")],
+    cluster: Annotated[
+        str,
+        typer.Option("--cluster", metavar="CLUSTER", help="ClusterIdentifier to connect to."),
+    ],
     config: ConfigOpt = None,
     policy: Annotated[
         str | None,
-        typer.Option("--policy", "-p", help="Whose verify.connect to use (if several have one)."),
+        typer.Option(
+            "--policy",
+            "-p",
+            metavar="NAME",
+            help="Whose verify.connect to use (if several have one).",
+        ),
     ] = None,
     show_password: Annotated[
         bool,
@@ -65,7 +73,13 @@ def credentials(
     from snapworker.service.database import connect_params, conninfo
 
     try:
-        params = connect_params(rt.gateway, cluster, chosen.verify.connect)
+        info = rt.gateway.describe_cluster(cluster)
+    except Exception as e:
+        aws_guard(e)
+    if info is None:  # a mistyped --cluster is a usage error (exit 2), not a failure
+        fail(f"--cluster: no cluster {cluster!r} in this account and region")
+    try:
+        params = connect_params(rt.gateway, cluster, chosen.verify.connect, info)
     except Exception as e:
         aws_guard(e)
     typer.echo(conninfo(params, with_password=show_password))
@@ -82,17 +96,23 @@ def iam_policy(
     config: ConfigOpt = None,
     policy: PolicyOpt = None,
     account: Annotated[
-        str, typer.Option(help="AWS account id the policy is for (12 digits), or '*'.")
+        str,
+        typer.Option(
+            metavar="ACCOUNT", help="AWS account id the policy is for (12 digits), or '*'."
+        ),
     ] = "*",
     region: Annotated[
         str | None,
-        typer.Option(help="AWS region, or '*'. Default: aws.region of the config, else '*'."),
+        typer.Option(
+            metavar="REGION",
+            help="AWS region, or '*'. Default: aws.region of the config, else '*'.",
+        ),
     ] = None,
 ) -> None:
     """Print the least-privilege IAM policy (JSON) this config needs.
 
     Only the actions the config's features use (no share accounts: no
-    AuthorizeSnapshotAccess; nothing that can expire: no DeleteClusterSnapshot; ...),
+    AuthorizeSnapshotAccess; nothing that can expire: no DeleteClusterSnapshot; and so on),
     scoped to the snapshots the worker makes (sw-<policy>-*) where Redshift allows it.
     """
     import re

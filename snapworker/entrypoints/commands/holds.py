@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     pass
 
 
-SnapshotArg = Annotated[str, typer.Argument(help="A snapshot id snapworker owns.")]
+SnapshotArg = Annotated[
+    str, typer.Argument(metavar="SNAPSHOT", help="A snapshot id snapworker owns.")
+]
 
 
 def _hold_command(snapshot: str, config: str | None, reason: str | None) -> None:
@@ -41,7 +43,10 @@ def hold(
     reason: Annotated[
         str,
         typer.Option(
-            "--reason", "-r", help="Why it is held: the hold tag's value (at most 256 characters)."
+            "--reason",
+            "-r",
+            metavar="TEXT",
+            help="Why it is held: the hold tag's value (at most 256 characters).",
         ),
     ],
     config: ConfigOpt = None,

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 def demo(
     state_url: Annotated[
         str | None,
-        typer.Option(help="State DB for the demo. Default: a fresh file in a temp directory."),
+        typer.Option(
+            metavar="URL", help="State DB for the demo. Default: a fresh file in a temp directory."
+        ),
     ] = None,
 ) -> None:
     """Run the main job against an embedded sandbox (moto, seeded with demo clusters).
@@ -33,8 +35,12 @@ def demo(
 
 @app.command()
 def sandbox(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 5055,
+    host: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(metavar="PORT", help="Port to listen on; 0 picks a free one.")
+    ] = 5055,
 ) -> None:
     """Serve the demo estate on moto's server, to try every command by hand.
 
