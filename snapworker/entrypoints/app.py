@@ -26,7 +26,7 @@ import typer
 from snapworker.errors import SnapworkerError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config
@@ -89,13 +89,14 @@ def load(config_path: str | None) -> Config:
         exit_for(e)
 
 
-def runtime(config: Config) -> Runtime[StateStore]:
+def runtime(config: Config, sleep: Callable[[float], None] | None = None) -> Runtime[StateStore]:
+    """``sleep``: the rate limiter's and the retry backoff's wait (default: time.sleep)."""
     from snapworker.logs import configure
     from snapworker.service.bootstrap import bootstrap
 
     configure()
     try:
-        return bootstrap(config)
+        return bootstrap(config) if sleep is None else bootstrap(config, sleep=sleep)
     except Exception as e:  # the state DB cannot be opened, the AWS client cannot be made
         exit_for(e)
 

@@ -54,6 +54,9 @@ class TickResult:
     inventory: Inventory | None = None
     skipped: list[str] = field(default_factory=list)
     """Policies not worked on: another process holds their lease (see snapworker.service.leases)."""
+    interrupted: bool = False
+    """A stop was asked for (a signal, a lost lease) before the tick's work ended: the actions
+    not started are left to the next tick or run (``outcomes`` has those that ran)."""
 
     @property
     def failures(self) -> list[Outcome]:
@@ -164,7 +167,7 @@ def _leased_tick(
     except BaseException as e:
         rt.store.finish_run(
             run_id,
-            "failed",
+            "interrupted" if should_stop() else "failed",
             0,
             0,
             _calls_since(rt, calls_before),
@@ -174,9 +177,10 @@ def _leased_tick(
         raise
     ok = sum(1 for o in result.outcomes if o.ok)
     failed = len(result.outcomes) - ok
+    status = "interrupted" if result.interrupted else "failed" if failed else "ok"
     rt.store.finish_run(
         run_id,
-        "failed" if failed else "ok",
+        status,
         ok,
         failed,
         _calls_since(rt, calls_before),
@@ -273,7 +277,9 @@ def _tick(
 
     revoked = {o.action.key for o in outcomes if o.ok and o.action.kind == "revoke"}
     rt.store.record_drift(run_id, drift_items(plan, revoked), rt.clock())
-    return TickResult(plan, outcomes, run_id, reconciled, adopted, inv)
+    # Interrupted: the stop came before every planned action had started.
+    interrupted = len(outcomes) < len(plan.actions) and should_stop()
+    return TickResult(plan, outcomes, run_id, reconciled, adopted, inv, interrupted=interrupted)
 
 
 def _in_plan_order(actions: Sequence[Action], outcomes: list[Outcome]) -> list[Outcome]:

@@ -23,9 +23,9 @@ from snapworker.core.model import Action, ActionKind, PendingEntry
 __all__ = ["JournalStatus", "RunRepository", "RunStatus", "pending_entries"]
 
 JournalStatus = Literal["pending", "completed", "failed", "superseded"]
-RunStatus = Literal["running", "ok", "failed"]
+RunStatus = Literal["running", "ok", "failed", "interrupted"]
 _FINISHED_STATUSES = frozenset({"completed", "failed", "superseded"})
-_RUN_END_STATUSES = frozenset({"ok", "failed"})
+_RUN_END_STATUSES = frozenset({"ok", "failed", "interrupted"})
 
 
 def pending_entries(session: Session) -> list[PendingEntry]:
