@@ -26,6 +26,10 @@ from snapworker.adapters.aws.redshift import STOPPING, AwsError
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+FIRST_SIGNAL = (
+    "snapworker: {}: stopping: no new action starts, the actions in flight finish "
+    "(a second signal exits at once)\n"
+)
 SECOND_SIGNAL = (
     b"snapworker: second signal: exiting now; the actions in flight stay pending in the "
     b"journal, the next run completes them\n"
@@ -54,9 +58,13 @@ class GracefulStop:
         self._previous.clear()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self.event.is_set() and self.second_exits:
-            os.write(2, SECOND_SIGNAL)
-            os._exit(self.exit_code or 128 + signum)
+        if self.second_exits:
+            # Straight to the file descriptor: the handler may run in the middle of a print.
+            if self.event.is_set():
+                os.write(2, SECOND_SIGNAL)
+                os._exit(self.exit_code or 128 + signum)
+            name = signal.Signals(signum).name
+            os.write(2, FIRST_SIGNAL.format(name).encode())
         self.request(signum)
 
     def request(self, signum: int | None = None) -> None:

@@ -21,7 +21,7 @@ from snapworker.errors import UsageError
 from snapworker.service.drills import DrillContext, cleanup_scratch, run_drills
 from snapworker.service.executor import Executor, Outcome, apply, reconcile_pending
 from snapworker.service.iam import needs
-from snapworker.service.leases import PolicyLeases
+from snapworker.service.leases import PolicyLeases, run_lease
 from snapworker.service.ports import Gateway, StateRepository
 
 if TYPE_CHECKING:
@@ -145,6 +145,7 @@ def tick(
             progress,
             on_plan,
             lambda: should_stop() or leases.any_lost,
+            leases,
         )
         result.skipped = skipped
         return result
@@ -159,9 +160,15 @@ def _leased_tick(
     progress: Callable[[Outcome], None] | None,
     on_plan: Callable[[Plan], None] | None,
     should_stop: Callable[[], bool],
+    leases: PolicyLeases,
 ) -> TickResult:
     calls_before = rt.gateway.stats.snapshot()
-    run_id = rt.store.begin_run(mode, os.getpid(), rt.clock())
+    # Runs whose process is gone (killed) never finished their row: recorded interrupted.
+    rt.store.interrupt_gone_runs(rt.clock())
+    run_id = rt.store.begin_run(
+        mode, os.getpid(), rt.clock(), holder=leases.holder, lease_expires=leases.expiry()
+    )
+    leases.keep(run_lease(run_id))
     try:
         result = _tick(rt, policies, run_id, progress, on_plan, should_stop)
     except BaseException as e:
