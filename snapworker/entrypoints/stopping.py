@@ -24,6 +24,8 @@ from typing import Any
 
 from snapworker.adapters.aws.redshift import STOPPING, AwsError
 
+__all__ = ["SIGNALS", "STOPPING", "GracefulStop"]
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 FIRST_SIGNAL = (

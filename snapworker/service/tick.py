@@ -64,8 +64,9 @@ class TickResult:
 
     @property
     def exit_code(self) -> int:
-        """1 if an action failed, or a policy was skipped (its work was not done by us)."""
-        return 1 if self.failures or self.skipped else 0
+        """1 if an action failed, a policy was skipped (its work was not done by us), or the
+        tick was interrupted (`run` exits 130/143 instead when a signal stopped it)."""
+        return 1 if self.failures or self.skipped or self.interrupted else 0
 
 
 class UnknownPolicy(UsageError, ValueError):

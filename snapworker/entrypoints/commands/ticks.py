@@ -40,7 +40,7 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
     journalled, the outcomes are printed, and it exits 130 (SIGINT) or 143 (SIGTERM); the
     next run completes the rest. A second signal exits at once.
     """
-    from snapworker.entrypoints.stopping import GracefulStop
+    from snapworker.entrypoints.stopping import STOPPING, GracefulStop
 
     stop = GracefulStop(second_exits=True).install()
     cfg = load(config)
@@ -61,7 +61,8 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
         )
     except Exception as e:
         progress.stop()
-        if stop.exit_code is not None:
+        if stop.exit_code is not None and getattr(e, "code", None) == STOPPING:
+            # A retry cut short while reading the inventory: nothing was done.
             typer.echo(f"interrupted by {_signal_name(stop)} before any action: {e}", err=True)
             raise typer.Exit(stop.exit_code) from None
         aws_guard(e)
