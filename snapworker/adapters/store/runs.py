@@ -8,7 +8,7 @@ A run is ``running`` until its process finishes it (``ok``, ``failed``, or ``int
 stop came before every planned action had started). A process killed before that (SIGKILL,
 the OOM killer, a second Ctrl-C) never finishes its row; so that such a row is not shown
 ``running`` for ever, a run takes, with its row, the lease ``run:<id>`` (its holder names the
-process, ``adapters.store.leases``), which its tick renews and which finishing the run gives
+process, ``adapters.store.holders``), which its tick renews and which finishing the run gives
 back. A ``running`` row whose lease is gone, has expired, or names a process of this host that
 no longer exists is *gone*: :meth:`RunRepository.recent_runs` shows it ``interrupted``, with
 the counts of its journal, and :meth:`RunRepository.interrupt_gone_runs` (the next tick)
