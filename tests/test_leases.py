@@ -12,6 +12,7 @@ import pytest
 
 from snapworker.adapters.store.repository import StateStore, open_store
 from snapworker.service.leases import PolicyLeases, lease_name
+from tests.pg_support import pg_database  # noqa: F401  (a fixture: store_url on PostgreSQL)
 from tests.test_daemon import CONFIG, automated, aws, make_cluster, write_config  # noqa: F401
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -129,7 +130,7 @@ def test_the_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(
 
 
 def test_a_run_whose_process_is_gone_is_shown_and_then_recorded_interrupted(
-    store: StateStore,
+    store_url: str,
 ) -> None:
     """A run row never finished (its process was killed) is `interrupted`, with the counts of
     its journal, once its process is gone: a dead pid of this host, an expired lease, or no
@@ -151,6 +152,7 @@ def test_a_run_whose_process_is_gone_is_shown_and_then_recorded_interrupted(
     )
     dead_pid = int(child.stdout)
     here = f"{socket.gethostname()}|{_pid_namespace()}"
+    store = open_store(store_url)
     now = datetime.now(UTC)
     later = now + timedelta(minutes=10)
 
@@ -194,3 +196,4 @@ def test_a_run_whose_process_is_gone_is_shown_and_then_recorded_interrupted(
     assert store.interrupt_gone_runs(T0 + timedelta(hours=2), now=now) == 0
     # A finished row is now prunable like any other.
     assert store.prune(T0 + timedelta(hours=3)) >= 3
+    store.close()
