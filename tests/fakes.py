@@ -361,11 +361,21 @@ class FakeStore:
 
     # -- runs and the journal
 
-    def begin_run(self, mode: str, pid: int, at: datetime) -> int:
+    def begin_run(
+        self,
+        mode: str,
+        pid: int,
+        at: datetime,
+        holder: str | None = None,
+        lease_expires: datetime | None = None,
+    ) -> int:
         with self._lock:
             run_id = len(self.runs) + 1
             self.runs[run_id] = {"mode": mode, "pid": pid, "started_at": at, "status": "running"}
             return run_id
+
+    def interrupt_gone_runs(self, at: datetime, now: datetime | None = None) -> int:
+        return 0  # one process: no run of another is ever gone
 
     def finish_run(
         self,

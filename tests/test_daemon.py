@@ -301,6 +301,31 @@ def test_stop_lets_the_action_in_flight_finish_and_starts_no_other(
     assert daemon.scheduler.get_job("poll-creating") is None
 
 
+def test_a_tick_a_stop_cut_short_is_recorded_interrupted_with_its_counts(
+    daemon: Daemon, aws: Any
+) -> None:
+    """Issue 18: a tick stopped before every planned action started is `interrupted` in the
+    state DB (not `ok`), with the counts of the actions it did; the run lease is given back."""
+    make_cluster(aws, "prod-a")
+    for d in (1, 2, 3):
+        automated("prod-a", d)
+    gateway = daemon.rt.gateway
+    real_copy = gateway.copy_snapshot
+
+    def copy_then_signal(*args: Any, **kw: Any) -> Any:
+        out = real_copy(*args, **kw)
+        daemon.request_stop()
+        return out
+
+    gateway.copy_snapshot = copy_then_signal  # type: ignore[method-assign]
+    result = daemon.reconcile()
+    assert result is not None and result.interrupted and len(result.plan.actions) == 3
+    [run] = daemon.rt.store.recent_runs()
+    assert (run.status, run.actions_ok, run.actions_failed) == ("interrupted", 1, 0)
+    assert run.finished_at is not None
+    assert daemon.rt.store.lease_holder(f"run:{run.id}") is None
+
+
 def test_a_stop_cuts_a_retry_backoff_short(daemon: Daemon, aws: Any) -> None:
     from botocore.exceptions import ClientError
 

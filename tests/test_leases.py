@@ -12,6 +12,7 @@ import pytest
 
 from snapworker.adapters.store.repository import StateStore, open_store
 from snapworker.service.leases import PolicyLeases, lease_name
+from tests.pg_support import pg_database  # noqa: F401  (a fixture: store_url on PostgreSQL)
 from tests.test_daemon import CONFIG, automated, aws, make_cluster, write_config  # noqa: F401
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -123,3 +124,76 @@ def test_the_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(
     me = PolicyLeases(store, new_holder(), TTL)
     assert me.acquire(["p-dead", "p-alive", "p-else"]) == (["p-dead"], ["p-alive", "p-else"])
     me.release()
+
+
+# ------------------------------------------- runs whose process is gone (issue 18)
+
+
+def test_a_run_whose_process_is_gone_is_shown_and_then_recorded_interrupted(
+    store_url: str,
+) -> None:
+    """A run row never finished (its process was killed) is `interrupted`, with the counts of
+    its journal, once its process is gone: a dead pid of this host, an expired lease, or no
+    lease at all (a row of a version without run leases). A live run, here or on another host
+    within its lease, stays `running`; the next tick records the gone ones."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from snapworker.core.model import Action
+    from snapworker.service.leases import _pid_namespace
+
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = int(child.stdout)
+    here = f"{socket.gethostname()}|{_pid_namespace()}"
+    store = open_store(store_url)
+    now = datetime.now(UTC)
+    later = now + timedelta(minutes=10)
+
+    def run(pid: int, holder: str | None, expires: datetime | None) -> int:
+        return store.begin_run("run", pid, T0, holder=holder, lease_expires=expires)
+
+    dead = run(dead_pid, f"{here}|{dead_pid}|dead0001", later)
+    done = store.journal_start(dead, Action("p", "c", "copy", "s1", "why", source="a1"), T0)
+    store.journal_finish(done, "completed", "copied", None, T0)
+    bad = store.journal_start(dead, Action("p", "c", "copy", "s2", "why", source="a2"), T0)
+    store.journal_finish(bad, "failed", None, "AccessDenied", T0)
+    store.journal_start(dead, Action("p", "c", "copy", "s3", "why", source="a3"), T0)  # in flight
+    expired = run(4242, "other-host|1|4242|exp00001", now - timedelta(seconds=1))
+    unleased = run(4343, None, None)
+    alive_here = run(os.getppid(), f"{here}|{os.getppid()}|alive001", later)
+    elsewhere = run(dead_pid, f"other-host|{_pid_namespace()}|{dead_pid}|else0001", later)
+    finished = run(os.getpid(), f"{here}|{os.getpid()}|mine0001", later)
+    store.finish_run(finished, "ok", 0, 0, {}, None, T0)
+
+    views = {v.id: v for v in store.recent_runs(now=now)}
+    assert {i: v.status for i, v in views.items()} == {
+        dead: "interrupted",
+        expired: "interrupted",
+        unleased: "interrupted",
+        alive_here: "running",
+        elsewhere: "running",
+        finished: "ok",
+    }
+    gone = views[dead]
+    assert (gone.actions_ok, gone.actions_failed) == (1, 1)
+    assert gone.error is not None and f"pid {dead_pid}" in gone.error
+    assert gone.finished_at is None
+    # Finishing a run gives its lease back.
+    assert store.lease_holder(f"run:{finished}") is None
+
+    assert store.interrupt_gone_runs(T0 + timedelta(hours=1), now=now) == 3
+    after = {v.id: v for v in store.recent_runs(now=now)}
+    assert after[dead].status == "interrupted" and after[dead].finished_at is not None
+    assert (after[dead].actions_ok, after[dead].actions_failed) == (1, 1)
+    assert after[alive_here].status == "running" and after[elsewhere].status == "running"
+    assert store.interrupt_gone_runs(T0 + timedelta(hours=2), now=now) == 0
+    # A finished row is now prunable like any other.
+    assert store.prune(T0 + timedelta(hours=3)) >= 3
+    store.close()

@@ -29,7 +29,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from snapworker.errors import SnapworkerError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from typer._click.core import Context, Parameter
 
@@ -229,15 +229,22 @@ def load(config_path: str | None) -> Config:
         exit_for(e)
 
 
-def runtime(config: Config, at: datetime | None = None) -> Runtime[StateStore]:
-    """The wired runtime; ``at``: a clock stopped at that instant (``plan --at``)."""
+def runtime(
+    config: Config,
+    at: datetime | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> Runtime[StateStore]:
+    """The wired runtime. ``at``: a clock stopped at that instant (``plan --at``);
+    ``sleep``: the rate limiter's and the retry backoff's wait (default: time.sleep)."""
     from snapworker.logs import configure
     from snapworker.service.bootstrap import bootstrap
 
     configure()
     clock: Callable[[], datetime] | None = None if at is None else (lambda: at)
     try:
-        return bootstrap(config, clock=clock)
+        if sleep is None:
+            return bootstrap(config, clock=clock)
+        return bootstrap(config, clock=clock, sleep=sleep)
     except Exception as e:  # the state DB cannot be opened, the AWS client cannot be made
         exit_for(e)
 

@@ -65,6 +65,7 @@ from snapworker.entrypoints.daemon_jobs import (
     policies_for_cluster,
     stop_bound_seconds,
 )
+from snapworker.entrypoints.stopping import SIGNALS, GracefulStop
 from snapworker.service.leases import new_holder
 from snapworker.service.tick import TickResult, tick
 
@@ -106,7 +107,8 @@ class Daemon:
         self.config = config
         self.config_path = config_path or config.source_path
         self.log = log or get_logger(component="daemon")
-        self.stop_event = threading.Event()
+        self.stopper = GracefulStop(log=self.log)
+        self.stop_event = self.stopper.event
         self.reload_event = threading.Event()
         self.tick_lock = threading.Lock()
         self.holder = new_holder()
@@ -135,18 +137,11 @@ class Daemon:
         return rt
 
     def _pace(self, seconds: float) -> None:
-        self.stop_event.wait(seconds)
+        self.stopper.pace(seconds)
 
     def _sleep(self, seconds: float) -> None:
         """The gateway's retry backoff: returns early, with an error, when stopping."""
-        from snapworker.adapters.aws.redshift import STOPPING, AwsError
-
-        if self.stop_event.wait(seconds):
-            raise AwsError(
-                "Retry",
-                STOPPING,
-                "not retried: snapworker is stopping (the next tick or run does it again)",
-            )
+        self.stopper.backoff(seconds)
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -420,9 +415,7 @@ class Daemon:
     # -- life cycle -----------------------------------------------------------------------
 
     def request_stop(self, *_: Any) -> None:
-        if not self.stop_event.is_set():
-            self.log.info("stopping: finishing the action in flight")
-        self.stop_event.set()
+        self.stopper.request()
 
     def _on_hup(self, *_: Any) -> None:
         self.reload_event.set()
@@ -478,8 +471,8 @@ class Daemon:
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+        for sig in SIGNALS:
+            signal.signal(sig, self.request_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         try:
             self.start()

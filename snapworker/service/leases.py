@@ -21,15 +21,28 @@ and starts no further action.
 
 from __future__ import annotations
 
-import os
-import socket
+import contextlib
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from snapworker.adapters.store.holders import (
+    dead_local_holder,
+    new_holder,
+    pid_namespace,
+    run_lease,
+)
 from snapworker.service.ports import LeaseRepository
+
+__all__ = [
+    "DEFAULT_TTL",
+    "PolicyLeases",
+    "dead_local_holder",
+    "lease_name",
+    "new_holder",
+    "run_lease",
+]
 
 DEFAULT_TTL = timedelta(seconds=120)
 """A crashed holder blocks a policy for at most this long."""
@@ -39,39 +52,7 @@ def lease_name(policy: str) -> str:
     return f"policy:{policy}"
 
 
-def _pid_namespace() -> str:
-    """The PID namespace of this process (Linux), so that a pid is only ever compared with
-    pids of the same namespace (two containers may share a host name, not their pids)."""
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return ""
-
-
-def new_holder() -> str:
-    """Who holds a lease: host, PID namespace, pid, and a random part (pids are reused)."""
-    return f"{socket.gethostname()}|{_pid_namespace()}|{os.getpid()}|{uuid.uuid4().hex[:8]}"
-
-
-def dead_local_holder(holder: str) -> bool:
-    """True only when ``holder`` is a process of this host and PID namespace that no longer
-    exists (a `run` killed by SIGKILL or the OOM killer): its lease need not be waited out.
-    Anything else (another host, an unknown format, a live or unknowable pid) is False."""
-    parts = holder.split("|")
-    if len(parts) != 4 or not parts[2].isdigit():
-        return False
-    host, pidns, pid, _ = parts
-    if host != socket.gethostname() or not pidns or pidns != _pid_namespace():
-        return False
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists (owned by another user): alive
-        return False
-    return False
+_pid_namespace = pid_namespace  # its former name here
 
 
 def wall_clock() -> datetime:
@@ -96,6 +77,8 @@ class PolicyLeases:
         self.log = log
         self.held: list[str] = []
         self.lost: set[str] = set()
+        self.kept: list[str] = []
+        """Other leases of ours this heartbeat renews (the run's, ``run:<id>``), by name."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -134,8 +117,23 @@ class PolicyLeases:
         self.store.release_lease(name, other)
         return self.store.acquire_lease(name, self.holder, self.ttl, self.clock())
 
+    def keep(self, name: str) -> None:
+        """Renew the lease ``name`` (taken by the caller, e.g. with its run) with the others,
+        and release it with them."""
+        self.kept.append(name)
+
+    def expiry(self) -> datetime:
+        """When a lease taken or renewed now expires."""
+        return self.clock() + self.ttl
+
     def renew(self) -> None:
         """Extend every lease held; one that is no longer ours is marked lost."""
+        for name in self.kept:
+            try:
+                self.store.renew_lease(name, self.holder, self.ttl, self.clock())
+            except Exception as e:  # a busy DB: try again at the next beat
+                if self.log is not None:
+                    self.log.warning("lease renewal failed", lease=name, error=str(e))
         for name in self.held:
             if name in self.lost:
                 continue
@@ -170,4 +168,8 @@ class PolicyLeases:
             except Exception as e:  # it expires on its own
                 if self.log is not None:
                     self.log.warning("lease release failed", policy=name, error=str(e))
+        for name in self.kept:
+            with contextlib.suppress(Exception):  # it expires on its own
+                self.store.release_lease(name, self.holder)
         self.held = []
+        self.kept = []

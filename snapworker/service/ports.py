@@ -98,7 +98,15 @@ class SnapshotRepository(Protocol):
 class JournalRepository(Protocol):
     """Runs and the journal of their actions (written before each AWS call)."""
 
-    def begin_run(self, mode: str, pid: int, at: datetime) -> int: ...
+    def begin_run(
+        self,
+        mode: str,
+        pid: int,
+        at: datetime,
+        holder: str | None = None,
+        lease_expires: datetime | None = None,
+    ) -> int: ...
+    def interrupt_gone_runs(self, at: datetime, now: datetime | None = None) -> int: ...
     def finish_run(
         self,
         run_id: int,

@@ -21,7 +21,7 @@ from snapworker.errors import UsageError
 from snapworker.service.drills import DrillContext, cleanup_scratch, run_drills
 from snapworker.service.executor import Executor, Outcome, apply, reconcile_pending
 from snapworker.service.iam import needs
-from snapworker.service.leases import PolicyLeases
+from snapworker.service.leases import PolicyLeases, run_lease
 from snapworker.service.ports import Gateway, StateRepository
 
 if TYPE_CHECKING:
@@ -54,6 +54,9 @@ class TickResult:
     inventory: Inventory | None = None
     skipped: list[str] = field(default_factory=list)
     """Policies not worked on: another process holds their lease (see snapworker.service.leases)."""
+    interrupted: bool = False
+    """A stop was asked for (a signal, a lost lease) before the tick's work ended: the actions
+    not started are left to the next tick or run (``outcomes`` has those that ran)."""
 
     @property
     def failures(self) -> list[Outcome]:
@@ -61,8 +64,9 @@ class TickResult:
 
     @property
     def exit_code(self) -> int:
-        """1 if an action failed, or a policy was skipped (its work was not done by us)."""
-        return 1 if self.failures or self.skipped else 0
+        """1 if an action failed, a policy was skipped (its work was not done by us), or the
+        tick was interrupted (`run` exits 130/143 instead when a signal stopped it)."""
+        return 1 if self.failures or self.skipped or self.interrupted else 0
 
 
 class UnknownPolicy(UsageError, ValueError):
@@ -142,6 +146,7 @@ def tick(
             progress,
             on_plan,
             lambda: should_stop() or leases.any_lost,
+            leases,
         )
         result.skipped = skipped
         return result
@@ -156,15 +161,21 @@ def _leased_tick(
     progress: Callable[[Outcome], None] | None,
     on_plan: Callable[[Plan], None] | None,
     should_stop: Callable[[], bool],
+    leases: PolicyLeases,
 ) -> TickResult:
     calls_before = rt.gateway.stats.snapshot()
-    run_id = rt.store.begin_run(mode, os.getpid(), rt.clock())
+    # Runs whose process is gone (killed) never finished their row: recorded interrupted.
+    rt.store.interrupt_gone_runs(rt.clock())
+    run_id = rt.store.begin_run(
+        mode, os.getpid(), rt.clock(), holder=leases.holder, lease_expires=leases.expiry()
+    )
+    leases.keep(run_lease(run_id))
     try:
         result = _tick(rt, policies, run_id, progress, on_plan, should_stop)
     except BaseException as e:
         rt.store.finish_run(
             run_id,
-            "failed",
+            "interrupted" if should_stop() else "failed",
             0,
             0,
             _calls_since(rt, calls_before),
@@ -174,9 +185,10 @@ def _leased_tick(
         raise
     ok = sum(1 for o in result.outcomes if o.ok)
     failed = len(result.outcomes) - ok
+    status = "interrupted" if result.interrupted else "failed" if failed else "ok"
     rt.store.finish_run(
         run_id,
-        "failed" if failed else "ok",
+        status,
         ok,
         failed,
         _calls_since(rt, calls_before),
@@ -273,7 +285,9 @@ def _tick(
 
     revoked = {o.action.key for o in outcomes if o.ok and o.action.kind == "revoke"}
     rt.store.record_drift(run_id, drift_items(plan, revoked), rt.clock())
-    return TickResult(plan, outcomes, run_id, reconciled, adopted, inv)
+    # Interrupted: the stop came before every planned action had started.
+    interrupted = len(outcomes) < len(plan.actions) and should_stop()
+    return TickResult(plan, outcomes, run_id, reconciled, adopted, inv, interrupted=interrupted)
 
 
 def _in_plan_order(actions: Sequence[Action], outcomes: list[Outcome]) -> list[Outcome]:

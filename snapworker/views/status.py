@@ -222,7 +222,7 @@ def _table(data: dict[str, Any], show_all: bool) -> str:
     for r in data["runs"]:
         calls = sum(r["api_calls"].values())
         out.append(
-            f"  #{r['id']:<5} {r['mode']:<6} {r['status']:<8} {r['started_at']}  "
+            f"  #{r['id']:<5} {r['mode']:<6} {r['status']:<11} {r['started_at']}  "
             f"{r['actions_ok']} ok, {r['actions_failed']} failed, {calls} AWS calls"
         )
         if calls:

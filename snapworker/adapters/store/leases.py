@@ -5,6 +5,8 @@ write lock from its start (``BEGIN IMMEDIATE``), so the conditional update and t
 run as one step; on PostgreSQL the conditional update waits for a concurrent one and
 re-checks its condition, and of two inserts of a free lease the primary key lets one through
 (the other conflicts, and finds it held).
+
+Who holds a lease, and whether that process still lives: ``adapters.store.holders``.
 """
 
 from __future__ import annotations

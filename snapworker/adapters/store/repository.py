@@ -144,8 +144,18 @@ class StateStore:
 
     # -- runs and the journal
 
-    def begin_run(self, mode: str, pid: int, at: datetime) -> int:
-        return self.runs.begin_run(mode, pid, at)
+    def begin_run(
+        self,
+        mode: str,
+        pid: int,
+        at: datetime,
+        holder: str | None = None,
+        lease_expires: datetime | None = None,
+    ) -> int:
+        return self.runs.begin_run(mode, pid, at, holder, lease_expires)
+
+    def interrupt_gone_runs(self, at: datetime, now: datetime | None = None) -> int:
+        return self.runs.interrupt_gone_runs(at, now)
 
     def finish_run(
         self,
@@ -184,8 +194,8 @@ class StateStore:
     def journal(self, limit: int = 50, run_id: int | None = None) -> list[JournalView]:
         return self.runs.journal(limit, run_id)
 
-    def recent_runs(self, limit: int = 10) -> list[RunView]:
-        return self.runs.recent_runs(limit)
+    def recent_runs(self, limit: int = 10, now: datetime | None = None) -> list[RunView]:
+        return self.runs.recent_runs(limit, now)
 
     # -- leases
 

@@ -3,29 +3,45 @@
 A journal entry is written ``pending`` before its AWS call and committed at once, so that the
 next run finds it after a crash; the entry of an action a crash cut short is reused by the
 next attempt of that action (same key).
+
+A run is ``running`` until its process finishes it (``ok``, ``failed``, or ``interrupted``: a
+stop came before every planned action had started). A process killed before that (SIGKILL,
+the OOM killer, a second Ctrl-C) never finishes its row; so that such a row is not shown
+``running`` for ever, a run takes, with its row, the lease ``run:<id>`` (its holder names the
+process, ``adapters.store.holders``), which its tick renews and which finishing the run gives
+back. A ``running`` row whose lease is gone, has expired, or names a process of this host that
+no longer exists is *gone*: :meth:`RunRepository.recent_runs` shows it ``interrupted``, with
+the counts of its journal, and :meth:`RunRepository.interrupt_gone_runs` (the next tick)
+records it so. (Rows of a version without run leases count as gone: none of them is live.)
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Literal, cast
 
-from sqlmodel import Session, col, delete, select, update
+from sqlmodel import Session, col, delete, func, select, update
 
 from snapworker.adapters.store.engine import Database, aware, changed
 from snapworker.adapters.store.errors import StateStoreError
-from snapworker.adapters.store.tables import JournalRow, RunRow
+from snapworker.adapters.store.holders import dead_local_holder, run_lease
+from snapworker.adapters.store.tables import JournalRow, LeaseRow, RunRow
 from snapworker.adapters.store.views import JournalView, RunView
 from snapworker.core.model import Action, ActionKind, PendingEntry
 
 __all__ = ["JournalStatus", "RunRepository", "RunStatus", "pending_entries"]
 
 JournalStatus = Literal["pending", "completed", "failed", "superseded"]
-RunStatus = Literal["running", "ok", "failed"]
+RunStatus = Literal["running", "ok", "failed", "interrupted"]
 _FINISHED_STATUSES = frozenset({"completed", "failed", "superseded"})
-_RUN_END_STATUSES = frozenset({"ok", "failed"})
+_RUN_END_STATUSES = frozenset({"ok", "failed", "interrupted"})
+GONE = (
+    "its process ended before the run did (killed, or stopped twice; pid {pid}); "
+    "the next run completes what it left"
+)
+"""The error shown for a run whose process is gone (see the module docstring)."""
 
 
 def pending_entries(session: Session) -> list[PendingEntry]:
@@ -56,12 +72,34 @@ class RunRepository:
 
     # -- runs
 
-    def begin_run(self, mode: str, pid: int, at: datetime) -> int:
+    def begin_run(
+        self,
+        mode: str,
+        pid: int,
+        at: datetime,
+        holder: str | None = None,
+        lease_expires: datetime | None = None,
+    ) -> int:
+        """A ``running`` row; with ``holder``, also the run's lease (``run:<id>``, expiring at
+        ``lease_expires``, wall clock), in the same transaction."""
         at = aware(at)
         with self._db.session("begin run", write=True) as s:
             row = RunRow(mode=mode, started_at=at, status="running", pid=pid)
             s.add(row)
             s.flush()
+            if holder is not None:
+                if lease_expires is None:
+                    raise ValueError("a run lease needs its expiry")
+                now = datetime.now(UTC)
+                s.add(
+                    LeaseRow(
+                        name=run_lease(_id(row)),
+                        holder=holder,
+                        acquired_at=now,
+                        expires_at=aware(lease_expires, "lease_expires"),
+                    )
+                )
+                s.flush()
             return _id(row)
 
     def finish_run(
@@ -93,6 +131,34 @@ class RunRepository:
             )
             if done == 0:
                 raise StateStoreError(f"state DB {self._db.url}: run {run_id} does not exist")
+            s.exec(delete(LeaseRow).where(col(LeaseRow.name) == run_lease(run_id)))
+
+    def interrupt_gone_runs(self, at: datetime, now: datetime | None = None) -> int:
+        """Record every gone run (see the module docstring) as ``interrupted``, with the
+        counts of its journal, finished ``at``. ``now``: the wall clock (lease expiry)."""
+        at = aware(at)
+        now = aware(now) if now is not None else datetime.now(UTC)
+        with self._db.session("interrupt gone runs", write=True) as s:
+            running = s.exec(select(RunRow).where(RunRow.status == "running")).all()
+            gone = _gone(s, running, now)
+            for run in running:
+                if _id(run) not in gone:
+                    continue
+                ok, failed = gone[_id(run)]
+                changed(
+                    s,
+                    update(RunRow)
+                    .where(col(RunRow.id) == _id(run), col(RunRow.status) == "running")
+                    .values(
+                        status="interrupted",
+                        actions_ok=ok,
+                        actions_failed=failed,
+                        error=GONE.format(pid=run.pid),
+                        finished_at=at,
+                    ),
+                )
+                s.exec(delete(LeaseRow).where(col(LeaseRow.name) == run_lease(_id(run))))
+            return len(gone)
 
     # -- journal
 
@@ -210,10 +276,14 @@ class RunRepository:
             rows = s.exec(query.order_by(col(JournalRow.id).desc()).limit(limit))
             return [_journal_view(row) for row in rows]
 
-    def recent_runs(self, limit: int = 10) -> list[RunView]:
-        """The newest runs first, each with its failed journal entries and API call counts."""
+    def recent_runs(self, limit: int = 10, now: datetime | None = None) -> list[RunView]:
+        """The newest runs first, each with its failed journal entries and API call counts.
+        A gone run (see the module docstring) is shown ``interrupted``, with the counts of its
+        journal. ``now``: the wall clock (lease expiry)."""
+        now = aware(now) if now is not None else datetime.now(UTC)
         with self._db.session("read runs", write=False) as s:
             runs = s.exec(select(RunRow).order_by(col(RunRow.id).desc()).limit(limit)).all()
+            gone = _gone(s, [r for r in runs if r.status == "running"], now)
             ids = {_id(run) for run in runs}
             failures: dict[int, list[JournalView]] = {}
             if ids:
@@ -229,28 +299,64 @@ class RunRepository:
                 for row in failed:
                     if row.run_id in ids:
                         failures.setdefault(row.run_id, []).append(_journal_view(row))
-            return [
-                RunView(
-                    id=_id(run),
-                    mode=run.mode,
-                    status=run.status,
-                    started_at=run.started_at,
-                    finished_at=run.finished_at,
-                    actions_ok=run.actions_ok,
-                    actions_failed=run.actions_failed,
-                    api_calls=_api_calls(run.api_calls),
-                    error=run.error,
-                    pid=run.pid,
-                    failures=tuple(failures.get(_id(run), ())),
-                )
-                for run in runs
-            ]
+            return [_run_view(run, failures.get(_id(run), ()), gone.get(_id(run))) for run in runs]
 
 
 def _id(row: RunRow | JournalRow) -> int:
     """The id of a stored row (the database gave it one)."""
     assert row.id is not None
     return row.id
+
+
+def _gone(s: Session, running: Sequence[RunRow], now: datetime) -> dict[int, tuple[int, int]]:
+    """The gone runs among ``running`` rows, each with (ok, failed) from its journal."""
+    if not running:
+        return {}
+    names = {run_lease(_id(r)): _id(r) for r in running}
+    leases = {
+        names[row.name]: row
+        for row in s.exec(select(LeaseRow).where(col(LeaseRow.name).in_(names)))
+    }
+    gone = []
+    for run_id in names.values():
+        lease = leases.get(run_id)
+        if lease is None or aware(lease.expires_at) <= now or dead_local_holder(lease.holder):
+            gone.append(run_id)
+    if not gone:
+        return {}
+    counts: dict[int, tuple[int, int]] = {run_id: (0, 0) for run_id in gone}
+    rows = s.exec(
+        select(JournalRow.run_id, JournalRow.status, func.count())
+        .where(
+            col(JournalRow.run_id).in_(gone), col(JournalRow.status).in_(("completed", "failed"))
+        )
+        .group_by(col(JournalRow.run_id), col(JournalRow.status))
+    )
+    for run_id, status, n in rows:
+        ok, failed = counts[run_id]
+        counts[run_id] = (ok + n, failed) if status == "completed" else (ok, failed + n)
+    return counts
+
+
+def _run_view(
+    run: RunRow, failures: Sequence[JournalView], gone: tuple[int, int] | None
+) -> RunView:
+    status, ok, failed, error = run.status, run.actions_ok, run.actions_failed, run.error
+    if gone is not None:
+        status, (ok, failed), error = "interrupted", gone, GONE.format(pid=run.pid)
+    return RunView(
+        id=_id(run),
+        mode=run.mode,
+        status=status,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        actions_ok=ok,
+        actions_failed=failed,
+        api_calls=_api_calls(run.api_calls),
+        error=error,
+        pid=run.pid,
+        failures=tuple(failures),
+    )
 
 
 def _journal_view(row: JournalRow) -> JournalView:

@@ -121,7 +121,7 @@ class RunRow(SQLModel, table=True):
     mode: str  # "run" | "daemon" | "plan"
     started_at: datetime
     finished_at: datetime | None = None
-    status: str  # "running" | "ok" | "failed"
+    status: str  # "running" | "ok" | "failed" | "interrupted"
     actions_ok: int = 0
     actions_failed: int = 0
     api_calls: str = Field(default="{}", sa_type=Text)  # JSON object: operation -> count

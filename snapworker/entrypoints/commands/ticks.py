@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +28,7 @@ from snapworker.entrypoints.app import (
 if TYPE_CHECKING:
     from snapworker.config import Config
     from snapworker.core.model import Plan
+    from snapworker.entrypoints.stopping import GracefulStop
     from snapworker.service.tick import Runtime
 
 
@@ -37,9 +39,17 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
     Copies new automated snapshots, takes the manual snapshots that are due, shares them,
     and revokes then deletes what fell out of retention (at most max_deletes_per_run per
     policy). Prints what it did; exits 1 if any action failed.
+
+    SIGINT (Ctrl-C) or SIGTERM: no new action starts, the actions in flight finish and are
+    journalled, the outcomes are printed, and it exits 130 (SIGINT) or 143 (SIGTERM); the
+    next run completes the rest. A second signal exits at once.
     """
+    from snapworker.entrypoints.stopping import STOPPING, GracefulStop
+
+    stop = GracefulStop(second_exits=True).install()
     cfg = load(config)
-    rt = runtime(cfg)
+    rt = runtime(cfg, sleep=stop.pace)
+    rt.gateway.sleep = stop.backoff
     from snapworker.service.tick import tick
     from snapworker.views.plan_report import render_outcomes, summary
 
@@ -50,8 +60,15 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
         progress.start(len(p.actions))
 
     try:
-        result = tick(rt, policy, progress=progress.update, on_plan=on_plan)
+        result = tick(
+            rt, policy, progress=progress.update, on_plan=on_plan, should_stop=stop.is_set
+        )
     except Exception as e:
+        progress.stop()
+        if stop.exit_code is not None and getattr(e, "code", None) == STOPPING:
+            # A retry cut short while reading the inventory: nothing was done.
+            typer.echo(f"interrupted by {_signal_name(stop)} before any action: {e}", err=True)
+            raise typer.Exit(stop.exit_code) from None
         aws_guard(e)
     finally:
         progress.stop()
@@ -69,7 +86,18 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
             err=True,
         )
     typer.echo(render_outcomes(result.outcomes))
-    raise typer.Exit(result.exit_code)
+    if result.interrupted:
+        left = len(result.plan.actions) - len(result.outcomes)
+        why = _signal_name(stop) if stop.exit_code is not None else "a lost lease"
+        typer.echo(
+            f"interrupted by {why}: {left} planned action(s) not started; "
+            "the next run completes the rest"
+        )
+    raise typer.Exit(stop.exit_code if stop.exit_code is not None else result.exit_code)
+
+
+def _signal_name(stop: GracefulStop) -> str:
+    return signal.Signals(stop.signum).name if stop.signum is not None else "a stop"
 
 
 class _Progress:

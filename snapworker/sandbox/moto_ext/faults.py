@@ -5,7 +5,7 @@ Faults are injected *server-side*, in :func:`.admin.admin_middleware`, on the HT
 that reach the sandbox, so the same plan works whatever process the client runs in. A
 :class:`FaultPlan` (set in-process with :func:`set_fault_plan`, or ``POST /_snapworker/faults``
 with the plan as JSON: ``seed``, ``rate``, ``kinds``, ``operations``, ``snapshots``,
-``max_consecutive``, ``max_timeouts``, ``stall_seconds``) decides, from a
+``max_consecutive``, ``max_timeouts``, ``stall_seconds``, ``latency_seconds``) decides, from a
 ``random.Random(seed)`` drawn once per matching Redshift request, whether that request fails
 and how (see :data:`FAULT_KINDS`):
 
@@ -23,6 +23,10 @@ and how (see :data:`FAULT_KINDS`):
   ``access-denied`` (403 ``AccessDenied``), ``invalid-parameter`` (``InvalidParameterValue``),
   ``quota-exceeded`` (``ClusterSnapshotQuotaExceeded``), ``unauthorized``
   (``UnauthorizedOperation``).
+
+A slow server: with ``latency_seconds``, every request the plan applies to that gets no fault is
+processed at once (so it is counted when it arrives), then answered that much later; ``rate``
+may be 0. A test can then stop a worker while its calls are in flight.
 
 ``operations`` and ``snapshots`` (empty: all) restrict the requests a plan applies to;
 ``max_consecutive`` (0: no cap) bounds the faults in a row on one request (same operation,
@@ -117,6 +121,7 @@ class FaultPlan:
     max_consecutive: int = 0
     max_timeouts: int = 2
     stall_seconds: float = 1.5
+    latency_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.kinds if k not in FAULT_KINDS]
@@ -124,8 +129,10 @@ class FaultPlan:
             raise ValueError(f"unknown fault kinds {unknown}: use {', '.join(FAULT_KINDS)}")
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError("rate must be between 0 and 1")
-        if self.max_consecutive < 0 or self.max_timeouts < 0 or self.stall_seconds < 0:
+        if min(self.max_consecutive, self.max_timeouts, self.stall_seconds) < 0:
             raise ValueError("max_consecutive, max_timeouts and stall_seconds must be >= 0")
+        if self.latency_seconds < 0:
+            raise ValueError("latency_seconds must be >= 0")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultPlan:
@@ -142,6 +149,7 @@ class FaultPlan:
             max_consecutive=int(data.get("max_consecutive", 0)),
             max_timeouts=int(data.get("max_timeouts", 2)),
             stall_seconds=float(data.get("stall_seconds", 1.5)),
+            latency_seconds=float(data.get("latency_seconds", 0.0)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -154,6 +162,7 @@ class FaultPlan:
             "max_consecutive": self.max_consecutive,
             "max_timeouts": self.max_timeouts,
             "stall_seconds": self.stall_seconds,
+            "latency_seconds": self.latency_seconds,
         }
 
 
@@ -249,12 +258,15 @@ def choose_fault(op: str, params: dict[str, str]) -> tuple[str, str] | None:
     with _FAULTS.lock:
         _FAULTS.requests[(op, key)] += 1
         plan = _FAULTS.plan
-        if plan is None or plan.rate <= 0:
+        if plan is None:
             return None
         if plan.operations and op not in plan.operations:
             return None
         if plan.snapshots and snapshot not in plan.snapshots:
             return None
+        slow = ("latency", key) if plan.latency_seconds > 0 else None
+        if plan.rate <= 0:
+            return slow
         draw = _FAULTS.rng.random()
         kinds = [k for k in plan.kinds if k != "busy" or op in _BUSY_FAULTS]
         if _FAULTS.timeouts >= plan.max_timeouts:
@@ -262,7 +274,7 @@ def choose_fault(op: str, params: dict[str, str]) -> tuple[str, str] | None:
         capped = plan.max_consecutive and _FAULTS.streak[(op, key)] >= plan.max_consecutive
         if not kinds or capped or draw >= plan.rate:
             _FAULTS.streak[(op, key)] = 0
-            return None
+            return slow
         kind = kinds[_FAULTS.rng.randrange(len(kinds))]
         _FAULTS.streak[(op, key)] += 1
         _FAULTS.injected[kind] += 1
@@ -301,12 +313,16 @@ def inject(
         # werkzeug treats a ConnectionError from the app as a dropped connection: it writes
         # nothing more and closes the socket.
         raise ConnectionResetError(f"snapworker fault injection: reset {op}")
-    if kind == "timeout":
-        # Processed now; the answer comes too late for a client with a shorter read timeout.
+    if kind in ("timeout", "latency"):
+        # Processed now; the answer comes late (too late for a client with a shorter read
+        # timeout, for a timeout; as late as the plan says, for a slow server).
         started: list[Any] = []
         body = b"".join(app(environ, lambda *args: started.append(args)))
         plan = _FAULTS.plan
-        threading.Event().wait(plan.stall_seconds if plan else 1.5)
+        if kind == "latency":
+            threading.Event().wait(plan.latency_seconds if plan else 0.0)
+        else:
+            threading.Event().wait(plan.stall_seconds if plan else 1.5)
         start_response(*started[0])
         return [body]
     status, code, message = _BUSY_FAULTS[op] if kind == "busy" else _ERROR_FAULTS[kind]
