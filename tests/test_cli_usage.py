@@ -29,6 +29,7 @@ COMMANDS = [
     "sandbox",
     "run",
     "plan",
+    "report",
 ]
 PLACEHOLDER = re.compile(r"<(str|bool|int|float|path|file|list\[[^\]]*\])>|\{")
 
