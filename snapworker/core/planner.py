@@ -656,11 +656,15 @@ def _grants(policy: Policy, o: _Owned, idx: _Index, now: datetime) -> list[Event
         elif (
             after is not None
             and grant is not None
-            and (grant.revoked_at is not None or grant.granted_at + after <= now)
+            and (
+                (grant.revoked_at is not None and grant.revoked_reason is None)
+                or grant.granted_at + after <= now
+            )
         ):
             # Lapsed under unshare_after: not made again. That includes a grant already past
-            # its time that someone revoked outside snapworker (still open in the state DB):
-            # sharing it again would only be revoked by the next tick.
+            # its time that someone revoked outside snapworker: sharing it again would only
+            # be revoked by the next tick. One revoked outside snapworker before its time is
+            # shared again, as the policy says.
             continue
         else:
             out.append(SnapshotNeedsShare(policy.name, snap.cluster, snap.id, account))

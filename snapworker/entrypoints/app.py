@@ -89,13 +89,15 @@ def load(config_path: str | None) -> Config:
         exit_for(e)
 
 
-def runtime(config: Config) -> Runtime[StateStore]:
+def runtime(config: Config, *, create: bool = True) -> Runtime[StateStore]:
+    """The wired runtime; ``create=False``: a state DB that does not exist yet is an error
+    (exit 2), not a new one (``plan --explain``)."""
     from snapworker.logs import configure
     from snapworker.service.bootstrap import bootstrap
 
     configure()
     try:
-        return bootstrap(config)
+        return bootstrap(config, create=create)
     except Exception as e:  # the state DB cannot be opened, the AWS client cannot be made
         exit_for(e)
 

@@ -20,11 +20,13 @@ from snapworker.core.model import Action, Inventory, OwnedRecord, Plan, State
 from snapworker.errors import UsageError
 from snapworker.service.drills import DrillContext, cleanup_scratch, run_drills
 from snapworker.service.executor import Executor, Outcome, apply, reconcile_pending
+from snapworker.service.gone import record_missed
 from snapworker.service.iam import needs
 from snapworker.service.leases import PolicyLeases
 from snapworker.service.ports import Gateway, StateRepository
 
 if TYPE_CHECKING:
+    from snapworker.adapters.store.repository import Gone
     from snapworker.config import Config, Policy
 
 
@@ -54,6 +56,8 @@ class TickResult:
     inventory: Inventory | None = None
     skipped: list[str] = field(default_factory=list)
     """Policies not worked on: another process holds their lease (see snapworker.service.leases)."""
+    gone: Gone | None = None
+    """What this tick first recorded as changed outside snapworker (``service.gone``)."""
 
     @property
     def failures(self) -> list[Outcome]:
@@ -213,6 +217,10 @@ def _tick(
         if reconciled:
             state = rt.store.load_state()
     owned = planner.owned_snapshots([p.core for p in policies], inv, state, rt.gateway.account_id())
+    # What the complete listing no longer shows of what the state DB holds as live.
+    gone = record_missed(rt.store, state, inv, ours, configured, owned, rt.clock(), rt.log)
+    if gone is not None:
+        state = rt.store.load_state()
     adopted = _adopt(rt, policies, owned, state)
     timed = _time_untracked_grants(rt, policies, owned, inv, state)
     if adopted or timed:
@@ -273,7 +281,7 @@ def _tick(
 
     revoked = {o.action.key for o in outcomes if o.ok and o.action.kind == "revoke"}
     rt.store.record_drift(run_id, drift_items(plan, revoked), rt.clock())
-    return TickResult(plan, outcomes, run_id, reconciled, adopted, inv)
+    return TickResult(plan, outcomes, run_id, reconciled, adopted, inv, gone=gone)
 
 
 def _in_plan_order(actions: Sequence[Action], outcomes: list[Outcome]) -> list[Outcome]:

@@ -21,6 +21,7 @@ from snapworker.entrypoints.app import (
 )
 
 if TYPE_CHECKING:
+    from snapworker.adapters.store.repository import Gone
     from snapworker.config import Config
     from snapworker.core.model import Plan
     from snapworker.service.tick import Runtime
@@ -55,6 +56,7 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
         typer.echo(f"completed {result.reconciled} action(s) interrupted by an earlier run")
     if result.adopted:
         typer.echo(f"adopted {result.adopted} owned snapshot(s) from their tags")
+    _warn_gone(result.gone)
     for n in result.plan.notes:
         if n.level == "warning":
             typer.echo(f"warning: {n.policy}: {n.message}", err=True)
@@ -66,6 +68,25 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
         )
     typer.echo(render_outcomes(result.outcomes))
     raise typer.Exit(result.exit_code)
+
+
+def _warn_gone(gone: Gone | None) -> None:
+    """One line per change outside snapworker that this run first recorded (never again)."""
+    if gone is None:
+        return
+    for r in gone.snapshots:
+        at = f"{r.deleted_at:%Y-%m-%d %H:%M}Z" if r.deleted_at is not None else "now"
+        typer.echo(
+            f"warning: {r.policy}: snapshot {r.snapshot_id} ({r.cluster}) was deleted outside "
+            f"snapworker (first missed {at}): recorded as gone, its open grants closed",
+            err=True,
+        )
+    for sid, account in gone.grants:
+        typer.echo(
+            f"warning: the grant of snapshot {sid} to {account} was revoked outside "
+            "snapworker: recorded as closed",
+            err=True,
+        )
 
 
 class _Progress:
@@ -115,10 +136,12 @@ def plan(
     """The dry-run report: what `run` would do now, and why.
 
     Lists every owned snapshot as kept (with each rule that keeps it) or acted on (with the
-    reason). Changes nothing in AWS and records nothing in the state DB.
+    reason). Changes nothing in AWS and records nothing in the state DB; creates the state DB
+    (not its folder) if there is none yet, except with --explain, which reads an existing one
+    only.
     """
     cfg = load(config)
-    rt = runtime(cfg)
+    rt = runtime(cfg, create=explain is None)
     from snapworker.service.tick import tick
     from snapworker.views.plan_report import render
 
