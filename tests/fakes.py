@@ -384,10 +384,10 @@ class FakeStore:
                         with_snapshots += 1
             closed = []
             for sid, account in dict.fromkeys(grants):
-                i = self._open_grant(sid, account)
-                if i is not None:
-                    self.grants[i] = replace(
-                        self.grants[i], revoked_at=at, revoked_reason=REVOKED_OUTSIDE
+                found = self._open_grant(sid, account)
+                if found is not None:
+                    self.grants[found] = replace(
+                        self.grants[found], revoked_at=at, revoked_reason=REVOKED_OUTSIDE
                     )
                     closed.append((sid, account))
             return Gone(tuple(gone), tuple(closed), with_snapshots)
