@@ -80,6 +80,20 @@ def test_status_and_explain_never_create_a_database(sandbox: Sandbox, command: s
     assert list(box.tmp.glob("state.db*")) == []
 
 
+def test_status_makes_no_database_of_an_empty_file(sandbox: Sandbox) -> None:
+    box = sandbox
+    _seed(box)
+    box.db.touch()
+    r = box.cli("status")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"no state DB at {box.db}" in r.stderr, r.stderr
+    con = sqlite3.connect(box.db)
+    try:
+        assert list(con.execute("select name from sqlite_master")) == []
+    finally:
+        con.close()
+
+
 def test_plan_creates_the_database_in_a_folder_that_exists(sandbox: Sandbox) -> None:
     box = sandbox
     _seed(box)

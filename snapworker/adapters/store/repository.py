@@ -22,7 +22,7 @@ from snapworker.adapters.store.engine import DEFAULT_BUSY_TIMEOUT_MS, Database, 
 from snapworker.adapters.store.errors import StateStoreError
 from snapworker.adapters.store.leases import LeaseRepository
 from snapworker.adapters.store.runs import JournalStatus, RunRepository, RunStatus, pending_entries
-from snapworker.adapters.store.schema import check_schema, ensure_schema
+from snapworker.adapters.store.schema import check_schema, ensure_schema, is_empty
 from snapworker.adapters.store.snapshots import (
     Gone,
     SnapshotRepository,
@@ -38,6 +38,7 @@ from snapworker.adapters.store.views import (
     RunView,
     VerificationView,
 )
+from snapworker.config.urls import sqlite_file
 from snapworker.core.model import Action, OwnedRecord, PendingEntry, State
 
 __all__ = [
@@ -83,6 +84,10 @@ def open_store(
         if db.read_only:
             check_schema(db)
         else:
+            if not create and is_empty(db):
+                # A file (or database) nothing was ever written to: not made into one here.
+                where = path if (path := sqlite_file(url)) is not None else db.url
+                raise StateStoreError(f"state DB {db.url}: no state DB at {where} (no tables)")
             ensure_schema(db)
     except BaseException:
         db.close()
