@@ -23,6 +23,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Delete, Update, event
 from sqlalchemy.engine import URL, Engine, create_engine, make_url
@@ -144,7 +145,7 @@ def open_database(
         # immutable=1: SQLite reads the file as it is, with no -shm and no lock; only when no
         # -wal holds changes beside it (checked above), and nobody can write here anyway.
         parsed = parsed.set(
-            database=f"file:{path.resolve().as_posix()}?immutable=1",
+            database=f"file:{quote(path.resolve().as_posix())}?immutable=1",
             query={"uri": "true"},
         )
     try:
