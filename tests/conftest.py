@@ -37,6 +37,8 @@ def sandbox(moto_url: str, tmp_path: Path):
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
+    """A SQLite file in a folder that exists (snapworker creates no folder)."""
+    (tmp_path / "state").mkdir(exist_ok=True)
     return tmp_path / "state" / "snapworker.db"
 
 

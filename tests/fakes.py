@@ -26,8 +26,11 @@ from snapworker.adapters.aws.redshift import (
     ClusterInfo,
     TemporaryCredentials,
 )
-from snapworker.adapters.store.repository import DriftItem
+from snapworker.adapters.store.repository import DriftItem, Gone
 from snapworker.core.model import (
+    DELETED_OUTSIDE,
+    REVOKED_OUTSIDE,
+    SNAPSHOT_DELETED_OUTSIDE,
     Action,
     Cluster,
     GrantRecord,
@@ -358,6 +361,46 @@ class FakeStore:
             # A revoke of a grant snapworker did not make: no grant time is known.
             self.grants.append(GrantRecord(snapshot_id, account, None, at))  # type: ignore[arg-type]
             return True
+
+    def record_gone(
+        self, snapshot_ids: Iterable[str], grants: Iterable[tuple[str, str]], at: datetime
+    ) -> Gone:
+        """The real store's rules: only live records and open grants are closed."""
+        with self._lock:
+            gone = []
+            with_snapshots = 0
+            for sid in dict.fromkeys(snapshot_ids):
+                rec = self.owned.get(sid)
+                if rec is None or rec.deleted_at is not None:
+                    continue
+                rec = replace(rec, deleted_at=at, deleted_reason=DELETED_OUTSIDE)
+                self.owned[sid] = rec
+                gone.append(rec)
+                for i, g in enumerate(self.grants):
+                    if g.snapshot_id == sid and g.revoked_at is None:
+                        self.grants[i] = replace(
+                            g, revoked_at=at, revoked_reason=SNAPSHOT_DELETED_OUTSIDE
+                        )
+                        with_snapshots += 1
+            closed = []
+            for sid, account in dict.fromkeys(grants):
+                found = self._open_grant(sid, account)
+                if found is not None:
+                    self.grants[found] = replace(
+                        self.grants[found], revoked_at=at, revoked_reason=REVOKED_OUTSIDE
+                    )
+                    closed.append((sid, account))
+            return Gone(tuple(gone), tuple(closed), with_snapshots)
+
+    def record_listed_again(self, snapshot_ids: Iterable[str]) -> list[str]:
+        with self._lock:
+            out = []
+            for sid in dict.fromkeys(snapshot_ids):
+                rec = self.owned.get(sid)
+                if rec is not None and rec.deleted_reason == DELETED_OUTSIDE:
+                    self.owned[sid] = replace(rec, deleted_at=None, deleted_reason=None)
+                    out.append(sid)
+            return out
 
     # -- runs and the journal
 

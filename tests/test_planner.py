@@ -11,6 +11,8 @@ import pytest
 
 from snapworker.core import ids
 from snapworker.core.model import (
+    DELETED_OUTSIDE,
+    REVOKED_OUTSIDE,
     SUPPORT_ALIAS,
     TAG_POLICY,
     Action,
@@ -249,6 +251,54 @@ def test_keep_last_larger_than_the_number_of_snapshots_keeps_all():
     p = plan([pol.core], inventory([cluster("prod-a")], copies), EMPTY, NOW)
     assert not [a for a in p.actions if a.kind in ("revoke", "delete")]
     assert len(p.kept) == 2
+
+
+def test_keep_last_never_counts_a_snapshot_deleted_outside_snapworker():
+    # Three newer copies the state DB holds as deleted outside snapworker: gone, so the
+    # floor of 3 keeps the three newest copies that AWS still lists.
+    _, gone = _estate([1, 2, 3])
+    _, copies = _estate([100, 200, 300, 400])
+    records = {
+        c.id: OwnedRecord(
+            c.id,
+            "prod-nightly",
+            "prod-a",
+            "copy",
+            c.create_time,
+            source_id=c.tags["snapworker:source"],
+            deleted_at=days_ago(0.5),
+            deleted_reason=DELETED_OUTSIDE,
+        )
+        for c in gone
+    }
+    state = State(owned=records)
+    p = plan([policy().core], inventory([cluster("prod-a")], copies), state, NOW)
+    assert [a.snapshot for a in p.actions if a.kind == "delete"] == [copies[3].id]
+    assert {k.snapshot for k in p.kept} == {c.id for c in copies[:3]}
+    # The same id listed again without tags is not owned by that record: not counted,
+    # never acted on.
+    lookalike = unowned(gone[0].id, "prod-a", days_ago(1))
+    inv = inventory([cluster("prod-a")], [*copies, lookalike])
+    p2 = plan([policy().core], inv, state, NOW)
+    assert [a.snapshot for a in p2.actions if a.kind == "delete"] == [copies[3].id]
+    assert lookalike.id not in {a.snapshot for a in p2.actions}
+    assert lookalike.id not in {k.snapshot for k in p2.kept}
+
+
+def test_unshare_after_shares_again_a_grant_revoked_outside_before_its_time():
+    # Closed as revoked outside snapworker before unshare_after ran out: the policy still
+    # wants it, so it is shared again; once its time is up it is not.
+    _, copies = _estate([1], accounts=())
+    pol = policy(copy_automated=False, share={"accounts": [ACC], "unshare_after": "1d"})
+    inv = inventory([cluster("prod-a")], copies)
+    early = GrantRecord(
+        copies[0].id, ACC, NOW - timedelta(hours=23), NOW - timedelta(hours=1), REVOKED_OUTSIDE
+    )
+    assert kinds(plan([pol.core], inv, State(grants=(early,)), NOW)) == [
+        ("share", copies[0].id, ACC)
+    ]
+    late = dataclasses.replace(early, granted_at=NOW - timedelta(days=2))
+    assert plan([pol.core], inv, State(grants=(late,)), NOW).actions == ()
 
 
 def test_ties_in_create_time_are_broken_by_id_deterministically():

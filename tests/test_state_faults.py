@@ -104,6 +104,7 @@ def test_missing_db_is_created_owner_only(sandbox: Sandbox) -> None:
     box = sandbox
     _seed(box)
     db = box.tmp / "new" / "dir" / "state.db"
+    db.parent.mkdir(parents=True)  # snapworker creates no folder (tests/test_state_paths.py)
     box.config.write_text(box.config.read_text().replace(str(box.db), str(db)))
     r = box.cli("run")
     assert r.returncode == 0, r.stdout + r.stderr

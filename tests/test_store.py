@@ -190,7 +190,7 @@ def test_current_schema_does_not_import_alembic(db_path: Path) -> None:
 
 
 def test_older_database_is_migrated(db_path: Path) -> None:
-    db_path.parent.mkdir(parents=True)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(db_path) as conn:
         conn.execute("CREATE TABLE dummy (x INTEGER)")
         conn.execute("INSERT INTO dummy VALUES (1)")
@@ -201,7 +201,7 @@ def test_older_database_is_migrated(db_path: Path) -> None:
 
 
 def test_stamped_base_database_is_migrated(db_path: Path) -> None:
-    db_path.parent.mkdir(parents=True)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(db_path) as conn:
         conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
     db = open_database(url_for(db_path), 5000)
@@ -649,6 +649,7 @@ def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
         "print(migrations_dir())\n"
     )
     db = tmp_path / "installed" / "state.db"
+    db.parent.mkdir()
     done = subprocess.run(
         [sys.executable, "-c", code, url_for(db)],
         cwd=tmp_path,

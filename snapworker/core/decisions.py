@@ -280,11 +280,15 @@ def plan_grants(policy: Policy, o: Owned, idx: Index, now: datetime) -> list[Eve
         elif (
             after is not None
             and grant is not None
-            and (grant.revoked_at is not None or grant.granted_at + after <= now)
+            and (
+                (grant.revoked_at is not None and grant.revoked_reason is None)
+                or grant.granted_at + after <= now
+            )
         ):
             # Lapsed under unshare_after: not made again. That includes a grant already past
-            # its time that someone revoked outside snapworker (still open in the state DB):
-            # sharing it again would only be revoked by the next tick.
+            # its time that someone revoked outside snapworker: sharing it again would only
+            # be revoked by the next tick. One revoked outside snapworker before its time is
+            # shared again, as the policy says.
             continue
         else:
             out.append(SnapshotNeedsShare(policy.name, snap.cluster, snap.id, account))

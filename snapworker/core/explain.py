@@ -297,7 +297,9 @@ def _grant_views(
             status = "shared, but the state DB has no record of snapworker granting it"
         elif g is not None and g.revoked_at is not None:
             status = f"revoked at {g.revoked_at:%Y-%m-%d %H:%M}Z"
-            if after is not None:
+            if g.revoked_reason is not None:
+                status = f"{g.revoked_reason} (first missed {g.revoked_at:%Y-%m-%d %H:%M}Z)"
+            elif after is not None:
                 status += " (lapsed under unshare_after: not made again)"
         elif g is not None:
             status = "recorded as granted, but AWS no longer lists it"
@@ -339,7 +341,12 @@ def explain(
     if snap is None:
         rec = state.owned.get(snapshot_id)
         known = ""
-        if rec is not None and rec.deleted_at is not None:
+        if rec is not None and rec.deleted_at is not None and rec.deleted_reason is not None:
+            known = (
+                f" (the state DB says it was {rec.deleted_reason}: first missed "
+                f"{rec.deleted_at:%Y-%m-%d %H:%M}Z)"
+            )
+        elif rec is not None and rec.deleted_at is not None:
             known = (
                 f" (the state DB says snapworker deleted it at {rec.deleted_at:%Y-%m-%d %H:%M}Z)"
             )

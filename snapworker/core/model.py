@@ -83,13 +83,25 @@ class Inventory:
     snapshots: Mapping[str, Snapshot]
 
 
+DELETED_OUTSIDE = "deleted outside snapworker"
+"""``OwnedRecord.deleted_reason`` of an owned snapshot a complete listing no longer showed."""
+REVOKED_OUTSIDE = "revoked outside snapworker"
+"""``GrantRecord.revoked_reason`` of a grant AWS no longer listed on a snapshot still there."""
+SNAPSHOT_DELETED_OUTSIDE = "snapshot deleted outside snapworker"
+"""``GrantRecord.revoked_reason`` of an open grant of a snapshot deleted outside snapworker."""
+
+
 @dataclass(frozen=True)
 class OwnedRecord:
     """What the state DB remembers of a snapshot the worker made (or adopted from its tags).
 
     ``data_time`` is the point in time the snapshot's data holds: its own create time for a
     snapshot the worker created, the source's create time for a copy. ``deleted_at`` is set
-    once the worker deleted it; the record stays so that a copy is never made twice.
+    once the worker deleted it; the record stays so that a copy is never made twice. A
+    snapshot that a complete listing no longer showed, although the worker never deleted it,
+    is closed the same way: ``deleted_reason`` says so (``deleted outside snapworker``) and
+    ``deleted_at`` is when a listing first missed it. Either way the record is not live: it
+    proves no ownership and counts for no rule.
     """
 
     snapshot_id: str
@@ -100,16 +112,20 @@ class OwnedRecord:
     source_id: str | None = None
     fire_time: datetime | None = None
     deleted_at: datetime | None = None
+    deleted_reason: str | None = None
 
 
 @dataclass(frozen=True)
 class GrantRecord:
-    """A grant the worker made: when, and when (if ever) it revoked it."""
+    """A grant the worker made: when, and when (if ever) it was closed. ``revoked_reason``
+    is None when the worker revoked it; else why the record was closed without the worker
+    (``revoked outside snapworker``, or its snapshot was deleted outside snapworker)."""
 
     snapshot_id: str
     account: str
     granted_at: datetime
     revoked_at: datetime | None = None
+    revoked_reason: str | None = None
 
 
 @dataclass(frozen=True)

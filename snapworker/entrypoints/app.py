@@ -233,9 +233,13 @@ def runtime(
     config: Config,
     at: datetime | None = None,
     sleep: Callable[[float], None] | None = None,
+    *,
+    create: bool = True,
 ) -> Runtime[StateStore]:
     """The wired runtime. ``at``: a clock stopped at that instant (``plan --at``);
-    ``sleep``: the rate limiter's and the retry backoff's wait (default: time.sleep)."""
+    ``sleep``: the rate limiter's and the retry backoff's wait (default: time.sleep);
+    ``create=False``: a state DB that does not exist yet is an error (exit 2), not a new one
+    (``plan --explain``)."""
     from snapworker.logs import configure
     from snapworker.service.bootstrap import bootstrap
 
@@ -243,8 +247,8 @@ def runtime(
     clock: Callable[[], datetime] | None = None if at is None else (lambda: at)
     try:
         if sleep is None:
-            return bootstrap(config, clock=clock)
-        return bootstrap(config, clock=clock, sleep=sleep)
+            return bootstrap(config, clock=clock, create=create)
+        return bootstrap(config, clock=clock, sleep=sleep, create=create)
     except Exception as e:  # the state DB cannot be opened, the AWS client cannot be made
         exit_for(e)
 

@@ -45,12 +45,14 @@ def bootstrap(
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     store: StateStore | None = None,
+    create: bool = True,
 ) -> Runtime[StateStore]:
-    """The runtime of ``config``: the state DB (``store``, else opened from ``state_url``), a
-    gateway over ``client`` (else a boto3 client from ``config.aws``), the clock, the log."""
+    """The runtime of ``config``: the state DB (``store``, else opened from ``state_url``;
+    ``create=False``: refused when there is none yet, see ``open_store``), a gateway over
+    ``client`` (else a boto3 client from ``config.aws``), the clock, the log."""
     log = get_logger()
     if store is None:
-        store = open_store(config.state_url)
+        store = open_store(config.state_url, create=create)
     stats = CallStats()
     if client is None:
         client = make_client(config.aws, stats)

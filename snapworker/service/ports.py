@@ -19,7 +19,7 @@ from snapworker.core.model import Action, Cluster, OwnedRecord, Snapshot, State
 
 if TYPE_CHECKING:
     from snapworker.adapters.aws.redshift import CallStats, ClusterInfo, TemporaryCredentials
-    from snapworker.adapters.store.repository import DriftItem
+    from snapworker.adapters.store.repository import DriftItem, Gone
 
 __all__ = [
     "DriftRepository",
@@ -93,6 +93,10 @@ class SnapshotRepository(Protocol):
     def mark_deleted(self, snapshot_id: str, at: datetime) -> bool: ...
     def record_grant(self, snapshot_id: str, account: str, at: datetime) -> bool: ...
     def record_revoke(self, snapshot_id: str, account: str, at: datetime) -> bool: ...
+    def record_gone(
+        self, snapshot_ids: Iterable[str], grants: Iterable[tuple[str, str]], at: datetime
+    ) -> Gone: ...
+    def record_listed_again(self, snapshot_ids: Iterable[str]) -> list[str]: ...
 
 
 class JournalRepository(Protocol):

@@ -20,11 +20,13 @@ from snapworker.core.model import Action, Inventory, OwnedRecord, Plan, State
 from snapworker.errors import UsageError
 from snapworker.service.drills import DrillContext, cleanup_scratch, run_drills
 from snapworker.service.executor import Executor, Outcome, apply, reconcile_pending
+from snapworker.service.gone import record_missed
 from snapworker.service.iam import needs
 from snapworker.service.leases import PolicyLeases, run_lease
 from snapworker.service.ports import Gateway, StateRepository
 
 if TYPE_CHECKING:
+    from snapworker.adapters.store.repository import Gone
     from snapworker.config import Config, Policy
 
 
@@ -57,6 +59,8 @@ class TickResult:
     interrupted: bool = False
     """A stop was asked for (a signal, a lost lease) before the tick's work ended: the actions
     not started are left to the next tick or run (``outcomes`` has those that ran)."""
+    gone: Gone | None = None
+    """What this tick first recorded as changed outside snapworker (``service.gone``)."""
 
     @property
     def failures(self) -> list[Outcome]:
@@ -225,6 +229,10 @@ def _tick(
         if reconciled:
             state = rt.store.load_state()
     owned = planner.owned_snapshots([p.core for p in policies], inv, state, rt.gateway.account_id())
+    # What the complete listing no longer shows of what the state DB holds as live.
+    gone = record_missed(rt.store, state, inv, ours, configured, owned, rt.clock(), rt.log)
+    if gone is not None:
+        state = rt.store.load_state()
     adopted = _adopt(rt, policies, owned, state)
     timed = _time_untracked_grants(rt, policies, owned, inv, state)
     if adopted or timed:
@@ -287,7 +295,9 @@ def _tick(
     rt.store.record_drift(run_id, drift_items(plan, revoked), rt.clock())
     # Interrupted: the stop came before every planned action had started.
     interrupted = len(outcomes) < len(plan.actions) and should_stop()
-    return TickResult(plan, outcomes, run_id, reconciled, adopted, inv, interrupted=interrupted)
+    return TickResult(
+        plan, outcomes, run_id, reconciled, adopted, inv, interrupted=interrupted, gone=gone
+    )
 
 
 def _in_plan_order(actions: Sequence[Action], outcomes: list[Outcome]) -> list[Outcome]:

@@ -16,6 +16,7 @@ import json
 from collections import Counter
 from typing import Any, Protocol
 
+from snapworker.core.model import DELETED_OUTSIDE
 from snapworker.views.formatting import iso, md_cell, md_table
 
 LIMIT = 20
@@ -51,11 +52,32 @@ def status_dict(store: StatusSource, runs: int = 10) -> dict[str, Any]:
                         "data_time": iso(v.data_time),
                         "adopted": v.adopted,
                         "deleted_at": iso(v.deleted_at),
+                        "deleted_reason": v.deleted_reason,
                     }
                 )
     grants = [
         {"snapshot": g.snapshot_id, "account": g.account, "granted_at": iso(g.granted_at)}
         for g in summary.open_grants
+    ]
+    # Changed outside snapworker, as a complete listing of a run first missed it.
+    deleted_outside = [
+        {
+            "policy": o["policy"],
+            "cluster": o["cluster"],
+            "snapshot": o["snapshot"],
+            "first_missed": o["deleted_at"],
+        }
+        for o in owned
+        if o["deleted_reason"] == DELETED_OUTSIDE
+    ]
+    revoked_outside = [
+        {
+            "snapshot": g.snapshot_id,
+            "account": g.account,
+            "granted_at": iso(g.granted_at),
+            "first_missed": iso(g.revoked_at),
+        }
+        for g in getattr(summary, "revoked_outside", ())
     ]
     recent = []
     for r in store.recent_runs(runs):
@@ -101,6 +123,8 @@ def status_dict(store: StatusSource, runs: int = 10) -> dict[str, Any]:
     return {
         "owned": owned,
         "open_grants": grants,
+        "deleted_outside": deleted_outside,
+        "grants_revoked_outside": revoked_outside,
         "drift": drift,
         "verifications": _verifications(store),
         "runs": recent,
@@ -152,10 +176,38 @@ def _shown(items: list[Any], show_all: bool) -> tuple[list[Any], str | None]:
 def _live(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     """The owned snapshots not deleted, and the summary line of them."""
     live = [o for o in data["owned"] if not o["deleted_at"]]
-    deleted = len(data["owned"]) - len(live)
+    outside = len(data["deleted_outside"])
+    deleted = len(data["owned"]) - len(live) - outside
     adopted = sum(1 for o in live if o["adopted"])
     adopted_text = f" ({adopted} adopted from their tags)" if adopted else ""
-    return live, f"{len(live)} live{adopted_text}, {deleted} deleted by snapworker"
+    outside_text = f", {outside} deleted outside snapworker" if outside else ""
+    return live, f"{len(live)} live{adopted_text}, {deleted} deleted by snapworker{outside_text}"
+
+
+def _outside_lines(data: dict[str, Any], show_all: bool) -> list[str]:
+    """The table's sections of what was changed outside snapworker (none: no lines)."""
+    out = []
+    if data["deleted_outside"]:
+        out.append(f"\nDeleted outside snapworker: {len(data['deleted_outside'])}")
+        gone, more = _shown(data["deleted_outside"], show_all)
+        for o in gone:
+            out.append(
+                f"  {o['policy']}/{o['cluster']}: {o['snapshot']} (first missed "
+                f"{o['first_missed']}; its grants closed)"
+            )
+        if more:
+            out.append(f"  {more}")
+    if data["grants_revoked_outside"]:
+        out.append(f"\nGrants revoked outside snapworker: {len(data['grants_revoked_outside'])}")
+        revoked, more = _shown(data["grants_revoked_outside"], show_all)
+        for g in revoked:
+            out.append(
+                f"  {g['snapshot']} -> {g['account']} (first missed {g['first_missed']}; "
+                f"granted {g['granted_at'] or 'unknown'})"
+            )
+        if more:
+            out.append(f"  {more}")
+    return out
 
 
 def _per_cluster(live: list[dict[str, Any]]) -> list[tuple[str, str, int, str]]:
@@ -188,6 +240,7 @@ def _table(data: dict[str, Any], show_all: bool) -> str:
         out.append(f"  {g['snapshot']} -> {g['account']} (since {g['granted_at'] or 'unknown'})")
     if more:
         out.append(f"  {more}")
+    out += _outside_lines(data, show_all)
     drift = data["drift"]
     if drift is None:
         out.append("\nDrift: not checked yet (no run so far)")
@@ -254,6 +307,7 @@ def _markdown(data: dict[str, Any], show_all: bool) -> str:
         out.append("")
     if more:
         out += [md_cell(more), ""]
+    out += _outside_markdown(data, show_all)
     drift = data["drift"]
     if drift is None:
         out += ["## Drift", "", "Not checked yet (no run so far).", ""]
@@ -334,6 +388,34 @@ def _markdown(data: dict[str, Any], show_all: bool) -> str:
         )
         out.append("")
     return "\n".join(out)
+
+
+def _outside_markdown(data: dict[str, Any], show_all: bool) -> list[str]:
+    out: list[str] = []
+    if data["deleted_outside"]:
+        gone, more = _shown(data["deleted_outside"], show_all)
+        out += [f"## Deleted outside snapworker: {len(data['deleted_outside'])}", ""]
+        out += md_table(
+            ("policy", "cluster", "snapshot", "first missed"),
+            [(o["policy"], o["cluster"], o["snapshot"], o["first_missed"]) for o in gone],
+        )
+        out.append("")
+        if more:
+            out += [md_cell(more), ""]
+    if data["grants_revoked_outside"]:
+        revoked, more = _shown(data["grants_revoked_outside"], show_all)
+        out += [f"## Grants revoked outside snapworker: {len(data['grants_revoked_outside'])}", ""]
+        out += md_table(
+            ("snapshot", "account", "granted", "first missed"),
+            [
+                (g["snapshot"], g["account"], g["granted_at"] or "unknown", g["first_missed"])
+                for g in revoked
+            ],
+        )
+        out.append("")
+        if more:
+            out += [md_cell(more), ""]
+    return out
 
 
 def _drill_notes(v: dict[str, Any]) -> list[str]:

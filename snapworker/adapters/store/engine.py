@@ -23,6 +23,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Delete, Update, event
 from sqlalchemy.engine import URL, Engine, create_engine, make_url
@@ -55,6 +56,10 @@ SQLITE_BEGIN_IMMEDIATE = "snapworker_begin_immediate"
 class Database:
     """An engine on the state DB and the sessions of its transactions; ``url`` is the masked
     URL, for messages."""
+
+    read_only = False
+    """Opened read-only (a SQLite file in a folder it cannot write its -wal/-shm files in):
+    every write fails."""
 
     def __init__(self, engine: Engine, *, in_memory: bool = False) -> None:
         self.engine = engine
@@ -108,38 +113,62 @@ def aware_opt(value: datetime | None, name: str) -> datetime | None:
 # ------------------------------------------------------------------------------- opening
 
 
-def open_database(url: str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Database:
+def open_database(
+    url: str,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    *,
+    create: bool = True,
+    read_only_fallback: bool = False,
+) -> Database:
     """The database at a SQLAlchemy URL; nothing is connected yet, the schema not checked.
 
-    SQLite: the parent directory is created, and a new file is created empty with mode 0600
-    before anything is written to it. Raises :class:`StateStoreError` (URL shown, password
-    masked) for a file that cannot be made, or a URL or driver that cannot be used.
+    SQLite: no folder is ever created; a missing one is an error naming it. A missing file is
+    created empty with mode 0600 before anything is written to it when ``create``; else it is
+    an error (``no state DB at PATH``). A database in a folder where SQLite cannot make its
+    ``-wal`` and ``-shm`` files is an error naming the folder, unless ``read_only_fallback``:
+    it is then opened read-only (``Database.read_only``) when that reads it whole. Raises
+    :class:`StateStoreError` (URL shown, password masked) for a file that cannot be made or
+    used, or a URL or driver that cannot be used.
     """
     shown = masked_url(url)
     path = sqlite_file(url)
+    read_only = False
     if path is not None:
-        _prepare_sqlite_file(path, shown)
+        read_only = _prepare_sqlite_file(path, shown, create, read_only_fallback)
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise StateStoreError(f"state DB {shown}: not a valid SQLAlchemy URL") from None
     sqlite = parse_sqlite_url(url)
     in_memory = sqlite is not None and sqlite.in_memory
+    if read_only and path is not None:
+        # immutable=1: SQLite reads the file as it is, with no -shm and no lock; only when no
+        # -wal holds changes beside it (checked above), and nobody can write here anyway.
+        parsed = parsed.set(
+            database=f"file:{quote(path.resolve().as_posix())}?immutable=1",
+            query={"uri": "true"},
+        )
     try:
-        engine = create_sa_engine(parsed, busy_timeout_ms, in_memory=in_memory)
+        engine = create_sa_engine(parsed, busy_timeout_ms, in_memory=in_memory, read_only=read_only)
     except (SQLAlchemyError, ImportError) as exc:
         raise StateStoreError(
             f"state DB {shown}: unknown or uninstalled database driver "
             f"{parsed.drivername!r}: {describe_error(exc)}"
         ) from exc
-    return Database(engine, in_memory=in_memory)
+    db = Database(engine, in_memory=in_memory)
+    db.read_only = read_only
+    if read_only:
+        db.url = shown
+    return db
 
 
-def create_sa_engine(url: URL, busy_timeout_ms: int, *, in_memory: bool = False) -> Engine:
+def create_sa_engine(
+    url: URL, busy_timeout_ms: int, *, in_memory: bool = False, read_only: bool = False
+) -> Engine:
     """An engine for ``url``. On SQLite every connection runs in WAL mode with the busy
     timeout and foreign keys on, and transactions begin as :func:`begin_as_asked` says; an
     ``in_memory`` database is one connection shared by every thread (each new connection
-    would be a new, empty database)."""
+    would be a new, empty database). A ``read_only`` one changes no journal mode."""
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     connect_args: dict[str, Any] = {"timeout": busy_timeout_ms / 1000}
@@ -155,7 +184,8 @@ def create_sa_engine(url: URL, busy_timeout_ms: int, *, in_memory: bool = False)
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if not read_only:
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
@@ -176,14 +206,57 @@ def begin_as_asked(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _prepare_sqlite_file(path: Path, shown: str) -> None:
+def _prepare_sqlite_file(path: Path, shown: str, create: bool, read_only_fallback: bool) -> bool:
+    """Check (and with ``create`` make) the SQLite file before SQLite opens it; True when it
+    is to be read read-only (see :func:`open_database`)."""
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a directory" if folder.exists() else "does not exist"
+        raise StateStoreError(
+            f"state DB {shown}: the folder {folder} {what} (snapworker creates no folder: "
+            "create it, or correct state_url)"
+        )
+    if path.is_dir():
+        raise StateStoreError(f"state DB {shown}: {path} is a directory")
+    if not path.exists():
+        if not create:
+            raise StateStoreError(f"state DB {shown}: no state DB at {path}")
+        _create_file(path, shown)
+        return False
+    if _sqlite_can_journal(path):
+        return False
+    reason = (
+        f"the folder {folder} is not writable: SQLite must create {path.name}-wal and "
+        f"{path.name}-shm beside the database (WAL mode); make the folder writable for the "
+        "user running snapworker"
+    )
+    if not read_only_fallback:
+        raise StateStoreError(f"state DB {shown}: {reason}")
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StateStoreError(
+            f"state DB {shown}: cannot be read: {reason}; it cannot even be read read-only, "
+            f"since {wal.name} holds changes not yet in {path.name} that SQLite reads only "
+            f"through {path.name}-shm"
+        )
+    return True
+
+
+def _sqlite_can_journal(path: Path) -> bool:
+    """Whether SQLite can make (or already has) the ``-wal`` and ``-shm`` files of ``path``."""
+    if os.access(path.parent, os.W_OK | os.X_OK):
+        return True
+    return all(
+        os.access(path.with_name(path.name + suffix), os.R_OK | os.W_OK)
+        for suffix in ("-wal", "-shm")
+    )
+
+
+def _create_file(path: Path, shown: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        if path.is_dir():
-            raise StateStoreError(f"state DB {shown}: {path} is a directory") from None
-        return  # an existing database keeps its mode
+        return  # made meanwhile: an existing database keeps its mode
     except OSError as exc:
         raise StateStoreError(
             f"state DB {shown}: cannot create {path}: {exc.strerror or exc}"

@@ -22,8 +22,13 @@ from snapworker.adapters.store.engine import DEFAULT_BUSY_TIMEOUT_MS, Database, 
 from snapworker.adapters.store.errors import StateStoreError
 from snapworker.adapters.store.leases import LeaseRepository
 from snapworker.adapters.store.runs import JournalStatus, RunRepository, RunStatus, pending_entries
-from snapworker.adapters.store.schema import ensure_schema
-from snapworker.adapters.store.snapshots import SnapshotRepository, grants_made, owned_records
+from snapworker.adapters.store.schema import check_schema, ensure_schema, is_empty
+from snapworker.adapters.store.snapshots import (
+    Gone,
+    SnapshotRepository,
+    grants_made,
+    owned_records,
+)
 from snapworker.adapters.store.verifications import VerificationRepository, verification_records
 from snapworker.adapters.store.views import (
     GrantView,
@@ -33,12 +38,14 @@ from snapworker.adapters.store.views import (
     RunView,
     VerificationView,
 )
+from snapworker.config.urls import sqlite_file
 from snapworker.core.model import Action, OwnedRecord, PendingEntry, State
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_MS",
     "DriftItem",
     "DriftReport",
+    "Gone",
     "GrantView",
     "JournalStatus",
     "JournalView",
@@ -54,16 +61,34 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> StateStore:
+def open_store(
+    url: str,
+    *,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    create: bool = True,
+    read_only_fallback: bool = False,
+) -> StateStore:
     """Open the state DB at a SQLAlchemy URL, creating or upgrading its schema.
 
-    SQLite: the parent directory is created, a new file is created empty with mode 0600
-    before anything is written to it, and every connection runs in WAL mode with a busy
-    timeout and foreign keys on. Raises :class:`StateStoreError` (URL shown, password masked).
+    SQLite: no folder is created (a missing one is an error naming it); a missing file is
+    created empty with mode 0600 before anything is written to it when ``create``, else
+    refused (``no state DB at PATH``: ``status`` and ``plan --explain`` never make one); every
+    connection runs in WAL mode with a busy timeout and foreign keys on. A database in a
+    folder where SQLite cannot make its ``-wal``/``-shm`` files is refused, naming the
+    folder, unless ``read_only_fallback`` (``status``): it is then read read-only, if its
+    schema is current (``StateStore.read_only``). Raises :class:`StateStoreError` (URL
+    shown, password masked).
     """
-    db = open_database(url, busy_timeout_ms)
+    db = open_database(url, busy_timeout_ms, create=create, read_only_fallback=read_only_fallback)
     try:
-        ensure_schema(db)
+        if db.read_only:
+            check_schema(db)
+        else:
+            if not create and is_empty(db):
+                # A file (or database) nothing was ever written to: not made into one here.
+                where = path if (path := sqlite_file(url)) is not None else db.url
+                raise StateStoreError(f"state DB {db.url}: no state DB at {where} (no tables)")
+            ensure_schema(db)
     except BaseException:
         db.close()
         raise
@@ -77,6 +102,7 @@ class StateStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self.url = db.url
+        self.read_only = db.read_only
         self.snapshots = SnapshotRepository(db)
         self.runs = RunRepository(db)
         self.leases = LeaseRepository(db)
@@ -133,6 +159,14 @@ class StateStore:
 
     def owned_summary(self) -> OwnedSummary:
         return self.snapshots.owned_summary()
+
+    def record_gone(
+        self, snapshot_ids: Iterable[str], grants: Iterable[tuple[str, str]], at: datetime
+    ) -> Gone:
+        return self.snapshots.record_gone(snapshot_ids, grants, at)
+
+    def record_listed_again(self, snapshot_ids: Iterable[str]) -> list[str]:
+        return self.snapshots.record_listed_again(snapshot_ids)
 
     # -- drift
 

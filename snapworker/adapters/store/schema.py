@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Select, column, func, select, table
+from sqlalchemy import Connection, Select, column, func, inspect, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
 import snapworker
@@ -27,9 +27,16 @@ from snapworker.adapters.store.errors import StateStoreError, describe_error
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["HEAD_REVISION", "alembic_config", "ensure_schema", "migrations_dir"]
+__all__ = [
+    "HEAD_REVISION",
+    "alembic_config",
+    "check_schema",
+    "ensure_schema",
+    "is_empty",
+    "migrations_dir",
+]
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 """The newest migration this snapworker ships; a test checks it is Alembic's script head."""
 
 _PG_MIGRATION_LOCK = 0x736E6170  # "snap": pg_advisory_xact_lock key held while migrating
@@ -84,6 +91,39 @@ def _newer_error(url: str, revisions: list[str]) -> StateStoreError:
         f"state DB {url}: schema revision {shown} is unknown to this snapworker "
         f"(HEAD {HEAD_REVISION}): written by a newer snapworker, or not a snapworker state DB"
     )
+
+
+def is_empty(db: Database) -> bool:
+    """Whether the database holds no table at all (a file or database nothing was ever
+    written to). False when it cannot be read: :func:`ensure_schema` then says why."""
+    try:
+        with db.turn(), db.engine.connect() as conn:
+            return not inspect(conn).get_table_names()
+    except SQLAlchemyError:
+        return False
+
+
+def check_schema(db: Database) -> None:
+    """For a database opened read-only: its schema must already be :data:`HEAD_REVISION`
+    (nothing can be migrated); else :class:`StateStoreError` says why it cannot be read."""
+    revisions = _read_revisions(db)
+    if revisions == (HEAD_REVISION,):
+        return
+    if revisions is None:
+        raise StateStoreError(
+            f"state DB {db.url}: opened read-only (its folder is not writable), and it holds "
+            "no snapworker schema to read"
+        )
+    if any(r not in _KNOWN for r in revisions):
+        raise _newer_error(db.url, list(revisions))
+    raise StateStoreError(
+        f"state DB {db.url}: opened read-only (its folder is not writable), and its schema "
+        f"{', '.join(revisions)} must first be upgraded to {HEAD_REVISION}, which needs a "
+        "writable folder"
+    )
+
+
+_KNOWN = frozenset(f"{n:04d}" for n in range(1, int(HEAD_REVISION) + 1))
 
 
 def ensure_schema(db: Database) -> bool:

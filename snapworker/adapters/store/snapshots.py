@@ -9,34 +9,50 @@ the state DB was lost) is recorded too, as a grant row with ``granted_at`` NULL 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlmodel import Session, col, select, update
 
 from snapworker.adapters.store.engine import Database, aware, aware_opt, changed
 from snapworker.adapters.store.tables import CopiedSourceRow, GrantRow, OwnedSnapshotRow
 from snapworker.adapters.store.views import GrantView, OwnedSummary, OwnedView
-from snapworker.core.model import GrantRecord, MadeFor, OwnedRecord
+from snapworker.core.model import (
+    DELETED_OUTSIDE,
+    REVOKED_OUTSIDE,
+    SNAPSHOT_DELETED_OUTSIDE,
+    GrantRecord,
+    MadeFor,
+    OwnedRecord,
+)
 
-__all__ = ["SnapshotRepository", "grants_made", "owned_records"]
+__all__ = [
+    "DELETED_OUTSIDE",
+    "REVOKED_OUTSIDE",
+    "SNAPSHOT_DELETED_OUTSIDE",
+    "Gone",
+    "SnapshotRepository",
+    "grants_made",
+    "owned_records",
+]
+
+
+@dataclass(frozen=True)
+class Gone:
+    """What :meth:`SnapshotRepository.record_gone` newly recorded: the snapshots (as their
+    records) and the grants (snapshot, account) closed as changed outside snapworker, and how
+    many open grants closed with those snapshots."""
+
+    snapshots: tuple[OwnedRecord, ...] = ()
+    grants: tuple[tuple[str, str], ...] = ()
+    grants_of_snapshots: int = 0
 
 
 def owned_records(session: Session) -> dict[str, OwnedRecord]:
     """Every owned snapshot the worker recorded, deleted ones too, by id."""
-    return {
-        row.snapshot_id: OwnedRecord(
-            snapshot_id=row.snapshot_id,
-            policy=row.policy,
-            cluster=row.cluster,
-            made_for=cast(MadeFor, row.made_for),
-            data_time=row.data_time,
-            source_id=row.source_id,
-            fire_time=row.fire_time,
-            deleted_at=row.deleted_at,
-        )
-        for row in session.exec(select(OwnedSnapshotRow))
-    }
+    return {row.snapshot_id: _record_of(row) for row in session.exec(select(OwnedSnapshotRow))}
 
 
 def grants_made(session: Session) -> tuple[GrantRecord, ...]:
@@ -47,8 +63,46 @@ def grants_made(session: Session) -> tuple[GrantRecord, ...]:
     made = []
     for row in rows:
         assert row.granted_at is not None  # the query's condition
-        made.append(GrantRecord(row.snapshot_id, row.account, row.granted_at, row.revoked_at))
+        made.append(
+            GrantRecord(
+                row.snapshot_id, row.account, row.granted_at, row.revoked_at, row.revoked_reason
+            )
+        )
     return tuple(made)
+
+
+def _grant_view(row: GrantRow) -> GrantView:
+    return GrantView(
+        snapshot_id=row.snapshot_id,
+        account=row.account,
+        granted_at=row.granted_at,
+        revoked_at=row.revoked_at,
+        revoked_reason=row.revoked_reason,
+    )
+
+
+def _record_of(row: OwnedSnapshotRow) -> OwnedRecord:
+    return OwnedRecord(
+        snapshot_id=row.snapshot_id,
+        policy=row.policy,
+        cluster=row.cluster,
+        made_for=cast(MadeFor, row.made_for),
+        data_time=row.data_time,
+        source_id=row.source_id,
+        fire_time=row.fire_time,
+        deleted_at=row.deleted_at,
+        deleted_reason=row.deleted_reason,
+    )
+
+
+def _close(session: Session, where: tuple[Any, ...], at: datetime, reason: str) -> int:
+    """Close the open grants matching ``where`` for ``reason``; how many."""
+    return changed(
+        session,
+        update(GrantRow)
+        .where(*where, col(GrantRow.revoked_at).is_(None))
+        .values(revoked_at=at, revoked_reason=reason),
+    )
 
 
 class SnapshotRepository:
@@ -160,6 +214,7 @@ class SnapshotRepository:
                         recorded_at=row.recorded_at,
                         adopted=row.adopted,
                         deleted_at=row.deleted_at,
+                        deleted_reason=row.deleted_reason,
                     )
                 )
             grants = s.exec(
@@ -167,22 +222,67 @@ class SnapshotRepository:
                 .where(col(GrantRow.revoked_at).is_(None))
                 .order_by(col(GrantRow.snapshot_id), col(GrantRow.account))
             )
-            open_grants = tuple(
-                GrantView(
-                    snapshot_id=row.snapshot_id,
-                    account=row.account,
-                    granted_at=row.granted_at,
-                    revoked_at=row.revoked_at,
+            open_grants = tuple(map(_grant_view, grants))
+            outside = s.exec(
+                select(GrantRow)
+                .where(col(GrantRow.revoked_reason) == REVOKED_OUTSIDE)
+                .order_by(
+                    col(GrantRow.revoked_at), col(GrantRow.snapshot_id), col(GrantRow.account)
                 )
-                for row in grants
             )
+            revoked_outside = tuple(map(_grant_view, outside))
         return OwnedSummary(
             owned={
                 policy: {cluster: tuple(views) for cluster, views in clusters.items()}
                 for policy, clusters in owned.items()
             },
             open_grants=open_grants,
+            revoked_outside=revoked_outside,
         )
+
+    def record_gone(
+        self, snapshot_ids: Iterable[str], grants: Iterable[tuple[str, str]], at: datetime
+    ) -> Gone:
+        """Close, in one transaction, what a complete listing at ``at`` no longer showed:
+        each owned snapshot of ``snapshot_ids`` still live in the state DB (``deleted_at`` =
+        ``at``, :data:`DELETED_OUTSIDE`) with its open grants, and each open grant of
+        ``grants`` (:data:`REVOKED_OUTSIDE`). Records already closed are left as they are;
+        returns what was newly closed."""
+        at = aware(at)
+        gone: list[OwnedRecord] = []
+        closed: list[tuple[str, str]] = []
+        with_snapshots = 0
+        with self._db.session("record what was changed outside snapworker", write=True) as s:
+            for sid in dict.fromkeys(snapshot_ids):
+                row = s.get(OwnedSnapshotRow, sid)
+                if row is None or row.deleted_at is not None:
+                    continue
+                row.deleted_at = at
+                row.deleted_reason = DELETED_OUTSIDE
+                gone.append(_record_of(row))
+                with_snapshots += _close(
+                    s, (col(GrantRow.snapshot_id) == sid,), at, SNAPSHOT_DELETED_OUTSIDE
+                )
+            for sid, account in dict.fromkeys(grants):
+                pair = (col(GrantRow.snapshot_id) == sid, col(GrantRow.account) == account)
+                if _close(s, pair, at, REVOKED_OUTSIDE):
+                    closed.append((sid, account))
+        return Gone(tuple(gone), tuple(closed), with_snapshots)
+
+    def record_listed_again(self, snapshot_ids: Iterable[str]) -> list[str]:
+        """Make live again each snapshot of ``snapshot_ids`` recorded as deleted outside
+        snapworker (a listing shows it again: an earlier listing missed it, e.g. the wrong
+        region or account); returns those changed. Its closed grants stay closed: the next
+        tick sees what AWS lists."""
+        changed_ids = []
+        with self._db.session("record a snapshot listed again", write=True) as s:
+            for sid in dict.fromkeys(snapshot_ids):
+                row = s.get(OwnedSnapshotRow, sid)
+                if row is not None and row.deleted_reason == DELETED_OUTSIDE:
+                    row.deleted_at = None
+                    row.deleted_reason = None
+                    changed_ids.append(sid)
+        return changed_ids
 
     # -- grants
 

@@ -36,7 +36,10 @@ metadata = SQLModel.metadata
 class OwnedSnapshotRow(SQLModel, table=True):
     """A manual snapshot the worker made (or adopted from its tags after losing the state DB).
 
-    The row stays after the worker deleted the snapshot (``deleted_at`` set).
+    The row stays after the worker deleted the snapshot (``deleted_at`` set). A snapshot a
+    complete listing no longer shows although the worker never deleted it is closed the same
+    way, with ``deleted_reason`` (``deleted outside snapworker``) and ``deleted_at`` the time
+    a listing first missed it; ``deleted_reason`` is NULL when the worker deleted it.
     """
 
     __tablename__ = "owned_snapshot"
@@ -52,6 +55,7 @@ class OwnedSnapshotRow(SQLModel, table=True):
     recorded_at: datetime
     adopted: bool = False
     deleted_at: datetime | None = None
+    deleted_reason: str | None = Field(default=None, sa_type=Text)
 
 
 class GrantRow(SQLModel, table=True):
@@ -59,6 +63,9 @@ class GrantRow(SQLModel, table=True):
 
     ``granted_at`` is NULL for a revoke of a grant the worker has no record of making (made
     by someone else, or before the state DB was lost): the revoke is recorded all the same.
+    ``revoked_reason`` is NULL for a revoke of the worker's; else why the grant was closed
+    (``revoked outside snapworker``, or its snapshot was deleted outside snapworker), with
+    ``revoked_at`` the time a listing first missed it.
     """
 
     __tablename__ = "grant"
@@ -69,6 +76,7 @@ class GrantRow(SQLModel, table=True):
     account: str
     granted_at: datetime | None = None
     revoked_at: datetime | None = None
+    revoked_reason: str | None = Field(default=None, sa_type=Text)
 
 
 class CopiedSourceRow(SQLModel, table=True):

@@ -30,6 +30,7 @@ class OwnedView:
     recorded_at: datetime
     adopted: bool
     deleted_at: datetime | None
+    deleted_reason: str | None = None  # None: deleted by snapworker (when deleted_at is set)
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,17 @@ class GrantView:
     account: str
     granted_at: datetime | None  # None: a revoke of a grant the worker did not make
     revoked_at: datetime | None
+    revoked_reason: str | None = None  # None: revoked by snapworker (when revoked_at is set)
 
 
 @dataclass(frozen=True)
 class OwnedSummary:
-    """Owned snapshots (live and deleted) by policy, then cluster, oldest data first; and the
-    grants still open."""
+    """Owned snapshots (live and deleted) by policy, then cluster, oldest data first; the
+    grants still open; and the grants revoked outside snapworker, in the order first missed."""
 
     owned: Mapping[str, Mapping[str, tuple[OwnedView, ...]]]
     open_grants: tuple[GrantView, ...]
+    revoked_outside: tuple[GrantView, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -81,10 +81,19 @@ def status(
         ),
     ] = False,
 ) -> None:
-    """What the state DB holds: owned snapshots, grants, recent runs and failures."""
+    """What the state DB holds: owned snapshots, grants, recent runs and failures.
+
+    Reads an existing state DB only (none: exit 2); one in a folder SQLite cannot write
+    its -wal/-shm files in is read read-only, with a note.
+    """
     cfg = load(config)
     from snapworker.adapters.store.repository import open_store
     from snapworker.views.status import render_status
 
-    store = open_store(cfg.state_url)
+    store = open_store(cfg.state_url, create=False, read_only_fallback=True)
+    if store.read_only:
+        typer.echo(
+            f"note: state DB {store.url}: its folder is not writable; read read-only",
+            err=True,
+        )
     typer.echo(render_status(store, format.value, show_all=show_all))

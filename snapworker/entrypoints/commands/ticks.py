@@ -26,6 +26,7 @@ from snapworker.entrypoints.app import (
 )
 
 if TYPE_CHECKING:
+    from snapworker.adapters.store.repository import Gone
     from snapworker.config import Config
     from snapworker.core.model import Plan
     from snapworker.entrypoints.stopping import GracefulStop
@@ -76,6 +77,7 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
         typer.echo(f"completed {result.reconciled} action(s) interrupted by an earlier run")
     if result.adopted:
         typer.echo(f"adopted {result.adopted} owned snapshot(s) from their tags")
+    _warn_gone(result.gone)
     for n in result.plan.notes:
         if n.level == "warning":
             typer.echo(f"warning: {n.policy}: {n.message}", err=True)
@@ -98,6 +100,25 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
 
 def _signal_name(stop: GracefulStop) -> str:
     return signal.Signals(stop.signum).name if stop.signum is not None else "a stop"
+
+
+def _warn_gone(gone: Gone | None) -> None:
+    """One line per change outside snapworker that this run first recorded (never again)."""
+    if gone is None:
+        return
+    for r in gone.snapshots:
+        at = f"{r.deleted_at:%Y-%m-%d %H:%M}Z" if r.deleted_at is not None else "now"
+        typer.echo(
+            f"warning: {r.policy}: snapshot {r.snapshot_id} ({r.cluster}) was deleted outside "
+            f"snapworker (first missed {at}): recorded as gone, its open grants closed",
+            err=True,
+        )
+    for sid, account in gone.grants:
+        typer.echo(
+            f"warning: the grant of snapshot {sid} to {account} was revoked outside "
+            "snapworker: recorded as closed",
+            err=True,
+        )
 
 
 class _Progress:
@@ -150,11 +171,13 @@ def plan(
     """The dry-run report: what `run` would do now (or --at a given instant), and why.
 
     Lists every owned snapshot as kept (with each rule that keeps it) or acted on (with the
-    reason). Changes nothing in AWS and records nothing in the state DB.
+    reason). Changes nothing in AWS and records nothing in the state DB; creates the state DB
+    (not its folder) if there is none yet, except with --explain, which reads an existing one
+    only.
     """
     when = parse_at(at)
     cfg = load(config)
-    rt = runtime(cfg, when)
+    rt = runtime(cfg, when, create=explain is None)
     result = dry_run(rt, policy)
     clusters = result.inventory.clusters.values() if result.inventory is not None else ()
     config_risks(cfg, config, rt.gateway.account_id(), clusters)
