@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -108,8 +108,12 @@ class FakeGateway:
         self.listings["DescribeClusters"] += 1
         return dict(self.clusters)
 
-    def list_snapshots(self) -> dict[str, Snapshot]:
+    def list_snapshots(
+        self, progress: Callable[[int, bool], None] | None = None
+    ) -> dict[str, Snapshot]:
         self.listings["DescribeClusterSnapshots"] += 1
+        if progress is not None:
+            progress(len(self.snaps), False)  # one page
         return dict(self.snaps)
 
     def get_snapshot(self, snapshot_id: str, cluster: str) -> Snapshot | None:

@@ -86,6 +86,36 @@ def test_readable_logs_and_a_progress_bar_on_a_terminal(sandbox: Sandbox) -> Non
     assert "16 succeeded, 0 failed" in screen
 
 
+def seed_pages(box: Sandbox, snapshots: int = 250) -> None:
+    """An estate whose snapshot listing takes several pages (100 a page)."""
+    box.cluster("prod-a", env="prod")
+    for i in range(snapshots):
+        box.manual(f"dba-{i:04d}", "prod-a", 1 + i / 24)
+
+
+def test_a_listing_of_several_pages_shows_progress_on_a_terminal(sandbox: Sandbox) -> None:
+    seed_pages(sandbox)
+    code, screen = run_on_terminal(sandbox, "plan")
+    assert code == 0, screen
+    # rich's bar while DescribeClusterSnapshots pages in (100 a page), counting; then the plan
+    assert "listing snapshots" in screen
+    assert "250 so far" in screen
+    assert "Nothing to do." in screen
+    # run too, and its bar is gone before the plan's line
+    code, screen = run_on_terminal(sandbox, "run")
+    assert code == 0, screen
+    assert screen.index("250 so far") < screen.index("plan: 0 actions")
+
+
+def test_no_listing_progress_off_a_terminal(sandbox: Sandbox) -> None:
+    seed_pages(sandbox)
+    for args in (("plan",), ("plan", "--format", "json"), ("run",)):
+        r = sandbox.cli(*args)
+        assert r.returncode == 0, r.stderr
+        assert "listing snapshots" not in r.stderr + r.stdout
+        assert "\x1b[" not in r.stderr  # no terminal control codes at all
+
+
 def test_markdown_and_json_reports(sandbox: Sandbox) -> None:
     seed_many(sandbox, 1, 2)
     md = sandbox.cli("plan", "--format", "markdown")

@@ -5,6 +5,7 @@ live again. The end-to-end view (warnings, status) is tests/test_outside_changes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,7 +40,9 @@ class Log:
 class BrokenListing(FakeGateway):
     """A listing that fails part way (a page refused after the retries)."""
 
-    def list_snapshots(self) -> dict[str, Snapshot]:
+    def list_snapshots(
+        self, progress: Callable[[int, bool], None] | None = None
+    ) -> dict[str, Snapshot]:
         raise AwsError("DescribeClusterSnapshots", "InternalFailure", "page 3 failed")
 
 

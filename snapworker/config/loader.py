@@ -2,11 +2,15 @@
 then the models. :func:`load_config` is the one entry.
 
 Before any parsing the file must be a regular file of at most 1 MiB of UTF-8 text without NUL
-bytes. The YAML is composed with PyYAML's safe loader, further restricted: no aliases (so no
-"billion laughs"), no tags other than the plain core ones (so no ``!!python/object``), no
-duplicate keys (PyYAML would silently keep the last one), no merge keys, no complex keys, at
-most 32 levels of nesting. Mapping keys are always read as strings (``no:`` is the key
-``"no"``, not ``False``), and YAML 1.1 timestamps stay strings.
+bytes. The YAML is composed with PyYAML's safe loader, further restricted: no tags other than
+the plain core ones (so no ``!!python/object``), no duplicate keys (PyYAML would silently keep
+the last one), no complex keys, at most 32 levels of nesting. Anchors, aliases and merge keys
+(``<<: *base``) are accepted, bounded: while composing, each node's size once every alias is
+expanded is counted (a shared node once, so the count is linear in the file), and a file whose
+aliases would expand to more than ``MAX_ALIAS_EXPANSION`` values beyond those written out (a
+"billion laughs", or a quadratic blow-up) is refused before anything is expanded. Mapping
+keys are always read as strings (``no:`` is the key ``"no"``, not ``False``), and YAML 1.1
+timestamps stay strings.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ password, need not be written in the config file)."""
 DEFAULT_CONFIG_FILE = "snapworker.yaml"
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_NESTING = 32
+MAX_ALIAS_EXPANSION = 10_000
 _MAX_NUMBER_TEXT = 100
 
 
@@ -98,19 +103,25 @@ _ALLOWED_TAGS = frozenset(_CORE + t for t in ("str", "int", "float", "bool", "nu
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader without aliases, exotic tags, duplicate/merge/complex keys or deep nesting."""
+    """SafeLoader without exotic tags, duplicate/complex keys or deep nesting, whose aliases
+    and merge keys are expanded within a bound."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._written = 0  # nodes composed from the text (an alias is not one)
+        self._sizes: dict[int, int] = {}  # id(node) -> its size with every alias expanded
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            raise _Refused(
-                f"YAML aliases are not allowed (*{event.anchor}); write the value out in full",
-                event.start_mark,
-            )
+            target = self.anchors.get(event.anchor) if event.anchor is not None else None
+            if target is not None and id(target) not in self._sizes:
+                raise _Refused(
+                    f"YAML alias *{event.anchor} refers to a node that contains it",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
         tag = getattr(event, "tag", None)
         if tag not in (None, "!") and tag not in _ALLOWED_TAGS:
             shown = tag.replace(_CORE, "!!") if isinstance(tag, str) else tag
@@ -119,24 +130,58 @@ class _StrictLoader(yaml.SafeLoader):
         try:
             if self._depth > MAX_NESTING:
                 raise _Refused(f"nested more than {MAX_NESTING} levels deep", event.start_mark)
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
+        if node is not None:
+            self._count(node)
+        return node
+
+    def _count(self, node: yaml.Node) -> None:
+        """Record ``node``'s expanded size (its children are recorded already); refuse the
+        file once aliases would expand it too far beyond what is written out."""
+        self._written += 1
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._sizes[id(child)] for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        self._sizes[id(node)] = size
+        if size - self._written > MAX_ALIAS_EXPANSION:
+            raise _Refused(
+                f"YAML aliases expand too far here (over {MAX_ALIAS_EXPANSION} values beyond "
+                "those written out: a 'billion laughs'?); share smaller blocks",
+                node.start_mark,
+            )
 
     def compose_mapping_node(self, anchor: dict[Any, yaml.Node]) -> yaml.MappingNode:
         node = super().compose_mapping_node(anchor)
         seen: dict[str, int] = {}
-        for key, _value in node.value:
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        explicit: list[tuple[yaml.Node, yaml.Node]] = []
+        for key, value in node.value:
             if not isinstance(key, yaml.ScalarNode):
                 raise _Refused("mapping keys must be plain strings", key.start_mark)
-            if key.tag == _CORE + "merge":
-                raise _Refused("YAML merge keys (<<) are not allowed", key.start_mark)
             if key.value in seen:
                 raise _Refused(
                     f"duplicate key {key.value!r} (first at line {seen[key.value]})",
                     key.start_mark,
                 )
             seen[key.value] = key.start_mark.line + 1
+            if key.tag == _CORE + "merge":
+                merged.extend(_merge_sources(key, value))
+            else:
+                explicit.append((key, value))
+        if merged or len(explicit) != len(node.value):
+            # `<<`: the keys of the merged mappings this one does not set, the first merged
+            # mapping winning (YAML's merge key); the node then reads as if written in full,
+            # so an error inside a merged block points at that block's line.
+            keys = {key.value for key, _value in explicit}
+            for key, value in merged:
+                if key.value not in keys:
+                    keys.add(key.value)
+                    explicit.append((key, value))
+            node.value = explicit
         return node
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
@@ -158,6 +203,19 @@ class _StrictLoader(yaml.SafeLoader):
         if len(node.value) > _MAX_NUMBER_TEXT:  # int() of a huge string is slow, then refused
             raise _Refused(f"number too long ({len(node.value)} characters)", node.start_mark)
         return int(self.construct_yaml_int(node))
+
+
+def _merge_sources(key: yaml.Node, value: yaml.Node) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The pairs that ``<<: value`` merges: one mapping, or a list of mappings."""
+    sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+    pairs: list[tuple[yaml.Node, yaml.Node]] = []
+    for source in sources:
+        if not isinstance(source, yaml.MappingNode):
+            raise _Refused(
+                "a YAML merge key (<<) takes a mapping or a list of mappings", key.start_mark
+            )
+        pairs.extend(source.value)
+    return pairs
 
 
 # YAML 1.1 timestamps (2026-01-01) and the "=" value indicator stay plain strings.

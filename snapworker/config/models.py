@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -51,6 +52,17 @@ from snapworker.core.ids import policy_name_problem
 
 if TYPE_CHECKING:
     from snapworker.core import policy as core_policy
+
+
+_DURATION = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "examples": ["2d", "1w", "1d12h", "36h"]},
+            {"type": "null"},
+        ]
+    }
+)
+"""A duration's JSON Schema: the text (not ISO 8601's ``format: duration``)."""
 
 
 class _Model(BaseModel):
@@ -122,7 +134,7 @@ class ShareSpec(_Model):
     accounts: list[Annotated[str, BeforeValidator(_account_input), AfterValidator(_account)]] = (
         Field(default_factory=list)
     )
-    unshare_after: Annotated[timedelta | None, BeforeValidator(_duration)] = None
+    unshare_after: Annotated[timedelta | None, BeforeValidator(_duration), _DURATION] = None
     revoke_unlisted: bool = False
 
     @field_validator("accounts")
@@ -138,13 +150,21 @@ class Retention(_Model):
     """What to keep; a snapshot is kept when any rule keeps it. No rule: nothing expires."""
 
     max_age_days: Annotated[int, _in_range(1, 36500)] | None = None
+    """Keep snapshots younger than this many days (1 to 36500)."""
     keep_last: Annotated[int, AfterValidator(_keep_count)] | None = None
+    """Keep the newest N snapshots per cluster (-1: all)."""
     keep_hourly: Annotated[int, AfterValidator(_keep_count)] | None = None
+    """Keep the newest snapshot of each of the last N hours that have one (-1: all)."""
     keep_daily: Annotated[int, AfterValidator(_keep_count)] | None = None
+    """Keep the newest snapshot of each of the last N days that have one (-1: all)."""
     keep_weekly: Annotated[int, AfterValidator(_keep_count)] | None = None
+    """Keep the newest snapshot of each of the last N ISO weeks that have one (-1: all)."""
     keep_monthly: Annotated[int, AfterValidator(_keep_count)] | None = None
+    """Keep the newest snapshot of each of the last N months that have one (-1: all)."""
     keep_yearly: Annotated[int, AfterValidator(_keep_count)] | None = None
-    keep_within: Annotated[timedelta | None, BeforeValidator(_duration)] = None
+    """Keep the newest snapshot of each of the last N years that have one (-1: all)."""
+    keep_within: Annotated[timedelta | None, BeforeValidator(_duration), _DURATION] = None
+    """Keep every snapshot taken within this duration of the newest one ('2d', '1w')."""
     fail_safe_days: Annotated[int, _in_range(1, 3653)] | None = None
     """Optional, off by default: the ManualSnapshotRetentionPeriod (days) set on every
     snapshot the policy creates or copies, so that AWS itself deletes them should the worker

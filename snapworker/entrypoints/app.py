@@ -26,6 +26,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from snapworker.entrypoints.progress import ListingBar
 from snapworker.errors import SnapworkerError
 
 if TYPE_CHECKING:
@@ -208,10 +209,13 @@ def dry_run(rt: Runtime[StateStore], policy: list[str] | None) -> TickResult:
     """One tick that applies nothing and records nothing (``plan``, ``report``)."""
     from snapworker.service.tick import tick
 
+    listing = ListingBar()
     try:
-        return tick(rt, policy, dry_run=True)
+        return tick(rt, policy, dry_run=True, listing=listing)
     except Exception as e:
         aws_guard(e)
+    finally:
+        listing.stop()
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

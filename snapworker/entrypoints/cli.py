@@ -17,6 +17,7 @@ from snapworker.entrypoints.commands import (  # noqa: F401  (registers the comm
     html_report,
     inspect,
     sandbox,
+    schema,
     ticks,
 )
 from snapworker.errors import SnapworkerError

@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from snapworker.core.model import Action, Cluster, OwnedRecord, Snapshot, State
 
+ListingProgress = Callable[[int, bool], None]
+"""Told after each page of a listing: how many items so far, and whether more pages follow
+(the CLI draws a progress bar from it on a terminal)."""
+
 if TYPE_CHECKING:
     from snapworker.adapters.aws.redshift import CallStats, ClusterInfo, TemporaryCredentials
     from snapworker.adapters.store.repository import DriftItem, Gone
@@ -41,7 +45,7 @@ class Gateway(Protocol):
     # -- reads
     def account_id(self) -> str | None: ...
     def list_clusters(self) -> dict[str, Cluster]: ...
-    def list_snapshots(self) -> dict[str, Snapshot]: ...
+    def list_snapshots(self, progress: ListingProgress | None = None) -> dict[str, Snapshot]: ...
     def get_snapshot(self, snapshot_id: str, cluster: str) -> Snapshot | None: ...
 
     # -- snapshot mutations

@@ -23,7 +23,7 @@ from snapworker.service.executor import Executor, Outcome, apply, reconcile_pend
 from snapworker.service.gone import record_missed
 from snapworker.service.iam import needs
 from snapworker.service.leases import PolicyLeases, run_lease
-from snapworker.service.ports import Gateway, StateRepository
+from snapworker.service.ports import Gateway, ListingProgress, StateRepository
 
 if TYPE_CHECKING:
     from snapworker.adapters.store.repository import Gone
@@ -91,13 +91,14 @@ def select_policies(config: Config, names: Sequence[str] | None) -> list[Policy]
 
 
 @needs("observe", "redshift:DescribeClusters", "redshift:DescribeClusterSnapshots")
-def observe(rt: Runtime[StateRepository]) -> Inventory:
+def observe(rt: Runtime[StateRepository], listing: ListingProgress | None = None) -> Inventory:
     """One account-wide listing of clusters and snapshots per run (and the re-read before a
     delete).
 
-    Paginated; the account id comes from the listing itself (no call of its own)."""
+    Paginated; the account id comes from the listing itself (no call of its own).
+    ``listing``: told after each page of snapshots (a progress bar, on a terminal)."""
     clusters = rt.gateway.list_clusters()
-    snapshots = rt.gateway.list_snapshots()
+    snapshots = rt.gateway.list_snapshots(listing)
     return Inventory(clusters=clusters, snapshots=snapshots)
 
 
@@ -123,15 +124,16 @@ def tick(
     on_plan: Callable[[Plan], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     holder: str | None = None,
+    listing: ListingProgress | None = None,
 ) -> TickResult:
     """Observe, plan and (unless ``dry_run``) apply, for the named policies (default: all).
 
     Applying takes the lease of each policy first (``holder`` names us; default: a new
     holder id); a policy leased by another process is skipped (``TickResult.skipped``).
-    A dry run takes no lease."""
+    A dry run takes no lease. ``listing``: told after each page of the snapshot listing."""
     policies = select_policies(rt.config, policy_names)
     if dry_run:
-        inv = observe(rt)
+        inv = observe(rt, listing)
         plan = make_plan(rt, policies, inv, rt.store.load_state())
         return TickResult(plan, inventory=inv)
 
@@ -151,6 +153,7 @@ def tick(
             on_plan,
             lambda: should_stop() or leases.any_lost,
             leases,
+            listing,
         )
         result.skipped = skipped
         return result
@@ -166,6 +169,7 @@ def _leased_tick(
     on_plan: Callable[[Plan], None] | None,
     should_stop: Callable[[], bool],
     leases: PolicyLeases,
+    listing: ListingProgress | None = None,
 ) -> TickResult:
     calls_before = rt.gateway.stats.snapshot()
     # Runs whose process is gone (killed) never finished their row: recorded interrupted.
@@ -175,7 +179,7 @@ def _leased_tick(
     )
     leases.keep(run_lease(run_id))
     try:
-        result = _tick(rt, policies, run_id, progress, on_plan, should_stop)
+        result = _tick(rt, policies, run_id, progress, on_plan, should_stop, listing)
     except BaseException as e:
         rt.store.finish_run(
             run_id,
@@ -215,8 +219,9 @@ def _tick(
     progress: Callable[[Outcome], None] | None,
     on_plan: Callable[[Plan], None] | None,
     should_stop: Callable[[], bool],
+    listing: ListingProgress | None = None,
 ) -> TickResult:
-    inv = observe(rt)
+    inv = observe(rt, listing)
     state = rt.store.load_state()
     reconciled = 0
     # Only our leased policies' entries (another process may be mid-action on its own),

@@ -9,7 +9,7 @@ from typing import Any
 
 from snapworker.core.explain import Explanation
 from snapworker.views.formatting import iso, md_cell, md_table, minute
-from snapworker.views.plan_report import action_dict, kept_dict, note_dict
+from snapworker.views.plan_report import action_dict, drift_dicts, kept_dict, note_dict
 
 
 def _age(d: timedelta | None) -> str:
@@ -54,7 +54,7 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
             }
             for g in e.grants
         ],
-        "drift": [action_dict(d) for d in e.drift],
+        "drift": drift_dicts(e.drift, e.actions),
         "actions": [action_dict(a) for a in e.actions],
         "kept": kept_dict(e.kept) if e.kept is not None else None,
         "fail_safe_days": e.fail_safe_days,

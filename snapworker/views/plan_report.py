@@ -36,6 +36,24 @@ def action_dict(a: Action) -> dict[str, Any]:
     return d
 
 
+def drift_dicts(drift: Iterable[Action], actions: Iterable[Action]) -> list[dict[str, Any]]:
+    """Drift entries (grants to accounts the policy does not list), each with its
+    ``remedy``: ``"revoke"`` when ``actions`` revoke that grant (``revoke_unlisted: true``,
+    or the snapshot is deleted), ``"report"`` when it is only reported (the default, or a
+    hold). Only an entry whose grant is revoked says ``"action": "revoke"``."""
+    revoking = {a.key for a in actions if a.kind == "revoke"}
+    out: list[dict[str, Any]] = []
+    for d in drift:
+        entry = action_dict(d)
+        if d.key in revoking:
+            entry["remedy"] = "revoke"
+        else:
+            del entry["action"]
+            entry["remedy"] = "report"
+        out.append(entry)
+    return out
+
+
 def kept_dict(k: Kept) -> dict[str, Any]:
     d: dict[str, Any] = {
         "policy": k.policy,
@@ -64,7 +82,7 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "generated_at": iso(plan.generated_at),
         "actions": [action_dict(a) for a in plan.actions],
         "kept": [kept_dict(k) for k in plan.kept],
-        "drift": [action_dict(a) for a in plan.drift],
+        "drift": drift_dicts(plan.drift, plan.actions),
         "notes": [note_dict(n) for n in plan.notes],
     }
 

@@ -188,16 +188,28 @@ class RedshiftGateway(ClusterCalls):
         return self._account
 
     def _pages(
-        self, operation: str, method: str, key: str, **params: Any
+        self,
+        operation: str,
+        method: str,
+        key: str,
+        progress: Callable[[int, bool], None] | None = None,
+        **params: Any,
     ) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated listing; ``progress`` is told after each page how many
+        items so far and whether more pages follow."""
         marker: str | None = None
+        listed = 0
         while True:
             args = dict(params, MaxRecords=PAGE_SIZE)
             if marker:
                 args["Marker"] = marker
             page = self._call(operation, None, lambda a=args: getattr(self.client, method)(**a))  # type: ignore[misc]
-            yield from page.get(key, [])
+            items = page.get(key, [])
+            yield from items
+            listed += len(items)
             marker = page.get("Marker")
+            if progress is not None:
+                progress(listed, bool(marker))
             if not marker:
                 return
 
@@ -216,11 +228,14 @@ class RedshiftGateway(ClusterCalls):
         self._cluster_ids = set(out)
         return out
 
-    def list_snapshots(self) -> dict[str, Snapshot]:
-        """One account-wide, paginated listing of every snapshot (manual and automated)."""
+    def list_snapshots(
+        self, progress: Callable[[int, bool], None] | None = None
+    ) -> dict[str, Snapshot]:
+        """One account-wide, paginated listing of every snapshot (manual and automated);
+        ``progress``: told after each page (see :meth:`_pages`)."""
         out = {}
         for raw in self._pages(
-            "DescribeClusterSnapshots", "describe_cluster_snapshots", "Snapshots"
+            "DescribeClusterSnapshots", "describe_cluster_snapshots", "Snapshots", progress
         ):
             snap = snapshot_from_aws(raw)
             out[snap.id] = snap

@@ -24,6 +24,7 @@ from snapworker.entrypoints.app import (
     parse_at,
     runtime,
 )
+from snapworker.entrypoints.progress import ListingBar
 
 if TYPE_CHECKING:
     from snapworker.adapters.store.repository import Gone
@@ -55,14 +56,21 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
     from snapworker.views.plan_report import render_outcomes, summary
 
     progress = _Progress()
+    listing = ListingBar()
 
     def on_plan(p: Plan) -> None:
+        listing.stop()
         typer.echo(f"plan: {summary(p)}")
         progress.start(len(p.actions))
 
     try:
         result = tick(
-            rt, policy, progress=progress.update, on_plan=on_plan, should_stop=stop.is_set
+            rt,
+            policy,
+            progress=progress.update,
+            on_plan=on_plan,
+            should_stop=stop.is_set,
+            listing=listing,
         )
     except Exception as e:
         progress.stop()
@@ -72,6 +80,7 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None) -> None:
             raise typer.Exit(stop.exit_code) from None
         aws_guard(e)
     finally:
+        listing.stop()
         progress.stop()
     if result.reconciled:
         typer.echo(f"completed {result.reconciled} action(s) interrupted by an earlier run")
