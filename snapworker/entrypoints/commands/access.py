@@ -86,7 +86,11 @@ def iam_policy(
     ] = "*",
     region: Annotated[
         str | None,
-        typer.Option(help="AWS region, or '*'. Default: aws.region of the config, else '*'."),
+        typer.Option(
+            help="AWS region, or '*'. Default: aws.region of the config, else '*'. The ARNs "
+            "take the region's partition (arn:aws-cn: in cn-north-1, arn:aws-us-gov: in "
+            "us-gov-west-1); with '*', any region of the standard partition (arn:aws:)."
+        ),
     ] = None,
 ) -> None:
     """Print the least-privilege IAM policy (JSON) this config needs.
