@@ -141,7 +141,7 @@ def _explain(
     rt: Runtime, cfg: Config, policy: list[str] | None, result: Any, sid: str, fmt: str
 ) -> None:
     from snapworker.core.explain import UnknownSnapshot, explain
-    from snapworker.service.tick import select_policies
+    from snapworker.service.tick import renames, select_policies
     from snapworker.views.explanation import render_explanation
 
     try:
@@ -153,6 +153,7 @@ def _explain(
             result.plan.generated_at,
             rt.gateway.account_id(),
             [p.name for p in cfg.policies],
+            renames(cfg),
         )
     except UnknownSnapshot as exc:
         fail(str(exc))
