@@ -145,4 +145,71 @@ def test_rename_with_formerly_carries_everything_over(sandbox: Sandbox) -> None:
     assert set(mine) & set(snaps) == {held}
     assert snaps[held]["tags"]["snapworker:hold"] == "audit"
     p = plan_json(box.cli("plan", "--format", "json", **fake))
-    assert [k for k in p["kept"] if k["snapshot"] == held][0].get("held") is True
+    assert next(k for k in p["kept"] if k["snapshot"] == held).get("held") is True
+
+
+def test_explain_an_orphaned_snapshot_shows_its_live_grants(sandbox: Sandbox) -> None:
+    box = sandbox
+    mine = estate(box)
+    sid = sorted(mine)[0]
+    box.write_config(RENAMED)
+    r = box.cli("plan", "--explain", sid, **AT)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "none (the policy shares with no account)" not in out
+    assert "belongs to no configured policy" in out and "still shared with 2 accounts" in out
+    grants = out.split("\nGrants\n")[1].split("\n\n")[0].splitlines()
+    assert [g.split()[0] for g in grants] == sorted([ACC, ALIAS]), out
+    assert all("shared" in g and "nothing revokes it" in g for g in grants), out
+    j = json.loads(box.cli("plan", "--explain", sid, "--format", "json", **AT).stdout)
+    assert sorted(g["account"] for g in j["grants"] if g["authorized"]) == sorted([ACC, ALIAS])
+    assert "belongs to no configured policy" in j["orphan"]
+    # Its source, an automated snapshot, names the orphaned copy and the new policy's plan.
+    src = mine[sid]["tags"].get("snapworker:source") or next(
+        v["tags"]["snapworker:source"] for v in mine.values() if "snapworker:source" in v["tags"]
+    )
+    j = json.loads(box.cli("plan", "--explain", src, "--format", "json", **AT).stdout)
+    copies = {c["policy"]: c for c in j["copies"]}
+    assert copies["prod-nightly"]["state"] == "orphaned"
+    assert copies["prod-daily"]["state"] == "planned"
+
+    # The same snapshot with its policy in the config, but left out by --policy.
+    box.write_config(WITH_CREATE + "  - name: other\n    select:\n      clusters: [nothing-*]\n")
+    r = box.cli("plan", "--explain", sid, "--policy", "other", **AT)
+    assert r.returncode == 0, r.stderr
+    assert "left out of this plan (--policy)" in r.stdout and "still shared" in r.stdout
+    assert "none (the policy shares" not in r.stdout and ALIAS in r.stdout
+
+
+def test_explain_an_automated_snapshot_names_its_copy_per_policy(sandbox: Sandbox) -> None:
+    box = sandbox
+    mine = estate(box)
+    copied = {
+        v["tags"]["snapworker:source"]: sid
+        for sid, v in mine.items()
+        if "snapworker:source" in v["tags"]
+    }
+    src = sorted(copied)[0]
+    fresh = box.automated("prod-a", 0.5, now=NOW)  # not copied yet
+    old = box.automated("prod-a", 50, now=NOW)  # past max_age_days 35
+    box.write_config(
+        WITH_CREATE
+        + "  - name: second\n    select:\n      clusters: [prod-a]\n    copy_automated: true\n"
+        + "    retention:\n      keep_last: 10\n"
+    )
+
+    def explain(sid: str) -> dict:
+        r = box.cli("plan", "--explain", sid, "--format", "json", **AT)
+        assert r.returncode == 0, r.stderr
+        return {c["policy"]: c for c in json.loads(r.stdout)["copies"]}
+
+    c = explain(src)
+    assert c["prod-nightly"]["state"] == "exists" and c["prod-nightly"]["copy"] == copied[src]
+    assert c["second"]["state"] == "planned"
+    c = explain(fresh)
+    assert c["prod-nightly"]["state"] == "planned" and c["second"]["state"] == "planned"
+    c = explain(old)
+    assert c["prod-nightly"]["state"] == "not copied"
+    assert "past retention" in c["prod-nightly"]["why"]
+    text = box.cli("plan", "--explain", src, **AT).stdout
+    assert f"prod-nightly: exists {copied[src]}" in text and "second: planned" in text

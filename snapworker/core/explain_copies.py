@@ -2,7 +2,8 @@
 
 An automated snapshot is never owned; what the worker decides about it is whether each
 policy copies it. For every policy of the plan that copies the snapshot's cluster (or that
-already holds a copy of it), one :class:`CopyView`: the copy's id, and whether it exists,
+already holds a copy of it), one :class:`CopyView`; and one for each copy held by a policy
+not in the plan (``orphaned``). Each says the copy's id, and whether it exists,
 is planned, was made and since deleted, or why it is not made (already past retention, the
 id taken, the snapshot not yet available). The verdicts are the planner's own (its copy
 actions and notes for this snapshot); this module only looks them up.
@@ -27,7 +28,7 @@ class CopyView:
 
     policy: str
     copy: str  # the copy's id (existing, planned, or the one the policy would make)
-    state: str  # "exists", "planned", "deleted", "not copied", "not selected"
+    state: str  # "exists", "planned", "deleted", "not copied", "not selected", "orphaned"
     why: str
 
 
@@ -89,4 +90,13 @@ def copy_views(
                     f"{src.cluster}" + ("" if cluster is not None else " (no such cluster now)"),
                 )
             )
+    names = {p.name for p in policies}
+    for name in sorted(set(idx.owned) - names):
+        for o in idx.owned[name]:
+            if o.record.source_id == src.id:
+                why = (
+                    f"a copy made by policy {name}, which is not in this plan (not in the "
+                    "config, or left out by --policy): left alone"
+                )
+                out.append(CopyView(name, o.id, "orphaned", why))
     return out
