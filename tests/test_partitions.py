@@ -92,3 +92,39 @@ def test_gateway_tags_and_untags_with_the_partition_of_its_region(
     assert (
         gw.cluster_arn("prod-a") == f"arn:{partition}:redshift:{region}:123456789012:cluster:prod-a"
     )
+
+
+def test_iam_policy_covers_the_snapshots_of_former_names() -> None:
+    """A policy with ``formerly`` re-tags, revokes and deletes the snapshots made under its
+    former names (their ids keep the old name): its IAM policy must reach them."""
+    from snapworker.config import Config
+    from snapworker.service.permissions import iam_policy
+
+    cfg = Config.model_validate(
+        {
+            "aws": {"region": "cn-north-1"},
+            "policies": [
+                {
+                    "name": "prod-daily",
+                    "formerly": ["prod-nightly"],
+                    "share": {"accounts": ["111122223333"]},
+                    "retention": {"keep_last": 3},
+                }
+            ],
+        }
+    )
+    doc = iam_policy(cfg, account="123456789012")
+    by_action: dict[str, list[str]] = {}
+    for stmt in doc["Statement"]:
+        acts = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+        res = stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]
+        for a in acts:
+            by_action.setdefault(a, []).extend(res)
+    former = "arn:aws-cn:redshift:cn-north-1:123456789012:snapshot:*/sw-prod-nightly-*"
+    for action in (
+        "redshift:CreateTags",
+        "redshift:RevokeSnapshotAccess",
+        "redshift:DeleteClusterSnapshot",
+        "redshift:AuthorizeSnapshotAccess",
+    ):
+        assert former in by_action.get(action, []), (action, by_action.get(action))

@@ -79,9 +79,13 @@ class Scope:
             f"arn:{partition_of(self.region)}:redshift:{self.region}:{self.account}:{kind}:{name}"
         )
 
-    def owned_snapshots(self, policy: Policy) -> str:
-        """Every snapshot ``policy`` makes, whatever its cluster."""
-        return self.arn("snapshot", f"*/sw-{policy.name.lower()}-*")
+    def owned_snapshots(self, policy: Policy) -> tuple[str, ...]:
+        """Every snapshot ``policy`` makes, whatever its cluster, and those it owns under its
+        former names (``formerly``: their ids were made from those names)."""
+        return tuple(
+            self.arn("snapshot", f"*/sw-{name.lower()}-*")
+            for name in (policy.name, *policy.formerly)
+        )
 
     def clusters(self, policy: Policy) -> list[str]:
         return [self.arn("cluster", p) for p in cluster_patterns(policy)]
@@ -184,7 +188,7 @@ def _anywhere(p: Policy, s: Scope) -> Where:
 
 
 def _owned(p: Policy, s: Scope) -> Where:
-    return ((s.owned_snapshots(p),), ())
+    return (s.owned_snapshots(p), ())
 
 
 def _by_observe(p: Policy, s: Scope) -> Where:
@@ -230,14 +234,16 @@ register(Permission("observe", lambda p: True, {EVERY: _anywhere}))
 register(Permission("account", _makes, {EVERY: _anywhere}))
 register(
     Permission(
-        "tag", _makes, {EVERY: lambda p, s: ((s.owned_snapshots(p),), _tag_keys(OWN_TAG_KEYS))}
+        "tag",
+        lambda p: _makes(p) or bool(p.formerly),  # formerly: re-tags the former name's
+        {EVERY: lambda p, s: (s.owned_snapshots(p), _tag_keys(OWN_TAG_KEYS))},
     )
 )
 register(
     Permission(
         "create",
         lambda p: p.create is not None,
-        {EVERY: lambda p, s: ((*s.clusters(p), s.owned_snapshots(p)), _tag_keys(OWN_TAG_KEYS))},
+        {EVERY: lambda p, s: ((*s.clusters(p), *s.owned_snapshots(p)), _tag_keys(OWN_TAG_KEYS))},
     )
 )
 register(
@@ -248,7 +254,7 @@ register(
             EVERY: lambda p, s: (
                 (
                     *(s.arn("snapshot", f"{c}/rs:*") for c in cluster_patterns(p)),
-                    s.owned_snapshots(p),
+                    *s.owned_snapshots(p),
                 ),
                 (),
             )
@@ -272,8 +278,8 @@ register(
         "hold",
         lambda p: True,
         {
-            "redshift:CreateTags": lambda p, s: ((s.owned_snapshots(p),), _tag_keys(p.hold_tag)),
-            "redshift:DeleteTags": lambda p, s: ((s.owned_snapshots(p),), _tag_keys(p.hold_tag)),
+            "redshift:CreateTags": lambda p, s: (s.owned_snapshots(p), _tag_keys(p.hold_tag)),
+            "redshift:DeleteTags": lambda p, s: (s.owned_snapshots(p), _tag_keys(p.hold_tag)),
             "redshift:ModifyClusterSnapshot": _owned,
         },
     )
@@ -284,7 +290,7 @@ register(
         lambda p: p.verify is not None,
         {
             "redshift:RestoreFromClusterSnapshot": lambda p, s: (
-                (s.owned_snapshots(p), s.arn("cluster", SCRATCH)),
+                (*s.owned_snapshots(p), s.arn("cluster", SCRATCH)),
                 (),
             ),
             "redshift:CreateTags": lambda p, s: (
