@@ -81,5 +81,6 @@ def effect_visible(entry: PendingEntry, snapshots: Mapping[str, Snapshot]) -> bo
     if entry.kind == "delete":
         return snap is None
     if entry.kind == "tag":
-        return snap is not None and TAG_POLICY in snap.tags
+        # The tags name the entry's policy (a re-tag under ``formerly`` replaces another name).
+        return snap is not None and snap.tags.get(TAG_POLICY) == entry.policy
     return False
