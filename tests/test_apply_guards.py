@@ -308,7 +308,7 @@ GUARDS = {
     ),
     "refusal-raised": (EXECUTOR, r"if why is not None:\n", "if False:\n"),
     "automated": (GUARDS_PY, r'if snap\.type != "manual":', "if False:"),
-    "owned": (GUARDS_PY, r"if not owned_by\(snap, policy, state, account\):", "if False:"),
+    "owned": (GUARDS_PY, r"if not owned_by\(snap, policy, state, account, renames\):", "if False:"),
     "held": (GUARDS_PY, r"if hold_tag in snap\.tags:", "if False:"),
     "authorized": (
         GUARDS_PY,

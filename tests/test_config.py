@@ -1026,3 +1026,49 @@ def test_many_copying_policies_are_compared_in_one_pass() -> None:
         "snapshots of any cluster matching 'c-7-*': each policy makes its own copy of every "
         "one (`snapworker validate --aws` checks the real clusters)"
     ]
+
+
+def test_formerly_names_are_checked_with_file_line_policy_and_field(tmp_path: Path) -> None:
+    """A ``formerly`` name must be a valid policy name, no current policy's name, and
+    claimed by one policy only (issue 18)."""
+    text = (
+        "policies:\n"
+        "  - name: prod-daily\n"
+        "    formerly: [prod-nightly, prod-weekly]\n"
+        "  - name: prod-weekly\n"
+        "    formerly:\n"
+        "      - PROD-nightly\n"
+        "      - 'bad name'\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    shown = [(p.line, p.policy, p.field, p.message) for p in info.value.problems]
+    assert shown == [
+        (
+            7,
+            "prod-weekly",
+            "formerly[1]",
+            "may hold only letters, digits and hyphens (found ' ') (got 'bad name')",
+        )
+    ]
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text.replace("      - 'bad name'\n", "")))
+    shown = [(p.line, p.policy, p.field, p.message) for p in info.value.problems]
+    assert shown == [
+        (
+            3,
+            "prod-daily",
+            "formerly[1]",
+            "'prod-weekly' is the name of a current policy (policies[1], 'prod-weekly'): a "
+            "former name must be one no policy has now",
+        ),
+        (
+            6,
+            "prod-weekly",
+            "formerly[0]",
+            "former name 'PROD-nightly' is already claimed by policies[0].formerly[0]: only "
+            "one policy may own a former name's snapshots",
+        ),
+    ]
+    ok = load_config(_write(tmp_path, "policies:\n  - name: b\n    formerly: [a]\n"))
+    assert ok.policies[0].core.formerly == ("a",)

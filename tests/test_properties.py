@@ -860,3 +860,42 @@ def test_the_generator_reaches_every_kind_of_action() -> None:
     wanted = ("tag", "create", "copy", "share", "revoke", "delete", "drift", "deferred", "held")
     missing = [k for k in (*wanted, "delete-of-shared") if not seen[k]]
     assert not missing, (missing, seen)
+
+
+# -- renamed policies (formerly) ----------------------------------------------------------------
+
+
+@property_test("h-formerly", scenario)
+def test_a_rename_with_formerly_never_deletes_or_makes_more(
+    case: tuple[list[Policy], Estate],
+) -> None:
+    """(h) Renaming every policy P to ``P-renamed`` with ``formerly: [P]`` never deletes a
+    snapshot the plan under the old names would not delete, makes nothing the old names
+    would not make (no source copied again, no extra create), and every delete, share and
+    revoke targets a snapshot the renamed policy owns through ``formerly``."""
+    policies, e = case
+    before = planned(policies, e)
+    renamed = [
+        p.model_copy(update={"name": f"{p.name}-renamed", "formerly": [p.name]}) for p in policies
+    ]
+    back = {f"{p.name}-renamed": p.name for p in policies}
+    renames = {p.name: f"{p.name}-renamed" for p in policies}
+    after = plan([p.core for p in renamed], e.inventory, e.state, e.now, account=e.account)
+
+    def of(p: Plan, kinds: tuple[str, ...], rename: dict[str, str]) -> set[tuple[str, ...]]:
+        return {
+            (rename.get(a.policy, a.policy), a.cluster, a.source or a.snapshot)
+            for a in p.actions
+            if a.kind in kinds
+        }
+
+    assert of(after, ("delete",), back) <= of(before, ("delete",), {})
+    made_before = {(pol, c, s) for pol, c, s in of(before, ("copy",), {})}
+    assert of(after, ("copy",), back) <= made_before
+    creates = {(a.policy, a.cluster) for a in before.actions if a.kind == "create"}
+    assert {(back[a.policy], a.cluster) for a in after.actions if a.kind == "create"} <= creates
+    for a in after.actions:
+        if a.kind in ("delete", "share", "revoke"):
+            snap = e.inventory.snapshots[a.snapshot]
+            own = owner_of(snap, e.state, pending_made(e.state), e.account, renames)
+            assert own is not None and own.record.policy == a.policy, a

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from snapworker.config.urls import parse_sqlite_url
 from snapworker.core.accounts import SUPPORT_ALIAS as SUPPORT_ALIAS
 from snapworker.core.durations import MAX_DURATION, parse_duration
+from snapworker.core.ids import policy_name_problem
 
 
 def _show(value: object, limit: int = 60) -> str:
@@ -313,6 +314,46 @@ def _duplicates(
 def _policy_name_duplicates(names: Iterable[tuple[int, str]]) -> list[Any]:
     found = _duplicates(names, "policy name", "policies", ", as AWS lowercases snapshot ids")
     return [[[index, "name"], message] for index, message in found]
+
+
+def _policy_name(name: str) -> str:
+    """A valid policy name (a policy's ``name``, or one of its ``formerly``)."""
+    problem = policy_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem if "(got" in problem else f"{problem} (got {_show(name)})")
+    return name
+
+
+def _former_name_conflicts(policies: Sequence[tuple[str, Sequence[str]]]) -> list[Any]:
+    """``formerly`` names that are a current policy's name, or that two policies (or one
+    twice) claim; compared case-insensitively, as AWS lowercases snapshot ids."""
+    current = {name.casefold(): (i, name) for i, (name, _) in enumerate(policies)}
+    claimed: dict[str, tuple[int, int]] = {}
+    found: list[Any] = []
+    for i, (_, formerly) in enumerate(policies):
+        for j, old in enumerate(formerly):
+            key = old.casefold()
+            if key in current:
+                k, name = current[key]
+                found.append(
+                    [
+                        [i, "formerly", j],
+                        f"{old!r} is the name of a current policy (policies[{k}], {name!r}): "
+                        "a former name must be one no policy has now",
+                    ]
+                )
+            elif key in claimed:
+                k, m = claimed[key]
+                found.append(
+                    [
+                        [i, "formerly", j],
+                        f"former name {old!r} is already claimed by policies[{k}].formerly[{m}]"
+                        ": only one policy may own a former name's snapshots",
+                    ]
+                )
+            else:
+                claimed[key] = (i, j)
+    return found
 
 
 def _raise_duplicates(items: list[Any]) -> NoReturn:

@@ -33,22 +33,22 @@ from snapworker.config.checks import (
     _db_check,
     _duplicates,
     _duration,
+    _former_name_conflicts,
     _hold_tag,
     _host,
     _http_url,
     _in_range,
     _keep_count,
     _non_blank,
+    _policy_name,
     _policy_name_duplicates,
     _raise_duplicates,
     _region,
     _select_tag_key,
     _select_tag_value,
-    _show,
     _state_url,
     _timezone,
 )
-from snapworker.core.ids import policy_name_problem
 
 if TYPE_CHECKING:
     from snapworker.core import policy as core_policy
@@ -315,6 +315,9 @@ class Policy(_Model):
     limits: Limits = Limits()
     hold_tag: Annotated[str, AfterValidator(_hold_tag)] = "snapworker:hold"
     verify: VerifySpec | None = None
+    formerly: list[Annotated[str, AfterValidator(_policy_name)]] = Field(default_factory=list)
+    """Former names of this policy (after a rename): it owns their snapshots (ids, tags and
+    state DB records), copies nothing again, and rewrites their tags to its own name."""
 
     @model_validator(mode="after")
     def _figures_need_create(self) -> Policy:
@@ -328,10 +331,7 @@ class Policy(_Model):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, name: str) -> str:
-        problem = policy_name_problem(name)
-        if problem is not None:
-            raise ValueError(problem if "(got" in problem else f"{problem} (got {_show(name)})")
-        return name
+        return _policy_name(name)
 
     @property
     def timezone(self) -> str:
@@ -377,6 +377,7 @@ class Policy(_Model):
             ),
             limits=core_policy.Limits(self.limits.max_deletes_per_run),
             hold_tag=self.hold_tag,
+            formerly=tuple(self.formerly),
             verify=(
                 core_policy.VerifySpec(self.verify.schedule, self.verify.timezone)
                 if self.verify is not None
@@ -402,6 +403,7 @@ class Config(_Model):
         if not policies:
             raise ValueError("must define at least one policy")
         found = _policy_name_duplicates((i, p.name) for i, p in enumerate(policies))
+        found += _former_name_conflicts([(p.name, p.formerly) for p in policies])
         if found:
             _raise_duplicates(found)
         return policies

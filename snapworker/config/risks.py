@@ -9,7 +9,9 @@ look across policies, or at AWS, for what is legal but almost never meant:
 - a policy that makes snapshots with no retention rule (nothing it makes ever expires):
   :func:`unbounded_policies`;
 - sharing with the account that owns the snapshots, which AWS refuses on every run, so it is
-  an error; only AWS knows the account: :func:`shares_with_owner`.
+  an error; only AWS knows the account: :func:`shares_with_owner`;
+- snapshots whose ownership tags name a policy the config no longer defines (a rename
+  without ``formerly``): :func:`orphaned_policies_on`, from the real snapshot list.
 
 Each returns findings: a location in the configuration, spelled as pydantic spells it
 (``("policies", 0, "share", "accounts", 1)``), and a message.
@@ -28,7 +30,7 @@ from snapworker.config.models import Config, Policy, Select
 from snapworker.config.problems import Finding, Problem
 
 if TYPE_CHECKING:
-    from snapworker.core.model import Cluster
+    from snapworker.core.model import Cluster, Snapshot
 
 __all__ = [
     "Finding",
@@ -36,6 +38,7 @@ __all__ = [
     "config_warnings",
     "copy_overlaps",
     "copy_overlaps_on",
+    "orphaned_policies_on",
     "shares_with_owner",
     "unbounded_policies",
 ]
@@ -53,15 +56,19 @@ def assess(
     *,
     account: str | None = None,
     clusters: Iterable[Cluster] | None = None,
+    snapshots: Iterable[Snapshot] | None = None,
 ) -> tuple[list[Problem], list[Problem]]:
     """(errors, warnings) about ``config``, located in ``file`` (see :func:`.loader.locate`).
     ``account``: the account that owns the snapshots, when AWS told it; ``clusters``: the
-    real clusters, when AWS was asked (else the overlaps are guessed from the patterns)."""
+    real clusters, when AWS was asked (else the overlaps are guessed from the patterns);
+    ``snapshots``: the real snapshots, when AWS was asked (``validate --aws``)."""
     errors = shares_with_owner(config, account)
     if clusters is None:
         warnings = config_warnings(config)
     else:
         warnings = config_warnings(config, overlaps=False) + copy_overlaps_on(config, clusters)
+    if snapshots is not None:
+        warnings += orphaned_policies_on(config, snapshots, account)
     return locate(config, errors, file), locate(config, warnings, file)
 
 
@@ -137,6 +144,27 @@ def copy_overlaps_on(config: Config, clusters: Iterable[Cluster]) -> list[Findin
         what = f"cluster {shown}" if len(ids) == 1 else f"clusters {shown}{more}"
         found.append(_overlap(last, [config.policies[i] for i in others], what))
     return found
+
+
+def orphaned_policies_on(
+    config: Config, snapshots: Iterable[Snapshot], account: str | None = None
+) -> list[Finding]:
+    """One warning per policy that owns snapshots (proven by their tags; ``validate`` reads
+    no state DB) but that the config no longer defines, nor lists in a ``formerly``: the
+    line ``plan`` and ``run`` print too."""
+    # Here, not at the top: plain `validate` never needs the planner (~25 ms to import).
+    from snapworker.core.model import Inventory, State
+    from snapworker.core.planner import index_estate, orphan_warning
+
+    renames = {old: p.name for p in config.policies for old in p.formerly}
+    inventory = Inventory(clusters={}, snapshots={s.id: s for s in snapshots})
+    idx = index_estate(inventory, State(), account, renames)
+    known = {p.name for p in config.policies}
+    return [
+        (("policies",), orphan_warning(name, idx.owned[name]))
+        for name in sorted(set(idx.owned) - known)
+        if idx.owned[name]
+    ]
 
 
 def shares_with_owner(config: Config, account: str | None) -> list[Finding]:

@@ -22,7 +22,7 @@ from snapworker.core.model import (
     Snapshot,
     State,
 )
-from snapworker.core.ownership import Ownership, owned_record
+from snapworker.core.ownership import Ownership, Renames, owned_record
 from snapworker.core.policy import Policy
 from snapworker.core.retention import (
     RetentionRules,
@@ -113,30 +113,43 @@ class Index:
     automated: dict[str, list[Snapshot]] = field(default_factory=lambda: defaultdict(list))
 
 
-def note_fire(idx: Index, rec: OwnedRecord) -> None:
+def renames_of(policies: Sequence[Policy]) -> dict[str, str]:
+    """Each former name (``formerly``) -> the policy that lists it (the config refuses a name
+    listed twice, or listed by one policy while another has it)."""
+    return {old: p.name for p in policies for old in p.formerly}
+
+
+def note_fire(idx: Index, rec: OwnedRecord, policy: str | None = None) -> None:
+    """``policy``: the policy the record now belongs to (its own, unless renamed)."""
     if rec.made_for == "create" and rec.fire_time is not None:
-        key = (rec.policy, rec.cluster)
+        key = (policy or rec.policy, rec.cluster)
         if key not in idx.last_fire or idx.last_fire[key] < rec.fire_time:
             idx.last_fire[key] = rec.fire_time
 
 
-def index_estate(inv: Inventory, state: State, account: str | None) -> Index:
-    """One pass over the state DB's records and one over the inventory: O(R + S)."""
+def index_estate(
+    inv: Inventory, state: State, account: str | None, renames: Renames | None = None
+) -> Index:
+    """One pass over the state DB's records and one over the inventory: O(R + S).
+    ``renames``: former policy names -> their policy (``renames_of``); what a former name
+    owns, copied or made is indexed under the policy that now has it."""
     idx = Index()
+    renames = renames or {}
     pending_made = {e.snapshot_id: e for e in state.pending if e.kind in ("create", "copy")}
     owned, copied, automated = idx.owned, idx.copied, idx.automated
     for rec in state.owned.values():
+        name = renames.get(rec.policy, rec.policy) if renames else rec.policy
         if rec.source_id:
-            copied[rec.policy].add(rec.source_id)
+            copied[name].add(rec.source_id)
         if rec.made_for == "create":
-            note_fire(idx, rec)
+            note_fire(idx, rec, name)
     recorded = state.owned.get
     for snap in inv.snapshots.values():
         if snap.type == "automated":
             automated[snap.cluster].append(snap)
             continue
         db = recorded(snap.id)
-        found = owned_record(snap, db, pending_made, account)
+        found = owned_record(snap, db, pending_made, account, renames)
         if found is None:
             continue
         rec, proof = found
@@ -146,7 +159,8 @@ def index_estate(inv: Inventory, state: State, account: str | None) -> Index:
             data_time = src.create_time if src is not None else snap.create_time
         owned[rec.policy].append(Owned(snap, rec, proof, data_time))
         if rec is db:
-            continue  # the state DB's own record: noted by the loop above
+            continue  # the state DB's own record: noted by the loop above (a renamed one's
+            # copy comes back as a new record: noted again below, which changes nothing)
         if rec.source_id:
             copied[rec.policy].add(rec.source_id)
         if rec.made_for == "create":
@@ -157,8 +171,15 @@ def index_estate(inv: Inventory, state: State, account: str | None) -> Index:
 
 
 def owned_snapshots(
-    policies: Sequence[Policy], inventory: Inventory, state: State, account: str | None = None
+    policies: Sequence[Policy],
+    inventory: Inventory,
+    state: State,
+    account: str | None = None,
+    renames: Renames | None = None,
 ) -> Mapping[str, OwnedRecord]:
-    """Every snapshot the worker owns, by id (used by ``hold``/``release`` and reports)."""
-    idx = index_estate(inventory, state, account)
+    """Every snapshot the worker owns, by id (used by ``hold``/``release`` and reports); a
+    former name's under the policy that now has it (``renames``, default: ``policies``')."""
+    idx = index_estate(
+        inventory, state, account, renames if renames is not None else renames_of(policies)
+    )
     return {o.id: o.record for items in idx.owned.values() for o in items}

@@ -42,10 +42,12 @@ class ScheduleDue:
 
 @dataclass(frozen=True)
 class OwnershipTagsMissing:
-    """An owned snapshot without its tags (a crash between CopyClusterSnapshot and CreateTags)."""
+    """An owned snapshot without its tags (a crash between CopyClusterSnapshot and CreateTags),
+    or whose tags name a former name of its policy (``former``: that name; ``formerly``)."""
 
     record: OwnedRecord
     proof: str
+    former: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,13 @@ def on_schedule_due(e: ScheduleDue) -> list[Action]:
 @on(OwnershipTagsMissing)
 def on_tags_missing(e: OwnershipTagsMissing) -> list[Action]:
     r = e.record
-    reason = f"ownership tags missing (owned per {e.proof}); restoring them"
+    if e.former is not None:
+        reason = (
+            f"ownership tags name policy {e.former}, which {r.policy} lists in formerly; "
+            f"rewriting them to {r.policy}"
+        )
+    else:
+        reason = f"ownership tags missing (owned per {e.proof}); restoring them"
     return [
         Action(
             r.policy,

@@ -12,13 +12,14 @@ history of each grant (made when, lapsing when under ``unshare_after``) from the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from snapworker.core import ids
 from snapworker.core.durations import format_duration
+from snapworker.core.explain_copies import CopyView, copy_views
 from snapworker.core.model import (
     TAG_CLUSTER,
     TAG_FIRE_TIME,
@@ -35,7 +36,7 @@ from snapworker.core.model import (
     State,
 )
 from snapworker.core.ownership import owner_of, parse_utc
-from snapworker.core.planner import index_estate, plan, rules_of
+from snapworker.core.planner import index_estate, plan, renames_of, rules_of
 from snapworker.core.policy import Policy
 from snapworker.core.retention import (
     Candidate,
@@ -45,7 +46,7 @@ from snapworker.core.retention import (
     order_newest_first,
 )
 
-__all__ = ["Explanation", "GrantView", "RuleView", "UnknownSnapshot", "explain"]
+__all__ = ["CopyView", "Explanation", "GrantView", "RuleView", "UnknownSnapshot", "explain"]
 
 _BUCKET_RULES = ("keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 _UNITS = {
@@ -107,6 +108,8 @@ class Explanation:
     notes: tuple[Note, ...] = field(default_factory=tuple)
     fail_safe_days: int | None = None
     retention_period: int | None = None  # the snapshot's ManualSnapshotRetentionPeriod
+    copies: tuple[CopyView, ...] = ()  # an automated snapshot: each policy's copy of it
+    orphan: str | None = None  # owned, but its policy is not in the plan: why (else None)
 
     @property
     def aws_expiry(self) -> datetime | None:
@@ -123,7 +126,11 @@ class Explanation:
     @property
     def outcome(self) -> str:
         """One line: what the plan does with the snapshot."""
+        if self.orphan is not None:
+            return f"left alone: {self.orphan}"
         if not self.owned:
+            if self.type == "automated" and self.copies:
+                return "; ".join(f"{c.policy}: copy {c.state}" for c in self.copies)
             return "left alone: snapworker never changes a snapshot it does not own"
         kinds = [a.kind for a in self.actions]
         if "delete" in kinds:
@@ -180,6 +187,8 @@ def _proof_text(proof: str) -> str:
         "tags": "its snapworker:* tags match its id (tags are the source of truth)",
         "state": "the state DB records it as made by snapworker (its tags are missing)",
         "journal": "a pending journal entry made it (a crash came before its tags)",
+        "former": "its snapworker:* tags name a former name of the policy (formerly), and "
+        "its id is the one snapworker made under that name; the next run rewrites them",
     }.get(proof, proof)
 
 
@@ -269,8 +278,15 @@ def _why_not(
 
 
 def _grant_views(
-    snap: Snapshot, policy: Policy | None, grants: Sequence[GrantRecord], now: datetime
+    snap: Snapshot,
+    policy: Policy | None,
+    grants: Sequence[GrantRecord],
+    now: datetime,
+    orphan: bool = False,
 ) -> list[GrantView]:
+    """Each account with (or meant to have) restore access. ``orphan``: the snapshot's
+    policy is not in the plan, so nothing decides about its grants: each is shown as AWS
+    lists it, and none is called drift."""
     latest: dict[str, GrantRecord] = {}
     for record in sorted(grants, key=lambda r: r.granted_at):
         if record.snapshot_id == snap.id:
@@ -283,7 +299,13 @@ def _grant_views(
         g = latest.get(account)
         authorized = account in snap.accounts
         lapses = g.granted_at + after if g is not None and after is not None else None
-        if authorized and account not in listed:
+        if orphan:
+            status = "shared" if authorized else "recorded as granted, but AWS no longer lists it"
+            if g is not None and authorized:
+                status += f" (snapworker granted it at {g.granted_at:%Y-%m-%d %H:%M}Z)"
+            if authorized:
+                status += "; no configured policy owns the snapshot: nothing revokes it"
+        elif authorized and account not in listed:
             status = "drift: shared, but the policy does not list this account"
             if g is not None:
                 status += f" (snapworker granted it at {g.granted_at:%Y-%m-%d %H:%M}Z)"
@@ -329,14 +351,15 @@ def explain(
     now: datetime,
     account: str | None = None,
     all_policy_names: Iterable[str] | None = None,
+    renames: Mapping[str, str] | None = None,
     *,
     planned: Plan | None = None,
 ) -> Explanation:
     """The whole decision for ``snapshot_id``; :class:`UnknownSnapshot` if AWS has none.
-
-    ``planned``: the planner's plan over these same inputs, when the caller already has it
-    (the HTML report explains every owned snapshot of one plan: one planner run, not one
-    per snapshot)."""
+    ``renames``: every former policy name of the config -> its policy (default: those of
+    ``policies``). ``planned``: the planner's plan over these same inputs, when the caller
+    already has it (the HTML report explains every owned snapshot of one plan: one planner
+    run, not one per snapshot)."""
     snap = inventory.snapshots.get(snapshot_id)
     if snap is None:
         rec = state.owned.get(snapshot_id)
@@ -354,14 +377,16 @@ def explain(
             known = " (the state DB knows it, but AWS does not list it)"
         raise UnknownSnapshot(f"no snapshot {snapshot_id!r} in this account and region{known}")
 
-    the_plan = planned or plan(policies, inventory, state, now, account, all_policy_names)
+    renames = renames_of(policies) if renames is None else renames
+    the_plan = planned or plan(policies, inventory, state, now, account, all_policy_names, renames)
     actions = tuple(a for a in the_plan.actions if a.snapshot == snapshot_id)
     kept = next((k for k in the_plan.kept if k.snapshot == snapshot_id), None)
     drift = tuple(d for d in the_plan.drift if d.snapshot == snapshot_id)
     notes = tuple(n for n in the_plan.notes if n.snapshot == snapshot_id)
 
     pending_made = {e.snapshot_id: e for e in state.pending if e.kind in ("create", "copy")}
-    own = owner_of(snap, state, pending_made, account)
+    own = owner_of(snap, state, pending_made, account, renames)
+    idx = index_estate(inventory, state, account, renames)
     base = {
         "snapshot": snap.id,
         "cluster": snap.cluster,
@@ -382,20 +407,30 @@ def explain(
             hold_tag=None,
             hold_reason=None,
             notes=notes,
+            actions=actions,
+            copies=(
+                tuple(copy_views(snap, policies, inventory, idx, the_plan))
+                if snap.type == "automated"
+                else ()
+            ),
         )
 
     rec = own.record
     policy = next((p for p in policies if p.name == rec.policy), None)
-    items = index_estate(inventory, state, account).owned.get(rec.policy, [])
+    items = idx.owned.get(rec.policy, [])
     data_time = next((o.data_time for o in items if o.snap.id == snap.id), rec.data_time)
     ownership = f"owned by policy {rec.policy}: {_proof_text(own.proof)}"
     if policy is None:
         names = set(all_policy_names or ()) | {p.name for p in policies}
-        ownership += (
-            "; that policy is not in the config: left alone"
+        orphan = (
+            f"it belongs to no configured policy (policy {rec.policy} is not in the config)"
             if rec.policy not in names
-            else "; that policy is not selected for this plan (--policy)"
+            else f"its policy {rec.policy} is left out of this plan (--policy)"
         )
+        if snap.accounts:
+            n = len(snap.accounts)
+            orphan += f", and is still shared with {n} account{'s' if n != 1 else ''}"
+        ownership += "; " + orphan
         return Explanation(
             **base,  # type: ignore[arg-type]
             owned=True,
@@ -405,7 +440,9 @@ def explain(
             data_time=data_time,
             hold_tag=None,
             hold_reason=None,
+            grants=tuple(_grant_views(snap, None, state.grants, now, orphan=True)),
             notes=notes,
+            orphan=orphan,
         )
 
     rules = rules_of(policy)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from snapworker.core.model import TAG_POLICY, PendingEntry, Snapshot, State
-from snapworker.core.ownership import owner_of
+from snapworker.core.ownership import Renames, owner_of
 
 __all__ = ["delete_refusal", "effect_visible", "made_pending", "may_adopt", "owned_by"]
 
@@ -24,21 +24,29 @@ def made_pending(state: State) -> dict[str, PendingEntry]:
     return {e.snapshot_id: e for e in state.pending if e.kind in ("create", "copy")}
 
 
-def owned_by(snap: Snapshot, policy: str, state: State, account: str | None) -> bool:
-    """Whether ``policy`` provably owns ``snap`` (tags, state DB or journal)."""
-    own = owner_of(snap, state, made_pending(state), account)
+def owned_by(
+    snap: Snapshot, policy: str, state: State, account: str | None, renames: Renames | None = None
+) -> bool:
+    """Whether ``policy`` provably owns ``snap`` (tags, state DB or journal; a former name's
+    only through ``renames``, the config's ``formerly``)."""
+    own = owner_of(snap, state, made_pending(state), account, renames or {})
     return own is not None and own.record.policy == policy
 
 
 def delete_refusal(
-    snap: Snapshot, policy: str, hold_tag: str, state: State, account: str | None
+    snap: Snapshot,
+    policy: str,
+    hold_tag: str,
+    state: State,
+    account: str | None,
+    renames: Renames | None = None,
 ) -> str | None:
     """Why ``snap``, just re-read from AWS, must not be deleted for ``policy``; None if it
     may be: a manual snapshot the policy owns, not held, shared with no account at all (every
     grant is revoked first), and ``available``."""
     if snap.type != "manual":
         return f"not deleted: {snap.id} is an automated snapshot"
-    if not owned_by(snap, policy, state, account):
+    if not owned_by(snap, policy, state, account, renames):
         return f"not deleted: {snap.id} is not owned by policy {policy}"
     if hold_tag in snap.tags:
         return f"not deleted: {snap.id} is held ({hold_tag})"
@@ -49,10 +57,16 @@ def delete_refusal(
     return None
 
 
-def may_adopt(snap: Snapshot | None, policy: str, state: State, account: str | None) -> bool:
+def may_adopt(
+    snap: Snapshot | None,
+    policy: str,
+    state: State,
+    account: str | None,
+    renames: Renames | None = None,
+) -> bool:
     """A create or copy found its target id taken: adopt the snapshot only if its tags (not
     just its name) prove it is this policy's."""
-    return snap is not None and snap.tags != {} and owned_by(snap, policy, state, account)
+    return snap is not None and snap.tags != {} and owned_by(snap, policy, state, account, renames)
 
 
 def effect_visible(entry: PendingEntry, snapshots: Mapping[str, Snapshot]) -> bool:
@@ -67,5 +81,6 @@ def effect_visible(entry: PendingEntry, snapshots: Mapping[str, Snapshot]) -> bo
     if entry.kind == "delete":
         return snap is None
     if entry.kind == "tag":
-        return snap is not None and TAG_POLICY in snap.tags
+        # The tags name the entry's policy (a re-tag under ``formerly`` replaces another name).
+        return snap is not None and snap.tags.get(TAG_POLICY) == entry.policy
     return False

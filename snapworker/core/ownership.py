@@ -15,6 +15,12 @@ Ownership decides what the worker may ever change, so it is strict:
    a live owned record, or a pending journal entry for the create/copy that made it (the
    crash window between CopyClusterSnapshot and CreateTags). Such a snapshot is re-tagged.
    If the tags name a *different* owner than the state DB, the tags win.
+5. **Former names.** A policy that says ``formerly: [OLD]`` owns OLD's snapshots (tags, state
+   DB records and journal entries naming OLD, each proven as above), and only through that
+   key: ``renames`` maps each former name to the policy that now owns it. Their ids stay as
+   they were made (from OLD), so a snapshot tagged with the new name is also owned when its
+   id is the one OLD would have made; the tags still naming OLD are proven as ``former``
+   (the planner rewrites them to the new name, a journalled ``tag`` action).
 """
 
 from __future__ import annotations
@@ -85,7 +91,18 @@ _copy_id = functools.lru_cache(maxsize=1 << 17)(ids.copy_snapshot_id)
 _create_id = functools.lru_cache(maxsize=1 << 16)(ids.create_snapshot_id)
 
 
-def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
+Renames = Mapping[str, str]
+"""Former policy name -> the policy that lists it in ``formerly`` (see rule 5 above)."""
+
+_NO_RENAMES: Renames = {}
+
+
+def _formers(renames: Renames, policy: str) -> list[str]:
+    """The former names of ``policy`` (few: a scan of a small mapping)."""
+    return [old for old, new in renames.items() if new == policy] if renames else []
+
+
+def _from_tags(snap: Snapshot, db: OwnedRecord | None, renames: Renames) -> OwnedRecord | None:
     tag = snap.tags.get
     policy = tag(TAG_POLICY)
     cluster = snap.cluster
@@ -110,7 +127,9 @@ def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
                 if tagged is None or tagged <= known.data_time:
                     return known
                 return dataclasses.replace(known, data_time=tagged)
-        elif _copy_id(policy, cluster, source) != snap.id:
+        elif _copy_id(policy, cluster, source) != snap.id and all(
+            _copy_id(old, cluster, source) != snap.id for old in _formers(renames, policy)
+        ):
             return None
         data_time = parse_utc(tag(TAG_SOURCE_TIME))
         if data_time is None and db is not None and db.policy == policy:
@@ -124,7 +143,11 @@ def _from_tags(snap: Snapshot, db: OwnedRecord | None) -> OwnedRecord | None:
         if fire is None:
             return None
         recorded = known is not None and known.made_for == "create" and known.fire_time == fire
-        if not recorded and _create_id(policy, cluster, fire) != snap.id:
+        if (
+            not recorded
+            and _create_id(policy, cluster, fire) != snap.id
+            and all(_create_id(old, cluster, fire) != snap.id for old in _formers(renames, policy))
+        ):
             return None
         return OwnedRecord(snap.id, policy, cluster, "create", snap.create_time, fire_time=fire)
     return None
@@ -135,9 +158,10 @@ def owner_of(
     state: State,
     pending_made: Mapping[str, PendingEntry],
     account: str | None,
+    renames: Renames = _NO_RENAMES,
 ) -> Ownership | None:
     """Who owns ``snap`` (see the module docstring), or None: not the worker's."""
-    found = owned_record(snap, state.owned.get(snap.id), pending_made, account)
+    found = owned_record(snap, state.owned.get(snap.id), pending_made, account, renames)
     if found is None:
         return None
     rec, proof = found
@@ -149,16 +173,36 @@ def owned_record(
     db: OwnedRecord | None,
     pending_made: Mapping[str, PendingEntry],
     account: str | None,
+    renames: Renames = _NO_RENAMES,
 ) -> tuple[OwnedRecord, str] | None:
     """:func:`owner_of` as (record, proof) (the planner's per-snapshot form: no
-    :class:`Ownership` built); ``db``: the state DB's record of ``snap.id``, if any."""
+    :class:`Ownership` built); ``db``: the state DB's record of ``snap.id``, if any. A
+    snapshot of a former name comes back with the record under its new policy; proven by
+    tags that still name the former one, its proof is ``former``."""
+    found = _owned_record(snap, db, pending_made, account, renames)
+    if found is None or not renames:
+        return found
+    rec, proof = found
+    new = renames.get(rec.policy)
+    if new is None:
+        return found
+    return dataclasses.replace(rec, policy=new), "former" if proof == "tags" else proof
+
+
+def _owned_record(
+    snap: Snapshot,
+    db: OwnedRecord | None,
+    pending_made: Mapping[str, PendingEntry],
+    account: str | None,
+    renames: Renames,
+) -> tuple[OwnedRecord, str] | None:
     if snap.type != "manual":
         return None
     owner = snap.owner_account
     if owner is not None and account is not None and owner != account:
         return None  # another account's snapshot (None: not reported, this account's)
     if TAG_POLICY in snap.tags:
-        rec = _from_tags(snap, db)
+        rec = _from_tags(snap, db, renames)
         return (rec, "tags") if rec is not None else None
     if db is not None and db.deleted_at is None and db.cluster == snap.cluster:
         return db, "state"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from operator import attrgetter
 
@@ -42,6 +42,7 @@ from snapworker.core.estate import (
     OwnedIds,
     index_estate,
     owned_snapshots,
+    renames_of,
     rules_of,
     selects,
 )
@@ -72,8 +73,10 @@ from snapworker.core.schedule import latest_fire
 __all__ = [
     "fail_safe_notes",
     "index_estate",
+    "orphan_notes",
     "owned_snapshots",
     "plan",
+    "renames_of",
     "rule_horizons",
     "rules_of",
     "selects",
@@ -87,17 +90,22 @@ def plan(
     now: datetime,
     account: str | None = None,
     all_policy_names: Iterable[str] | None = None,
+    renames: Mapping[str, str] | None = None,
 ) -> Plan:
     """What a tick would do now. ``account``: this AWS account, when known (snapshots of
     other accounts are never owned). ``all_policy_names``: every policy of the config, to
-    report snapshots owned by a policy that no longer exists."""
+    report snapshots owned by a policy that no longer exists. ``renames``: every former
+    name (``formerly``) of the config's policies -> its policy (default: those of
+    ``policies``), so that a policy left out by ``--policy`` still has its former names."""
     # Planning allocates a few objects per snapshot and makes no reference cycles, so the
     # cyclic garbage collector only walks an ever larger heap (a third of the time at
     # 100,000 snapshots); reference counting frees everything without it.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _plan(policies, inventory, state, now, account, all_policy_names)
+        if renames is None:
+            renames = renames_of(policies)
+        return _plan(policies, inventory, state, now, account, all_policy_names, renames)
     finally:
         if collecting:
             gc.enable()
@@ -110,9 +118,10 @@ def _plan(
     now: datetime,
     account: str | None,
     all_policy_names: Iterable[str] | None,
+    renames: Mapping[str, str],
 ) -> Plan:
     inventory, scratch_notes = _without_scratch(inventory, state)
-    idx = index_estate(inventory, state, account)
+    idx = index_estate(inventory, state, account, renames)
     actions: list[Action] = []
     kept: list[Kept] = []
     notes: list[Note] = list(scratch_notes)
@@ -137,9 +146,28 @@ def _plan(
             actions.extend(handle(event))
         notes.extend(fail_safe_notes(policy))
     known = set(all_policy_names or ()) | {p.name for p in policies}
-    for name in sorted(set(idx.owned) - known):
+    notes.extend(orphan_notes(idx, known))
+    return Plan(
+        generated_at=now,
+        actions=tuple(sorted(actions, key=_action_order)),
+        kept=tuple(sorted(kept, key=_KEPT_ORDER)),
+        notes=tuple(notes),
+        drift=tuple(sorted(drift, key=_action_order)),
+    )
+
+
+def orphan_notes(idx: Index, known: Iterable[str]) -> list[Note]:
+    """The snapshots owned by a policy the config no longer defines (a rename, a removal):
+    one warning per such policy (how many, how many still shared, what to do), then one
+    ``info`` line per snapshot. Left alone: no policy may change them."""
+    notes: list[Note] = []
+    for name in sorted(set(idx.owned) - set(known)):
         # Sorted: the inventory's order must not change the plan (its notes included).
-        for o in sorted(idx.owned[name], key=lambda o: (o.snap.cluster, o.snap.id)):
+        items = sorted(idx.owned[name], key=lambda o: (o.snap.cluster, o.snap.id))
+        if not items:
+            continue
+        notes.append(Note(name, None, orphan_warning(name, items), level="warning"))
+        for o in items:
             notes.append(
                 Note(
                     name,
@@ -148,12 +176,19 @@ def _plan(
                     o.snap.id,
                 )
             )
-    return Plan(
-        generated_at=now,
-        actions=tuple(sorted(actions, key=_action_order)),
-        kept=tuple(sorted(kept, key=_KEPT_ORDER)),
-        notes=tuple(notes),
-        drift=tuple(sorted(drift, key=_action_order)),
+    return notes
+
+
+def orphan_warning(name: str, items: Sequence[Owned]) -> str:
+    """The one line that says a policy's snapshots lost their policy (``plan``, ``run`` and
+    ``validate --aws`` print it)."""
+    shared = sum(1 for o in items if o.snap.accounts)
+    n = len(items)
+    return (
+        f"{n} snapshot{'s belong' if n != 1 else ' belongs'} to policy {name!r}, which the "
+        f"config no longer defines ({shared} still shared): rename it back, or add formerly: "
+        f"[{name}] to the policy that replaces it; until then snapworker leaves them alone "
+        "(no retention, no revoke)"
     )
 
 
@@ -230,7 +265,8 @@ def _detect(
     for o in owned:
         grouped[o.cluster].append(o)
         if o.proof != "tags":
-            untagged.append(OwnershipTagsMissing(o.record, o.proof))
+            former = o.snap.tags.get(TAG_POLICY) if o.proof == "former" else None
+            untagged.append(OwnershipTagsMissing(o.record, o.proof, former))
     # Each cluster's snapshots in retention's order (newest first), sorted once: the copies'
     # "already past retention" check and retention itself both walk it.
     by_cluster = {cid: order_newest_first(items) for cid, items in grouped.items()}

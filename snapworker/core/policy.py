@@ -96,6 +96,8 @@ class Policy:
     limits: Limits = Limits()
     hold_tag: str = "snapworker:hold"
     verify: VerifySpec | None = None
+    formerly: tuple[str, ...] = ()
+    """Former names of this policy: it owns their snapshots (see ``core.ownership``)."""
 
     @property
     def timezone(self) -> str:

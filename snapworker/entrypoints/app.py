@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config
-    from snapworker.core.model import Cluster
+    from snapworker.core.model import Cluster, Snapshot
     from snapworker.service.tick import Runtime, TickResult
 
 
@@ -318,14 +318,16 @@ def config_risks(
     config_path: str | None,
     account: str | None = None,
     clusters: Iterable[Cluster] | None = None,
+    snapshots: Iterable[Snapshot] | None = None,
 ) -> None:
     """Print the config's warnings; exit 2 on an error only AWS reveals (sharing with the
-    account that owns the snapshots). ``clusters``: the real ones, when AWS was asked."""
+    account that owns the snapshots). ``clusters``, ``snapshots``: the real ones, when AWS
+    was asked."""
     from snapworker.config import resolve_config_path
     from snapworker.config.risks import assess
 
     file = str(resolve_config_path(config_path))
-    errors, warnings = assess(cfg, file, account=account, clusters=clusters)
+    errors, warnings = assess(cfg, file, account=account, clusters=clusters, snapshots=snapshots)
     if errors:
         typer.echo("\n".join(map(str, errors)), err=True)
         raise typer.Exit(2)

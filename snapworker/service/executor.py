@@ -97,8 +97,13 @@ class Executor:
     max_concurrency: int = 1
     """Clusters whose actions run at the same time (``aws.max_concurrency``)."""
 
+    @property
+    def renames(self) -> dict[str, str]:
+        """Each former policy name (``formerly``) -> the policy that now owns its snapshots."""
+        return {old: p.name for p in self.policies.values() for old in p.formerly}
+
     def owned_by(self, snap: Snapshot, policy: str) -> bool:
-        return guards.owned_by(snap, policy, self.state, self.account)
+        return guards.owned_by(snap, policy, self.state, self.account, self.renames)
 
     def fail_safe_days(self, action: Action) -> int | None:
         """The policy's ``retention.fail_safe_days`` (ManualSnapshotRetentionPeriod), if set."""
@@ -124,7 +129,9 @@ class Executor:
         if snap is None:
             return None
         policy = self.policies[action.policy]
-        why = guards.delete_refusal(snap, action.policy, policy.hold_tag, self.state, self.account)
+        why = guards.delete_refusal(
+            snap, action.policy, policy.hold_tag, self.state, self.account, self.renames
+        )
         if why is not None:
             raise Refused(why)
         return snap
@@ -177,7 +184,7 @@ def _record(ex: Executor, action: Action, made_for: str, data_time: datetime | N
 def _adopt_existing(ex: Executor, action: Action) -> Snapshot:
     """The target id exists already: adopt it only if its tags prove it is ours."""
     snap = ex.gateway.get_snapshot(action.snapshot, action.cluster)
-    if snap is None or not guards.may_adopt(snap, action.policy, ex.state, ex.account):
+    if snap is None or not guards.may_adopt(snap, action.policy, ex.state, ex.account, ex.renames):
         raise Refused(
             f"{action.kind} {action.snapshot}: the id is taken by a snapshot snapworker "
             "does not own; nothing was changed"
@@ -245,7 +252,8 @@ def do_copy(ex: Executor, action: Action) -> str:
 
 @handler("tag", iam=("redshift:CreateTags",))
 def do_tag(ex: Executor, action: Action) -> str:
-    """The ownership tags on what the worker makes (and restoring them after a crash)."""
+    """The ownership tags on what the worker makes (restoring them after a crash, and
+    rewriting a former policy name's to the policy that lists it in formerly)."""
     rec = OwnedRecord(
         action.snapshot,
         action.policy,

@@ -13,13 +13,13 @@ if a call the config makes on some path is not allowed by the generated policy.
 
 Scoping (Redshift resource types, Service Authorization Reference):
 
-- snapshot ARNs are ``arn:aws:redshift:REGION:ACCOUNT:snapshot:CLUSTER/SNAPSHOT``; the
+- snapshot ARNs are ``arn:PARTITION:redshift:REGION:ACCOUNT:snapshot:CLUSTER/SNAPSHOT``; the
   snapshots a policy makes are named ``sw-<policy>-...`` (AWS lowercases snapshot ids, so
   the pattern is lowercased), so every mutation of a snapshot is scoped to
   ``snapshot:*/sw-<policy>-*``: the cluster part stays ``*`` because retention goes on
   after a cluster stops being selected or is deleted;
 - the sources of copies are automated snapshots, ``snapshot:<cluster>/rs:*``;
-- clusters are ``arn:aws:redshift:REGION:ACCOUNT:cluster:CLUSTER``; the select patterns are
+- clusters are ``arn:PARTITION:redshift:REGION:ACCOUNT:cluster:CLUSTER``; the select patterns are
   used when they are plain globs (``*`` and ``?`` mean the same in IAM), else ``*``;
 - tagging is limited by ``aws:TagKeys`` to the worker's own keys (``snapworker:*``) and,
   for ``hold``/``release``, to the policies' hold tags;
@@ -27,6 +27,8 @@ Scoping (Redshift resource types, Service Authorization Reference):
 - GetClusterCredentials is scoped to ``verify.connect``'s db user, db name and db groups: on
   the scratch clusters (``swv-*``) for the drills, and on the selected clusters for
   ``verify.record_before_snapshot`` (the figures are read on the live cluster).
+- PARTITION is the region's, from botocore's endpoint data (``aws-cn`` in ``cn-north-1``,
+  ``aws-us-gov`` in ``us-gov-west-1``); with the region ``*``, ``aws``.
 - ``sts:GetCallerIdentity`` is listed because the gateway calls it to build an ARN for
   tagging when it does not yet know the account (``RedshiftGateway._sts_account``).
 """
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 # Imported for their declarations (``@handler``, ``@needs``): the IAM actions come from the
 # code that calls AWS. None of them imports the state DB's stack.
+from snapworker.adapters.aws.clusters import partition_of
 from snapworker.core.model import TAG_POLICY
 from snapworker.service import database, drills, executor, holds, tick  # noqa: F401
 from snapworker.service.iam import DECLARED, Declared
@@ -71,11 +74,18 @@ class Scope:
     account: str = "*"
 
     def arn(self, kind: str, name: str) -> str:
-        return f"arn:aws:redshift:{self.region}:{self.account}:{kind}:{name}"
+        # The partition of the region (arn:aws-cn: in cn-north-1); for "*", arn:aws:.
+        return (
+            f"arn:{partition_of(self.region)}:redshift:{self.region}:{self.account}:{kind}:{name}"
+        )
 
-    def owned_snapshots(self, policy: Policy) -> str:
-        """Every snapshot ``policy`` makes, whatever its cluster."""
-        return self.arn("snapshot", f"*/sw-{policy.name.lower()}-*")
+    def owned_snapshots(self, policy: Policy) -> tuple[str, ...]:
+        """Every snapshot ``policy`` makes, whatever its cluster, and those it owns under its
+        former names (``formerly``: their ids were made from those names)."""
+        return tuple(
+            self.arn("snapshot", f"*/sw-{name.lower()}-*")
+            for name in (policy.name, *policy.formerly)
+        )
 
     def clusters(self, policy: Policy) -> list[str]:
         return [self.arn("cluster", p) for p in cluster_patterns(policy)]
@@ -178,7 +188,7 @@ def _anywhere(p: Policy, s: Scope) -> Where:
 
 
 def _owned(p: Policy, s: Scope) -> Where:
-    return ((s.owned_snapshots(p),), ())
+    return (s.owned_snapshots(p), ())
 
 
 def _by_observe(p: Policy, s: Scope) -> Where:
@@ -224,14 +234,16 @@ register(Permission("observe", lambda p: True, {EVERY: _anywhere}))
 register(Permission("account", _makes, {EVERY: _anywhere}))
 register(
     Permission(
-        "tag", _makes, {EVERY: lambda p, s: ((s.owned_snapshots(p),), _tag_keys(OWN_TAG_KEYS))}
+        "tag",
+        lambda p: _makes(p) or bool(p.formerly),  # formerly: re-tags the former name's
+        {EVERY: lambda p, s: (s.owned_snapshots(p), _tag_keys(OWN_TAG_KEYS))},
     )
 )
 register(
     Permission(
         "create",
         lambda p: p.create is not None,
-        {EVERY: lambda p, s: ((*s.clusters(p), s.owned_snapshots(p)), _tag_keys(OWN_TAG_KEYS))},
+        {EVERY: lambda p, s: ((*s.clusters(p), *s.owned_snapshots(p)), _tag_keys(OWN_TAG_KEYS))},
     )
 )
 register(
@@ -242,7 +254,7 @@ register(
             EVERY: lambda p, s: (
                 (
                     *(s.arn("snapshot", f"{c}/rs:*") for c in cluster_patterns(p)),
-                    s.owned_snapshots(p),
+                    *s.owned_snapshots(p),
                 ),
                 (),
             )
@@ -266,8 +278,8 @@ register(
         "hold",
         lambda p: True,
         {
-            "redshift:CreateTags": lambda p, s: ((s.owned_snapshots(p),), _tag_keys(p.hold_tag)),
-            "redshift:DeleteTags": lambda p, s: ((s.owned_snapshots(p),), _tag_keys(p.hold_tag)),
+            "redshift:CreateTags": lambda p, s: (s.owned_snapshots(p), _tag_keys(p.hold_tag)),
+            "redshift:DeleteTags": lambda p, s: (s.owned_snapshots(p), _tag_keys(p.hold_tag)),
             "redshift:ModifyClusterSnapshot": _owned,
         },
     )
@@ -278,7 +290,7 @@ register(
         lambda p: p.verify is not None,
         {
             "redshift:RestoreFromClusterSnapshot": lambda p, s: (
-                (s.owned_snapshots(p), s.arn("cluster", SCRATCH)),
+                (*s.owned_snapshots(p), s.arn("cluster", SCRATCH)),
                 (),
             ),
             "redshift:CreateTags": lambda p, s: (

@@ -112,7 +112,13 @@ def make_plan(
         rt.clock(),
         account=rt.gateway.account_id(),
         all_policy_names=[p.name for p in rt.config.policies],
+        renames=renames(rt.config),
     )
+
+
+def renames(config: Config) -> dict[str, str]:
+    """Each former policy name (``formerly``) of the config -> the policy that lists it."""
+    return {old: p.name for p in config.policies for old in p.formerly}
 
 
 def tick(
@@ -233,7 +239,9 @@ def _tick(
         reconciled = reconcile_pending(rt.store, pending, inv, rt.clock())
         if reconciled:
             state = rt.store.load_state()
-    owned = planner.owned_snapshots([p.core for p in policies], inv, state, rt.gateway.account_id())
+    owned = planner.owned_snapshots(
+        [p.core for p in policies], inv, state, rt.gateway.account_id(), renames(rt.config)
+    )
     # What the complete listing no longer shows of what the state DB holds as live.
     gone = record_missed(rt.store, state, inv, ours, configured, owned, rt.clock(), rt.log)
     if gone is not None:

@@ -61,6 +61,10 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
         "retention_period": e.retention_period,
         "aws_expiry": iso(e.aws_expiry),
         "notes": [note_dict(n) for n in e.notes],
+        "copies": [
+            {"policy": c.policy, "copy": c.copy, "state": c.state, "why": c.why} for c in e.copies
+        ],
+        "orphan": e.orphan,
         "outcome": e.outcome,
     }
 
@@ -85,7 +89,13 @@ def render_explanation(e: Explanation, fmt: str = "table") -> str:
             else ""
         ),
     ]
-    if e.owned and e.policy is not None:
+    if e.type == "automated":
+        out += ["", "Copies"]
+        out += [f"  {line}" for line in _copy_lines(e)]
+    if e.orphan is not None:
+        out += ["", "Grants"]
+        out += [f"  {line}" for line in _orphan_grant_lines(e)]
+    elif e.owned and e.policy is not None:
         out += ["", "Retention rules"]
         if not e.rules:
             out.append(f"  {e.retention}")
@@ -121,6 +131,20 @@ def render_explanation(e: Explanation, fmt: str = "table") -> str:
     out += [f"  {line}" for line in _action_lines(e)]
     out += ["", f"Result: {e.outcome}"]
     return "\n".join(out)
+
+
+def _copy_lines(e: Explanation) -> list[str]:
+    """An automated snapshot's copies, one line per policy that copies its cluster."""
+    if not e.copies:
+        return [f"none: no policy of this plan copies the automated snapshots of {e.cluster}"]
+    return [f"{c.policy}: {c.state} {c.copy}: {c.why}" for c in e.copies]
+
+
+def _orphan_grant_lines(e: Explanation) -> list[str]:
+    """The live grants of a snapshot whose policy is not in the plan (nothing decides)."""
+    if not e.grants:
+        return ["none (AWS lists no account with restore access)"]
+    return [f"{g.account:<24} {g.status}" for g in e.grants]
 
 
 def _aws_expiry_lines(e: Explanation) -> list[str]:
@@ -181,7 +205,15 @@ def _markdown(e: Explanation) -> str:
         f"Data time {minute(e.data_time, zone=True)}, {_age(e.age)} old{created}.",
         "",
     ]
-    if e.owned and e.policy is not None:
+    if e.type == "automated":
+        out += ["## Copies", ""]
+        out += [f"- {md_cell(line)}" for line in _copy_lines(e)]
+        out.append("")
+    if e.orphan is not None:
+        out += ["## Grants", ""]
+        out += [f"- {md_cell(line)}" for line in _orphan_grant_lines(e)]
+        out.append("")
+    elif e.owned and e.policy is not None:
         out += ["## Retention rules", ""]
         if e.rules:
             rows = [(r.rule, "keeps" if r.keeps else "no", r.why) for r in e.rules]

@@ -7,6 +7,7 @@ watch it, get temporary database credentials, delete it), and what they return.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +16,23 @@ from typing import Any, TypeVar
 from snapworker.adapters.aws.errors import AwsError
 
 T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=64)
+def partition_of(region: str | None) -> str:
+    """The ARN partition of ``region`` (``aws``, ``aws-cn``, ``aws-us-gov``, ...), from
+    botocore's own endpoint data, not a table of ours. ``*``, None or a region botocore does
+    not know (a test endpoint's made-up name) give ``aws``."""
+    if not region or region == "*":
+        return "aws"
+    # Imported here, not at the top, for start-up time: only an ARN needs the endpoint data.
+    import botocore.session
+    from botocore.exceptions import UnknownRegionError
+
+    try:
+        return str(botocore.session.get_session().get_partition_for_region(region))
+    except UnknownRegionError:
+        return "aws"
 
 
 def utc(t: datetime) -> datetime:
@@ -80,7 +98,9 @@ class ClusterCalls:
 
     def cluster_arn(self, cluster_id: str) -> str:
         account = self._account or self._sts_account()
-        return f"arn:aws:redshift:{self.region}:{account}:cluster:{cluster_id}"
+        return (
+            f"arn:{partition_of(self.region)}:redshift:{self.region}:{account}:cluster:{cluster_id}"
+        )
 
     def tag_cluster(self, cluster_id: str, tags: dict[str, str]) -> None:
         arn = self.cluster_arn(cluster_id)

@@ -31,7 +31,13 @@ from snapworker.adapters.aws.client import (
     region_of,
     retrying_call,
 )
-from snapworker.adapters.aws.clusters import ClusterCalls, ClusterInfo, TemporaryCredentials, utc
+from snapworker.adapters.aws.clusters import (
+    ClusterCalls,
+    ClusterInfo,
+    TemporaryCredentials,
+    partition_of,
+    utc,
+)
 from snapworker.adapters.aws.errors import (
     BUSY_CODES,
     CREDENTIALS_REFUSED,
@@ -386,7 +392,8 @@ class RedshiftGateway(ClusterCalls):
     def snapshot_arn(self, snapshot_id: str, cluster: str, owner: str | None) -> str:
         # The snapshot's own OwnerAccount (the listing saw it) is its ARN's account.
         account = owner or self._owners.get(snapshot_id) or self._account or self._sts_account()
-        return f"arn:aws:redshift:{self.region}:{account}:snapshot:{cluster}/{snapshot_id}"
+        partition = partition_of(self.region)
+        return f"arn:{partition}:redshift:{self.region}:{account}:snapshot:{cluster}/{snapshot_id}"
 
     def _sts_account(self) -> str:
         """sts:GetCallerIdentity, once, and only when the inventory did not show the account

@@ -105,7 +105,9 @@ def iam_policy(
         str | None,
         typer.Option(
             metavar="REGION",
-            help="AWS region, or '*'. Default: aws.region of the config, else '*'.",
+            help="AWS region, or '*'. Default: aws.region of the config, else '*'. The ARNs "
+            "take the region's partition (arn:aws-cn: in cn-north-1, arn:aws-us-gov: in "
+            "us-gov-west-1); with '*', any region of the standard partition (arn:aws:).",
         ),
     ] = None,
 ) -> None:

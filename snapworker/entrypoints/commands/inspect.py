@@ -27,10 +27,12 @@ def validate(
         bool,
         typer.Option(
             "--aws",
-            help="Also read the cluster list (DescribeClusters, read-only): warn about each "
-            "policy that selects no cluster and about policies copying the same cluster's "
-            "automated snapshots, and refuse sharing with the account that owns the "
-            "snapshots. Without it, validate makes no AWS call.",
+            help="Also read the cluster and snapshot lists (DescribeClusters, "
+            "DescribeClusterSnapshots, read-only): warn about each policy that selects no "
+            "cluster, about policies copying the same cluster's automated snapshots, and "
+            "about snapshots tagged for a policy the config no longer defines (a rename "
+            "without formerly); refuse sharing with the account that owns the snapshots. "
+            "Without it, validate makes no AWS call.",
         ),
     ] = False,
 ) -> None:
@@ -56,9 +58,10 @@ def validate(
     try:
         gateway = RedshiftGateway(make_client(cfg.aws), cfg.retry)
         clusters = gateway.list_clusters()
+        snapshots = gateway.list_snapshots()
     except Exception as e:
         aws_guard(e)
-    config_risks(cfg, config, gateway.account_id(), clusters.values())
+    config_risks(cfg, config, gateway.account_id(), clusters.values(), snapshots.values())
     typer.echo(ok)
     for p in cfg.policies:
         chosen = [c for c in clusters.values() if selects(p.core, c)]

@@ -208,7 +208,7 @@ def _explain(
     rt: Runtime, cfg: Config, policy: list[str] | None, result: Any, sid: str, fmt: str
 ) -> None:
     from snapworker.core.explain import UnknownSnapshot, explain
-    from snapworker.service.tick import select_policies
+    from snapworker.service.tick import renames, select_policies
     from snapworker.views.explanation import render_explanation
     from snapworker.views.html_report import explanation_page
 
@@ -221,6 +221,7 @@ def _explain(
             result.plan.generated_at,
             rt.gateway.account_id(),
             [p.name for p in cfg.policies],
+            renames(cfg),
         )
     except UnknownSnapshot as exc:
         fail(str(exc))
