@@ -157,6 +157,26 @@ def test_plan_shows_sizes_totals_and_what_deleting_frees(sandbox: Sandbox) -> No
     assert "5.00 per month" in table.stdout
     assert "currency of report.price_per_gb_month" in table.stdout
 
+    # status (the state DB only): per policy, what the kept snapshots occupy after the run
+    r = box.cli("run", SNAPWORKER_FAKE_NOW=later)
+    assert r.returncode == 0, r.stderr
+    status = box.cli("status")
+    assert status.returncode == 0, status.stderr
+    kept_inc = sum(i for sid, (_, i) in sizes.items() if sid != deleted[0])  # 9 GB
+    line = f"prod-nightly         total: 3 snapshots, about {kept_inc / 1024:.1f} GB stored"
+    assert line in status.stdout
+    assert f"{kept_inc / 1024 * 0.5:.2f} per month" in status.stdout
+    data = json.loads(box.cli("status", "--format", "json").stdout)["sizes"]
+    assert data["policies"] == [
+        {
+            "policy": "prod-nightly",
+            "snapshots": 3,
+            "sized": 3,
+            "size_mb": round(sum(t for sid, (t, _) in sizes.items() if sid != deleted[0]), 1),
+            "incremental_mb": kept_inc,
+        }
+    ]
+
 
 def _strip(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k != "account"}

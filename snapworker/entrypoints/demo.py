@@ -106,7 +106,7 @@ def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
             more, _ = _runs(rt, n, max_ticks)
             code = max(code, more)
             typer.echo("\n== snapworker status ==")
-            typer.echo(render_status(rt.store))
+            typer.echo(render_status(rt.store, price=price))
             page = html_page(rt, cfg, None, tick(rt, dry_run=True), what_if=False)
             rt.store.close()
     report = Path(tempfile.mkdtemp(prefix="snapworker-demo-report-")) / "report.html"

@@ -19,7 +19,7 @@ from snapworker.core.model import Action, Cluster, OwnedRecord, Snapshot, State
 
 if TYPE_CHECKING:
     from snapworker.adapters.aws.redshift import CallStats, ClusterInfo, TemporaryCredentials
-    from snapworker.adapters.store.repository import DriftItem
+    from snapworker.adapters.store.repository import DriftItem, PolicySizes
 
 __all__ = [
     "DriftRepository",
@@ -134,6 +134,7 @@ class DriftRepository(Protocol):
     """The drift a run saw, for ``status``."""
 
     def record_drift(self, run_id: int, items: Iterable[DriftItem], at: datetime) -> int: ...
+    def record_sizes(self, run_id: int, items: Iterable[PolicySizes], at: datetime) -> int: ...
 
 
 class VerificationRepository(Protocol):

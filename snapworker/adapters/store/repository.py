@@ -23,6 +23,7 @@ from snapworker.adapters.store.errors import StateStoreError
 from snapworker.adapters.store.leases import LeaseRepository
 from snapworker.adapters.store.runs import JournalStatus, RunRepository, RunStatus, pending_entries
 from snapworker.adapters.store.schema import ensure_schema
+from snapworker.adapters.store.sizes import PolicySizes, SizesReport, SizesRepository, sizes_items
 from snapworker.adapters.store.snapshots import SnapshotRepository, grants_made, owned_records
 from snapworker.adapters.store.verifications import VerificationRepository, verification_records
 from snapworker.adapters.store.views import (
@@ -44,13 +45,16 @@ __all__ = [
     "JournalView",
     "OwnedSummary",
     "OwnedView",
+    "PolicySizes",
     "RunStatus",
     "RunView",
+    "SizesReport",
     "StateStore",
     "StateStoreError",
     "VerificationView",
     "drift_items",
     "open_store",
+    "sizes_items",
 ]
 
 
@@ -81,6 +85,7 @@ class StateStore:
         self.runs = RunRepository(db)
         self.leases = LeaseRepository(db)
         self.drift = DriftRepository(db)
+        self.sizes = SizesRepository(db)
         self.drills = VerificationRepository(db)
 
     @property
@@ -141,6 +146,14 @@ class StateStore:
 
     def latest_drift(self) -> DriftReport | None:
         return self.drift.latest_drift()
+
+    # -- sizes
+
+    def record_sizes(self, run_id: int, items: Iterable[PolicySizes], at: datetime) -> int:
+        return self.sizes.record_sizes(run_id, items, at)
+
+    def latest_sizes(self) -> SizesReport | None:
+        return self.sizes.latest_sizes()
 
     # -- runs and the journal
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HEAD_REVISION", "alembic_config", "ensure_schema", "migrations_dir"]
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 """The newest migration this snapworker ships; a test checks it is Alembic's script head."""
 
 _PG_MIGRATION_LOCK = 0x736E6170  # "snap": pg_advisory_xact_lock key held while migrating

@@ -87,4 +87,5 @@ def status(
     from snapworker.views.status import render_status
 
     store = open_store(cfg.state_url)
-    typer.echo(render_status(store, format.value, show_all=show_all))
+    price = cfg.report.price_per_gb_month
+    typer.echo(render_status(store, format.value, show_all=show_all, price=price))
