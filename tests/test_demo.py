@@ -74,4 +74,5 @@ def test_demo_plans_runs_and_converges(tmp_path: Path) -> None:
     page = report.read_text()
     assert page.startswith("<!DOCTYPE html>")
     assert all(f'data-snapshot="{sid}"' not in page for sid in deleted)  # gone now
-    assert " GB" in page
+    assert " GB (+" in page  # each snapshot's label: its size
+    assert re.search(r'<p class="totals">total: \d+ snapshots, about [\d.]+ GB stored', page)

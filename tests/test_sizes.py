@@ -37,8 +37,8 @@ def test_gateway_reads_the_sizes_and_tolerates_their_absence() -> None:
     assert (s.size_mb, s.incremental_mb) == (2048.5, 12.0)
     s = snapshot_from_aws(RAW)
     assert (s.size_mb, s.incremental_mb) == (None, None)
-    s = snapshot_from_aws(RAW | {"TotalBackupSizeInMegaBytes": "x"})
-    assert s.size_mb is None
+    for bad in ("x", float("inf"), -1.0, True):
+        assert snapshot_from_aws(RAW | {"TotalBackupSizeInMegaBytes": bad}).size_mb is None
 
 
 def test_sandbox_sizes_are_deterministic_and_plausible() -> None:

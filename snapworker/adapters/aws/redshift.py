@@ -18,6 +18,7 @@ are raised at once as :class:`AwsError` with AWS's code and message.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -93,7 +94,7 @@ def _megabytes(value: Any) -> float | None:
         mb = float(value)
     except (TypeError, ValueError):
         return None
-    return mb if mb >= 0 and mb == mb else None
+    return mb if math.isfinite(mb) and mb >= 0 else None
 
 
 class RedshiftGateway(ClusterCalls):
