@@ -180,3 +180,21 @@ def test_plan_shows_sizes_totals_and_what_deleting_frees(sandbox: Sandbox) -> No
 
 def _strip(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k != "account"}
+
+
+def test_store_records_sizes_per_run_and_prunes_old_ones(tmp_path: Path) -> None:
+    from snapworker.adapters.store.repository import PolicySizes, open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        t0 = datetime(2026, 11, 1, tzinfo=UTC)
+        run = store.begin_run("run", 1, t0)
+        store.record_sizes(run, [PolicySizes("p", 3, 2, 2048.0, 100.5)], t0)
+        store.finish_run(run, "ok", 0, 0, {}, None, t0)
+        seen = store.latest_sizes()
+        assert seen is not None and seen.run_id == run
+        assert seen.items == (PolicySizes("p", 3, 2, 2048.0, 100.5),)
+        assert store.prune(t0 + timedelta(days=1)) == 2  # the run and its sizes row
+        assert store.latest_sizes() is None
+    finally:
+        store.close()

@@ -192,7 +192,7 @@ class StateStore:
         return self.runs.pending_entries()
 
     def prune(self, before: datetime) -> int:
-        return self.runs.prune(before)
+        return self.runs.prune(before) + self.sizes.prune(before)
 
     def journal(self, limit: int = 50, run_id: int | None = None) -> list[JournalView]:
         return self.runs.journal(limit, run_id)

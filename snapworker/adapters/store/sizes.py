@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 
-from snapworker.adapters.store.engine import Database, aware
+from snapworker.adapters.store.engine import Database, aware, changed
 from snapworker.adapters.store.tables import RunRow, SizesRow
 from snapworker.core.model import Plan
 from snapworker.core.sizes import kept_by_policy
@@ -73,6 +73,12 @@ class SizesRepository:
         with self._db.session("record sizes", write=True) as s:
             s.add_all(rows)
         return len(rows)
+
+    def prune(self, before: datetime) -> int:
+        """Delete the rows seen before ``before`` (with the daemon's runs). Returns how many."""
+        before = aware(before, "before")
+        with self._db.session("prune sizes", write=True) as s:
+            return changed(s, delete(SizesRow).where(col(SizesRow.seen_at) < before))
 
     def latest_sizes(self) -> SizesReport | None:
         """The sizes the newest ``run``/``daemon`` tick that finished without an exception
