@@ -26,7 +26,7 @@ from snapworker.adapters.aws.redshift import (
     ClusterInfo,
     TemporaryCredentials,
 )
-from snapworker.adapters.store.repository import DriftItem, Gone
+from snapworker.adapters.store.repository import DriftItem, Gone, PolicySizes
 from snapworker.core.model import (
     DELETED_OUTSIDE,
     REVOKED_OUTSIDE,
@@ -282,6 +282,7 @@ class FakeStore:
         self.journal: dict[int, JournalRow] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
         self.drift: dict[int, list[DriftItem]] = {}
+        self.sizes: dict[int, list[PolicySizes]] = {}
         self.verifications: dict[int, VerificationRow] = {}
         self.figures: dict[str, dict[str, Any]] = {}
 
@@ -506,6 +507,11 @@ class FakeStore:
         with self._lock:
             self.drift[run_id] = list(items)
             return len(self.drift[run_id])
+
+    def record_sizes(self, run_id: int, items: Iterable[PolicySizes], at: datetime) -> int:
+        with self._lock:
+            self.sizes[run_id] = list(items)
+            return len(self.sizes[run_id])
 
     # -- restore drills and figures
 

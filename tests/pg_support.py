@@ -26,6 +26,7 @@ STORE_TABLES = (
     "drift",
     "verification",
     "snapshot_figures",
+    "sizes",
 )
 
 

@@ -202,6 +202,8 @@ def _seed(box: Sandbox, estate: dict[str, Any]) -> None:
                 accounts=s.accounts,
                 retention_period=-1 if s.retention_period is None else s.retention_period,
             )
+        if s.size_mb is not None and s.incremental_mb is not None:
+            moto_ext.set_snapshot_sizes(be, s.id, s.size_mb, s.incremental_mb)
     state = state_from(estate["state"])
     assert not state.pending and not state.verifications, "not seedable without a run"
     store = open_store(f"sqlite:///{box.db}")

@@ -100,6 +100,9 @@ class FakeStatus:
     def verifications(self, limit: int | None = None) -> Any:
         return self.drills[:limit]
 
+    def latest_sizes(self) -> Any:
+        return None
+
 
 def test_status_says_how_many_drills_it_left_out_and_show_all_lists_every_one() -> None:
     store = FakeStatus(drills=LIMIT + 5)

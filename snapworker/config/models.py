@@ -386,6 +386,15 @@ class Policy(_Model):
         )
 
 
+class ReportConfig(_Model):
+    """What the reports show beyond the plan itself."""
+
+    price_per_gb_month: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """The price of a GB of snapshot storage per month (e.g. 0.024), in any currency: the
+    reports then turn sizes into a monthly cost in that currency. Without it, no money
+    figure is printed anywhere."""
+
+
 class Config(_Model):
     """The whole configuration. See the module docstring for relative SQLite paths."""
 
@@ -393,6 +402,7 @@ class Config(_Model):
     aws: AwsConfig = AwsConfig()
     retry: RetryConfig = RetryConfig()
     daemon: DaemonConfig = DaemonConfig()
+    report: ReportConfig = ReportConfig()
     policies: list[Policy]
 
     _source_path: Path | None = PrivateAttr(default=None)

@@ -69,6 +69,12 @@ class Snapshot:
     retention_period: int | None = None
     """ManualSnapshotRetentionPeriod (days; -1: indefinite; None: not reported): AWS deletes
     a manual snapshot that many days after its create time (fail-safe expiry)."""
+    size_mb: float | None = None
+    """TotalBackupSizeInMegaBytes: the whole backup, blocks shared with other snapshots
+    included (None: not reported)."""
+    incremental_mb: float | None = None
+    """ActualIncrementalBackupSizeInMegaBytes: what this snapshot adds over the one before it,
+    about what deleting it frees (None: not reported)."""
 
     @property
     def available(self) -> bool:
@@ -225,6 +231,15 @@ class Note:
     level: Literal["info", "warning"] = "info"
 
 
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """A snapshot's sizes in MB, as DescribeClusterSnapshots reports them (see
+    :class:`Snapshot`); None when AWS did not report one."""
+
+    total: float | None = None
+    incremental: float | None = None
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a tick would do now, and why. The dry-run report is this, rendered."""
@@ -234,3 +249,8 @@ class Plan:
     kept: tuple[Kept, ...] = ()
     notes: tuple[Note, ...] = ()
     drift: tuple[Action, ...] = ()
+    sizes: Mapping[str, Sizes] = field(default_factory=dict)
+    """Snapshot id -> its sizes, for every kept or acted-on snapshot AWS reported a size of
+    (the reports show them, ``views.sizes`` totals them)."""
+    account: str | None = None
+    """The AWS account planned for, when known (the reports total the sizes per account)."""

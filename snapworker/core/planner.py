@@ -61,6 +61,7 @@ from snapworker.core.model import (
     Kept,
     Note,
     Plan,
+    Sizes,
     State,
 )
 from snapworker.core.policy import Policy
@@ -153,7 +154,20 @@ def _plan(
         kept=tuple(sorted(kept, key=_KEPT_ORDER)),
         notes=tuple(notes),
         drift=tuple(sorted(drift, key=_action_order)),
+        sizes=_sizes(inventory, kept, actions),
+        account=account,
     )
+
+
+def _sizes(inventory: Inventory, kept: list[Kept], actions: list[Action]) -> dict[str, Sizes]:
+    """The reported sizes of every kept or acted-on snapshot that has one."""
+    snaps = inventory.snapshots
+    out: dict[str, Sizes] = {}
+    for sid in [k.snapshot for k in kept] + [a.snapshot for a in actions]:
+        s = snaps.get(sid)
+        if s is not None and (s.size_mb is not None or s.incremental_mb is not None):
+            out[sid] = Sizes(s.size_mb, s.incremental_mb)
+    return out
 
 
 def orphan_notes(idx: Index, known: Iterable[str]) -> list[Note]:

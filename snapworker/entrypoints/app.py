@@ -362,5 +362,6 @@ def html_page(
             status=status_dict(rt.store),
             what_if=what_if,
             heading=heading,
+            price=cfg.report.price_per_gb_month,
         )
     )

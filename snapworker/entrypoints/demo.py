@@ -4,8 +4,11 @@ moto stands in for AWS (with snapworker's extension, so copies, shares and revok
 seeded with demo clusters and automated snapshots of several ages.
 
 - ``demo`` runs in-process: it prints the plan, runs ticks until there is nothing left to do
-  (a copy is shared on the tick after it became available, as against AWS), and shows the
-  state DB's summary.
+  (a copy is shared on the tick after it became available, as against AWS); then it moves
+  the sandbox's clock (and its own runtime's, nothing global) :data:`LATER_DAYS` on, so that
+  retention expires the oldest copies, prints that plan (with the sizes and what the
+  deletions free) and runs again: each grant revoked, then the delete. It shows the state
+  DB's summary and writes the HTML report (``report --html``) to a temp file it names.
 - ``sandbox`` serves the same estate on moto's server until Ctrl-C, and prints the
   environment and a config to try every other command by hand against it. Plain
   ``moto_server`` cannot stand in: it lacks copy, share and revoke.
@@ -21,7 +24,7 @@ import signal
 import sys
 import tempfile
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,46 +54,83 @@ policies:
 """
 
 
+LATER_DAYS = 25
+"""How far the demo moves the sandbox's clock after the runs at today's date: far enough
+that retention (max_age_days 35, keep_last 3) expires the copies of the 12- and 30-day-old
+automated snapshots, so the demo shows the dangerous half (revoke every grant, then delete)."""
+
+
 def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
     try:
+        from snapworker.sandbox import moto_ext
         from snapworker.sandbox.server import embedded
     except ImportError:  # pragma: no cover - depends on the install
         typer.echo("snapworker demo needs moto: pip install 'snapworker[sandbox]'", err=True)
         return 2
     from snapworker.config import load_config
+    from snapworker.entrypoints.app import html_page
     from snapworker.logs import configure
     from snapworker.service.bootstrap import bootstrap
     from snapworker.service.tick import tick
-    from snapworker.views.plan_report import render_outcomes, render_table
+    from snapworker.views.plan_report import render_table
     from snapworker.views.status import render_status
 
     configure(level="warning")
-    now = datetime.now(UTC)
+    shift = [timedelta(0)]  # the demo runtime's clock, moved with the sandbox's (never global)
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + shift[0]
+
     with tempfile.TemporaryDirectory(prefix="snapworker-demo-") as tmp:
         path = Path(tmp) / "sandbox.yaml"
         path.write_text(DEMO_CONFIG)
         cfg = load_config(path)
         url = state_url or f"sqlite:///{Path(tmp) / 'state.db'}"
-        cfg = cfg.model_copy(update={"state_url": url})
-        with embedded(now):
-            rt = bootstrap(cfg)
+        # The sandbox answers at once: pace at 20 mutating calls a second, not AWS's 5.
+        fast = cfg.aws.model_copy(update={"max_calls_per_second": 20.0})
+        cfg = cfg.model_copy(update={"state_url": url, "aws": fast})
+        price = cfg.report.price_per_gb_month
+        with embedded(clock()):
+            rt = bootstrap(cfg, clock=clock)
             typer.echo("== snapworker plan (dry run: nothing is changed) ==")
-            typer.echo(render_table(tick(rt, dry_run=True).plan))
-            code = 0
-            for n in range(1, max_ticks + 1):
-                result = tick(rt)
-                if not result.plan.actions:
-                    typer.echo(
-                        f"\n== snapworker run #{n}: nothing to do; the account is on policy =="
-                    )
-                    break
-                typer.echo(f"\n== snapworker run #{n} ==")
-                typer.echo(render_outcomes(result.outcomes))
-                code = max(code, result.exit_code)
+            typer.echo(render_table(tick(rt, dry_run=True).plan, price))
+            code, n = _runs(rt, 1, max_ticks)
+            typer.echo(
+                f"\n== {LATER_DAYS} days later (the sandbox's clock only): retention expires "
+                "the oldest copies =="
+            )
+            shift[0] = timedelta(days=LATER_DAYS)
+            moto_ext.set_clock_shift(shift[0])
+            typer.echo("\n== snapworker plan (dry run: nothing is changed) ==")
+            typer.echo(render_table(tick(rt, dry_run=True).plan, price))
+            more, _ = _runs(rt, n, max_ticks)
+            code = max(code, more)
             typer.echo("\n== snapworker status ==")
-            typer.echo(render_status(rt.store))
+            typer.echo(render_status(rt.store, price=price))
+            page = html_page(rt, cfg, None, tick(rt, dry_run=True), what_if=False)
             rt.store.close()
+    report = Path(tempfile.mkdtemp(prefix="snapworker-demo-report-")) / "report.html"
+    report.write_text(page, encoding="utf-8")
+    typer.echo(f"\n== snapworker report --html: {report} ==")
+    typer.echo("(the retention timeline of each cluster; open it in a browser, delete it after)")
     return code
+
+
+def _runs(rt: Any, first: int, max_ticks: int) -> tuple[int, int]:
+    """Run ticks until one has nothing to do; returns (exit code, the next run's number)."""
+    from snapworker.service.tick import tick
+    from snapworker.views.plan_report import render_outcomes
+
+    code = 0
+    for n in range(first, first + max_ticks):
+        result = tick(rt)
+        if not result.plan.actions:
+            typer.echo(f"\n== snapworker run #{n}: nothing to do; the account is on policy ==")
+            return code, n + 1
+        typer.echo(f"\n== snapworker run #{n} ==")
+        typer.echo(render_outcomes(result.outcomes))
+        code = max(code, result.exit_code)
+    return code, first + max_ticks
 
 
 SANDBOX_CONFIG_NAME = "snapworker.yaml"

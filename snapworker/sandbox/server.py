@@ -251,6 +251,7 @@ def embedded(now: datetime, region: str = DEMO_REGION) -> Iterator[Sandbox]:
             seed_demo(now, region)
             yield Sandbox(region=region, account_id=DEMO_ACCOUNT, now=_utc(now))
     finally:
+        moto_ext.set_clock_shift(timedelta(0))
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

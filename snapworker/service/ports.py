@@ -23,7 +23,7 @@ ListingProgress = Callable[[int, bool], None]
 
 if TYPE_CHECKING:
     from snapworker.adapters.aws.redshift import CallStats, ClusterInfo, TemporaryCredentials
-    from snapworker.adapters.store.repository import DriftItem, Gone
+    from snapworker.adapters.store.repository import DriftItem, Gone, PolicySizes
 
 __all__ = [
     "DriftRepository",
@@ -150,6 +150,7 @@ class DriftRepository(Protocol):
     """The drift a run saw, for ``status``."""
 
     def record_drift(self, run_id: int, items: Iterable[DriftItem], at: datetime) -> int: ...
+    def record_sizes(self, run_id: int, items: Iterable[PolicySizes], at: datetime) -> int: ...
 
 
 class VerificationRepository(Protocol):

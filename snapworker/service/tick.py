@@ -302,10 +302,11 @@ def _tick(
     # The drift this tick saw, for `status`: revoked only if its revoke succeeded.
     # Imported here for start-up: `iam-policy` reads this module's declarations and must not
     # import the state DB's stack.
-    from snapworker.adapters.store.repository import drift_items
+    from snapworker.adapters.store.repository import drift_items, sizes_items
 
     revoked = {o.action.key for o in outcomes if o.ok and o.action.kind == "revoke"}
     rt.store.record_drift(run_id, drift_items(plan, revoked), rt.clock())
+    rt.store.record_sizes(run_id, sizes_items(plan), rt.clock())  # for `status`
     # Interrupted: the stop came before every planned action had started.
     interrupted = len(outcomes) < len(plan.actions) and should_stop()
     return TickResult(

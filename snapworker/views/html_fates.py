@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from snapworker.core.expiry import expiry, rule_names
 from snapworker.core.explain import Explanation
-from snapworker.core.model import Action, Inventory
+from snapworker.core.model import Action, Inventory, Sizes
 from snapworker.core.planner import rules_of
 from snapworker.core.retention import Candidate
 from snapworker.views.explanation import render_explanation
+from snapworker.views.sizes import Totals, size_cell, totals_line
 
 FATES: tuple[tuple[str, str], ...] = (
     ("delete", "revoke and delete planned now"),
@@ -56,6 +57,7 @@ class Group:
     marks: tuple[Mark, ...]
     horizon: datetime | None
     horizon_label: str
+    totals: str = ""  # the sizes of its owned snapshots (views.sizes), "" when none reported
 
 
 def _day(t: datetime) -> str:
@@ -109,12 +111,21 @@ def planned_mark(a: Action, now: datetime) -> Mark:
     return Mark(a.snapshot, at, a.kind, f"{a.kind} planned now{src}", (), f"{a.kind}: {a.reason}")
 
 
+def sized_mark(m: Mark, sizes: Sizes | None) -> Mark:
+    """The mark with its snapshot's size in its label (when reported); the hover text stays
+    exactly what ``plan --explain`` prints."""
+    if sizes is None:
+        return m
+    return replace(m, extras=(*m.extras, size_cell(sizes)))
+
+
 def groups(
     explanations: Sequence[Explanation],
     planned: Sequence[Action],
     inventory: Inventory,
     policies: Mapping[str, Any],
     now: datetime,
+    price: float | None = None,
 ) -> list[Group]:
     """The timelines: one per (policy, cluster), each owned snapshot once, newest first."""
     by_group: dict[tuple[str, str], list[Explanation]] = defaultdict(list)
@@ -133,12 +144,26 @@ def groups(
             for e in items
             if e.data_time is not None and _available(inventory, e.snapshot)
         ]
-        marks = [owned_mark(e, cands, policy, now) for e in items]
+        total = Totals()
+        marks = []
+        for e in items:
+            sizes = _sizes(inventory, e.snapshot)
+            mark = sized_mark(owned_mark(e, cands, policy, now), sizes)
+            total.add(e.snapshot, sizes, mark.fate == "delete")
+            marks.append(mark)
         marks += [planned_mark(a, now) for a in made.get(key, [])]
         marks.sort(key=lambda m: (m.at, m.snapshot), reverse=True)
         horizon, text = _horizon(policy, cands, now)
-        out.append(Group(key[0], key[1], tuple(marks), horizon, text))
+        line = totals_line(total, price) if total.sized else ""
+        out.append(Group(key[0], key[1], tuple(marks), horizon, text, line))
     return out
+
+
+def _sizes(inventory: Inventory, sid: str) -> Sizes | None:
+    snap = inventory.snapshots.get(sid)
+    if snap is None or (snap.size_mb is None and snap.incremental_mb is None):
+        return None
+    return Sizes(snap.size_mb, snap.incremental_mb)
 
 
 def _available(inventory: Inventory, sid: str) -> bool:

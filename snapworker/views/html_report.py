@@ -31,6 +31,7 @@ from snapworker.views.explanation import render_explanation
 from snapworker.views.formatting import minute
 from snapworker.views.html_fates import FATES, Group, Mark, groups
 from snapworker.views.plan_report import summary
+from snapworker.views.sizes import MEANING
 
 W = 640  # the SVG's user units across; it scales to the page
 X0, X1 = 12, W - 12
@@ -52,6 +53,7 @@ class ReportInput:
     status: dict[str, Any] | None = None
     what_if: bool = False
     heading: str | None = None  # instead of "Plan at ..." (the daemon's page says whose)
+    price: float | None = None  # report.price_per_gb_month: a monthly cost, in its currency
 
 
 def explanations(r: ReportInput) -> list[Explanation]:
@@ -132,7 +134,7 @@ def _slice(inv: Inventory, state: State, cluster: str, ids: list[str]) -> tuple[
 def render_html(r: ReportInput) -> str:
     now = r.plan.generated_at
     made = [a for a in r.plan.actions if a.kind in ("create", "copy")]
-    tls = groups(explanations(r), made, r.inventory, {p.name: p for p in r.policies}, now)
+    tls = groups(explanations(r), made, r.inventory, {p.name: p for p in r.policies}, now, r.price)
     when = minute(now, zone=True)
     heading = f"Plan as it would be at {when} (what-if)" if r.what_if else f"Plan at {when}"
     heading = r.heading or heading
@@ -144,6 +146,9 @@ def render_html(r: ReportInput) -> str:
     if not tls:
         body.append("<p>No owned snapshot and nothing planned.</p>")
     body += [_timeline(g, now) for g in tls]
+    if any(g.totals for g in tls):
+        cur = " Money figures are in the currency of report.price_per_gb_month." if r.price else ""
+        body.append(f"<p class=hint>Sizes: {escape(MEANING)}.{escape(cur)}</p>")
     body += _tables(r)
     return _PAGE.format(title=escape(f"snapworker report, {when}"), body="\n".join(body))
 
@@ -188,6 +193,8 @@ def _timeline(g: Group, now: datetime) -> str:
         parts.append(_row(m, TOP + ROW * i, x))
     parts.append("</svg>")
     head = f"<h2>policy {escape(g.policy)} <span>cluster {escape(g.cluster)}</span></h2>"
+    if g.totals:
+        head += f'<p class="totals">{escape(g.totals)}</p>'
     return f'<section class="group">{head}<div class="tl">{"".join(parts)}</div></section>'
 
 
@@ -349,6 +356,7 @@ h1 {{ font-size: 20px; margin: 4px 0; }}
 h2 {{ font-size: 15px; margin: 18px 0 4px; }}
 h2 span {{ color: var(--mute); font-weight: normal; margin-left: .5em; }}
 .hint {{ color: var(--mute); font-size: 12px; margin: 2px 0 8px; }}
+.totals {{ font-size: 12px; margin: 0 0 4px; }}
 .legend {{ display: flex; flex-wrap: wrap; gap: 4px 14px; padding: 0; margin: 6px 0;
   list-style: none; font-size: 12px; }}
 .legend li {{ display: flex; align-items: center; gap: 4px; }}

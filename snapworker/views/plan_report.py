@@ -15,6 +15,14 @@ from typing import Any
 
 from snapworker.core.model import Action, Kept, Note, Plan
 from snapworker.views.formatting import iso, minute
+from snapworker.views.sizes import (
+    MEANING,
+    size_cell,
+    sizes_json,
+    totals,
+    totals_line,
+    with_sizes,
+)
 
 
 def action_dict(a: Action) -> dict[str, Any]:
@@ -77,18 +85,22 @@ def note_dict(n: Note) -> dict[str, Any]:
     return d
 
 
-def plan_dict(plan: Plan) -> dict[str, Any]:
+def plan_dict(plan: Plan, price: float | None = None) -> dict[str, Any]:
+    """The plan JSON. Each kept or acted-on snapshot's entry carries its ``size_mb`` and
+    ``incremental_mb`` when AWS reported them; ``sizes`` holds the totals (``views.sizes``)."""
+    sizes = plan.sizes
     return {
         "generated_at": iso(plan.generated_at),
-        "actions": [action_dict(a) for a in plan.actions],
-        "kept": [kept_dict(k) for k in plan.kept],
+        "actions": [with_sizes(action_dict(a), sizes.get(a.snapshot)) for a in plan.actions],
+        "kept": [with_sizes(kept_dict(k), sizes.get(k.snapshot)) for k in plan.kept],
         "drift": drift_dicts(plan.drift, plan.actions),
         "notes": [note_dict(n) for n in plan.notes],
+        "sizes": sizes_json(plan, price),
     }
 
 
-def render_json(plan: Plan) -> str:
-    return json.dumps(plan_dict(plan), indent=2)
+def render_json(plan: Plan, price: float | None = None) -> str:
+    return json.dumps(plan_dict(plan, price), indent=2)
 
 
 def summary(plan: Plan) -> str:
@@ -160,7 +172,18 @@ def _by_group(plan: Plan) -> dict[tuple[str, str], tuple[list[Action], list[Kept
     return groups
 
 
-def render_table(plan: Plan) -> str:
+def _size_of(plan: Plan, verb: str, sid: str) -> str:
+    """The size cell of a row: on a snapshot's own row (kept, held, delete), not its shares'."""
+    if verb not in ("keep", "held", "delete", ""):
+        return ""
+    return size_cell(plan.sizes.get(sid))
+
+
+def render_table(plan: Plan, price: float | None = None) -> str:
+    """The plan for a person. With sizes reported, a size column (total, and what the
+    snapshot adds: its incremental size) and totals per cluster, per policy and for all."""
+    sized = bool(plan.sizes)
+    sums = totals(plan) if sized else None
     out = [f"Plan at {minute(plan.generated_at, zone=True)}: {summary(plan)}"]
     groups = _by_group(plan)
     notes_by: dict[tuple[str, str | None], list[Note]] = defaultdict(list)
@@ -181,8 +204,11 @@ def render_table(plan: Plan) -> str:
             if rows:
                 w0 = max(len(r[0]) for r in rows)
                 w1 = max(len(r[1]) for r in rows)
-                for verb, sid, when, detail in rows:
-                    out.append(f"  {verb:<{w0}}  {sid:<{w1}}  {when:<16}  {detail}".rstrip())
+                cells = [_size_of(plan, r[0], r[1]) for r in rows]
+                w2 = max(len(c) for c in cells)
+                for (verb, sid, when, detail), cell in zip(rows, cells, strict=True):
+                    size = f"  {cell:>{w2}}" if sized else ""
+                    out.append(f"  {verb:<{w0}}  {sid:<{w1}}  {when:<16}{size}  {detail}".rstrip())
             for d in drift_by.get(key, []):
                 out.append(
                     f"  drift  {d.snapshot}: shared with {d.account}, not listed by the policy"
@@ -192,13 +218,24 @@ def render_table(plan: Plan) -> str:
                 # snapshot): name the snapshot only when the message does not.
                 named = n.snapshot is None or n.snapshot in n.message
                 out.append(f"  {n.level}:{'' if named else f' {n.snapshot}'} {n.message}")
+            if sums is not None and key in sums.clusters:
+                out.append(f"  {totals_line(sums.clusters[key], price, what='cluster total')}")
+        if sums is not None and policy in sums.policies:
+            out.append(f"policy {policy} {totals_line(sums.policies[policy], price)}")
+    if sums is not None:
+        account = f" {plan.account}" if plan.account else ""
+        out.append(f"\naccount{account} {totals_line(sums.account, price)}")
+        out.append(f"(sizes: {MEANING})")
+        if price is not None:
+            out.append("(money figures are in the currency of report.price_per_gb_month)")
     if not plan.actions:
         out.append("\nNothing to do.")
     return "\n".join(out)
 
 
-def render_markdown(plan: Plan) -> str:
+def render_markdown(plan: Plan, price: float | None = None) -> str:
     out = [f"# snapworker plan, {minute(plan.generated_at, zone=True)}", "", summary(plan), ""]
+    sums = totals(plan) if plan.sizes else None
     groups = _by_group(plan)
     for (policy, cluster), (actions, kept) in sorted(groups.items()):
         out += [
@@ -210,6 +247,10 @@ def render_markdown(plan: Plan) -> str:
         for verb, sid, when, detail in _group_rows(actions, kept):
             out.append(f"| {verb.strip()} | {sid} | {when} | {detail.replace('|', '/')} |")
         out.append("")
+        if sums is not None and (policy, cluster) in sums.clusters:
+            out += [totals_line(sums.clusters[(policy, cluster)], price), ""]
+    if sums is not None:
+        out += ["## Sizes", "", totals_line(sums.account, price), "", f"({MEANING})", ""]
     if plan.drift:
         out += ["## Drift", ""]
         out += [
@@ -225,12 +266,13 @@ def render_markdown(plan: Plan) -> str:
     return "\n".join(out)
 
 
-def render(plan: Plan, fmt: str) -> str:
+def render(plan: Plan, fmt: str, price: float | None = None) -> str:
+    """``price``: ``report.price_per_gb_month`` (a money figure only with it)."""
     if fmt == "json":
-        return render_json(plan)
+        return render_json(plan, price)
     if fmt == "markdown":
-        return render_markdown(plan)
-    return render_table(plan)
+        return render_markdown(plan, price)
+    return render_table(plan, price)
 
 
 def render_outcomes(outcomes: Iterable[Any]) -> str:

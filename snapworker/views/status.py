@@ -17,7 +17,9 @@ from collections import Counter
 from typing import Any, Protocol
 
 from snapworker.core.model import DELETED_OUTSIDE
+from snapworker.core.sizes import Totals
 from snapworker.views.formatting import iso, md_cell, md_table
+from snapworker.views.sizes import MEANING, totals_line
 
 LIMIT = 20
 """Entries of a long list shown without ``--all``."""
@@ -34,6 +36,8 @@ class StatusSource(Protocol):
     def latest_drift(self) -> Any: ...
 
     def verifications(self, limit: int | None = None) -> Any: ...
+
+    def latest_sizes(self) -> Any: ...
 
 
 def status_dict(store: StatusSource, runs: int = 10) -> dict[str, Any]:
@@ -128,7 +132,45 @@ def status_dict(store: StatusSource, runs: int = 10) -> dict[str, Any]:
         "drift": drift,
         "verifications": _verifications(store),
         "runs": recent,
+        "sizes": _sizes(store),
     }
+
+
+def _sizes(store: StatusSource) -> dict[str, Any] | None:
+    """Per policy, what its kept snapshots occupy, as the last run saw them (None: no run)."""
+    seen = store.latest_sizes()
+    if seen is None:
+        return None
+    return {
+        "run_id": seen.run_id,
+        "seen_at": iso(seen.seen_at),
+        "meaning": MEANING,
+        "policies": [
+            {
+                "policy": i.policy,
+                "snapshots": i.snapshots,
+                "sized": i.sized,
+                "size_mb": i.size_mb,
+                "incremental_mb": i.incremental_mb,
+            }
+            for i in seen.items
+        ],
+    }
+
+
+def _size_lines(data: dict[str, Any], price: float | None) -> list[str]:
+    """The table's (and Markdown's) lines of sizes per policy; money only with a price."""
+    sizes = data.get("sizes")
+    if not sizes or not sizes["policies"]:
+        return []
+    out = [f"Sizes of the kept snapshots, as seen by run #{sizes['run_id']} at {sizes['seen_at']}:"]
+    for p in sizes["policies"]:
+        t = Totals(p["snapshots"], p["sized"], p["size_mb"] or 0.0, p["incremental_mb"] or 0.0)
+        out.append(f"  {p['policy']:<20} {totals_line(t, price)}")
+    out.append(f"  ({MEANING})")
+    if price is not None:
+        out.append("  (money figures are in the currency of report.price_per_gb_month)")
+    return out
 
 
 def _verifications(store: StatusSource) -> list[dict[str, Any]]:
@@ -156,14 +198,20 @@ def _verifications(store: StatusSource) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def render_status(store: StatusSource, fmt: str = "table", show_all: bool = False) -> str:
-    """The status as ``table``, ``json`` or ``markdown``; ``show_all`` lifts :data:`LIMIT`."""
+def render_status(
+    store: StatusSource, fmt: str = "table", show_all: bool = False, price: float | None = None
+) -> str:
+    """The status as ``table``, ``json`` or ``markdown``; ``show_all`` lifts :data:`LIMIT`;
+    ``price``: ``report.price_per_gb_month`` (a money figure only with it)."""
     data = status_dict(store)
     if fmt == "json":
         return json.dumps(data, indent=2)
     if fmt == "markdown":
-        return _markdown(data, show_all)
-    return _table(data, show_all)
+        sizes = _size_lines(data, price)
+        return _markdown(data, show_all) + (
+            "\n".join(["## Sizes", "", *sizes, ""]) if sizes else ""
+        )
+    return _table(data, show_all, price)
 
 
 def _shown(items: list[Any], show_all: bool) -> tuple[list[Any], str | None]:
@@ -229,11 +277,14 @@ def _failed_check(c: dict[str, Any]) -> str:
     )
 
 
-def _table(data: dict[str, Any], show_all: bool) -> str:
+def _table(data: dict[str, Any], show_all: bool, price: float | None = None) -> str:
     live, owned_line = _live(data)
     out = [f"Owned snapshots: {owned_line}"]
     for policy, cluster, n, newest in _per_cluster(live):
         out.append(f"  {policy:<20} {cluster:<24} {n:>4} owned, newest data {newest}")
+    sizes = _size_lines(data, price)
+    if sizes:
+        out += ["", *sizes]
     out.append(f"\nOpen grants: {len(data['open_grants'])}")
     grants, more = _shown(data["open_grants"], show_all)
     for g in grants:

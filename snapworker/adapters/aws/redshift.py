@@ -18,6 +18,7 @@ are raised at once as :class:`AwsError` with AWS's code and message.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -86,7 +87,20 @@ def snapshot_from_aws(raw: dict[str, Any]) -> Snapshot:
         accounts=_accounts(raw.get("AccountsWithRestoreAccess")),
         owner_account=raw.get("OwnerAccount"),
         retention_period=raw.get("ManualSnapshotRetentionPeriod"),
+        size_mb=_megabytes(raw.get("TotalBackupSizeInMegaBytes")),
+        incremental_mb=_megabytes(raw.get("ActualIncrementalBackupSizeInMegaBytes")),
     )
+
+
+def _megabytes(value: Any) -> float | None:
+    """A size field of DescribeClusterSnapshots (a double), or None if absent or not a number."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        mb = float(value)
+    except (TypeError, ValueError):
+        return None
+    return mb if math.isfinite(mb) and mb >= 0 else None
 
 
 class RedshiftGateway(ClusterCalls):

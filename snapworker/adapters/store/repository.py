@@ -23,6 +23,7 @@ from snapworker.adapters.store.errors import StateStoreError
 from snapworker.adapters.store.leases import LeaseRepository
 from snapworker.adapters.store.runs import JournalStatus, RunRepository, RunStatus, pending_entries
 from snapworker.adapters.store.schema import check_schema, ensure_schema, is_empty
+from snapworker.adapters.store.sizes import PolicySizes, SizesReport, SizesRepository, sizes_items
 from snapworker.adapters.store.snapshots import (
     Gone,
     SnapshotRepository,
@@ -51,13 +52,16 @@ __all__ = [
     "JournalView",
     "OwnedSummary",
     "OwnedView",
+    "PolicySizes",
     "RunStatus",
     "RunView",
+    "SizesReport",
     "StateStore",
     "StateStoreError",
     "VerificationView",
     "drift_items",
     "open_store",
+    "sizes_items",
 ]
 
 
@@ -107,6 +111,7 @@ class StateStore:
         self.runs = RunRepository(db)
         self.leases = LeaseRepository(db)
         self.drift = DriftRepository(db)
+        self.sizes = SizesRepository(db)
         self.drills = VerificationRepository(db)
 
     @property
@@ -176,6 +181,14 @@ class StateStore:
     def latest_drift(self) -> DriftReport | None:
         return self.drift.latest_drift()
 
+    # -- sizes
+
+    def record_sizes(self, run_id: int, items: Iterable[PolicySizes], at: datetime) -> int:
+        return self.sizes.record_sizes(run_id, items, at)
+
+    def latest_sizes(self) -> SizesReport | None:
+        return self.sizes.latest_sizes()
+
     # -- runs and the journal
 
     def begin_run(
@@ -223,7 +236,7 @@ class StateStore:
         return self.runs.pending_entries()
 
     def prune(self, before: datetime) -> int:
-        return self.runs.prune(before)
+        return self.runs.prune(before) + self.sizes.prune(before)
 
     def journal(self, limit: int = 50, run_id: int | None = None) -> list[JournalView]:
         return self.runs.journal(limit, run_id)

@@ -25,6 +25,7 @@ __all__ = [
     "LeaseRow",
     "OwnedSnapshotRow",
     "RunRow",
+    "SizesRow",
     "SnapshotFiguresRow",
     "VerificationRow",
     "metadata",
@@ -164,6 +165,23 @@ class DriftRow(SQLModel, table=True):
     account: str
     seen_at: datetime
     revoked: bool = False
+
+
+class SizesRow(SQLModel, table=True):
+    """What one policy's kept snapshots occupy, as one run saw them (the sizes AWS reported;
+    ``sized`` of ``snapshots`` had one; the sums are NULL when none had), for ``status``."""
+
+    __tablename__ = "sizes"
+    __table_args__ = (Index("ix_sizes_run_id", "run_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int
+    policy: str
+    snapshots: int
+    sized: int
+    size_mb: float | None = None
+    incremental_mb: float | None = None
+    seen_at: datetime
 
 
 class VerificationRow(SQLModel, table=True):

@@ -99,4 +99,5 @@ def status(
             f"note: state DB {store.url}: its folder is not writable; read read-only",
             err=True,
         )
-    typer.echo(render_status(store, format.value, show_all=show_all))
+    price = cfg.report.price_per_gb_month
+    typer.echo(render_status(store, format.value, show_all=show_all, price=price))

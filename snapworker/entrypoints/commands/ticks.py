@@ -201,7 +201,7 @@ def plan(
         return
     from snapworker.views.plan_report import render
 
-    typer.echo(render(result.plan, format.value))
+    typer.echo(render(result.plan, format.value, cfg.report.price_per_gb_month))
 
 
 def _explain(

@@ -48,7 +48,9 @@ from snapworker.sandbox.moto_ext.common import (
     MAX_ACCOUNTS_PER_SNAPSHOT,
     ORIGINALS,
     RedshiftFault,
+    clock_shift,
     response_cls,
+    set_clock_shift,
 )
 from snapworker.sandbox.moto_ext.counters import (
     call_counts,
@@ -89,6 +91,7 @@ from snapworker.sandbox.moto_ext.seeding import (
     drop_snapshot,
     fixed_backend_describe,
     set_cluster_status,
+    set_snapshot_sizes,
     set_snapshot_status,
 )
 from snapworker.sandbox.moto_ext.sharing import (
@@ -121,6 +124,7 @@ __all__ = [
     "backend",
     "call_counts",
     "clear_faults",
+    "clock_shift",
     "drop_snapshot",
     "fault_report",
     "get_creating_polls",
@@ -129,10 +133,12 @@ __all__ = [
     "issued_passwords",
     "reset_call_counts",
     "reset_issued_passwords",
+    "set_clock_shift",
     "set_cluster_status",
     "set_creating_polls",
     "set_fault_plan",
     "set_restore_polls",
+    "set_snapshot_sizes",
     "set_snapshot_status",
     "settle_all",
     "uninstall",

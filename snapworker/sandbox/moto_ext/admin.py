@@ -7,7 +7,10 @@ process (``snapworker.sandbox.server.serve`` wraps moto's WSGI app with
 - ``POST /_snapworker/settle``: every ``creating`` snapshot becomes ``available``;
 - ``POST /_snapworker/creating-polls?n=N``: :func:`.lifecycle.set_creating_polls`;
 - ``GET /_snapworker/faults``: :func:`.faults.fault_report`; ``DELETE``: clear the plan and
-  the counts; ``POST`` with a plan as JSON: arm it (see :mod:`.faults`).
+  the counts; ``POST`` with a plan as JSON: arm it (see :mod:`.faults`);
+- ``POST /_snapworker/sizes`` with ``{"snapshot": ID, "total_mb": X, "incremental_mb": Y}``
+  (and optionally ``"account"``, ``"region"``): the sizes DescribeClusterSnapshots reports
+  for that snapshot (:func:`.seeding.set_snapshot_sizes`).
 
 Every other request goes to moto, through fault injection when a plan is armed.
 """
@@ -19,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from snapworker.sandbox.moto_ext.common import WSGIApp
+from snapworker.sandbox.moto_ext.common import DEFAULT_ACCOUNT, DEFAULT_REGION, WSGIApp
 from snapworker.sandbox.moto_ext.counters import call_counts, reset_call_counts
 from snapworker.sandbox.moto_ext.faults import (
     FaultPlan,
@@ -35,6 +38,7 @@ from snapworker.sandbox.moto_ext.lifecycle import (
     set_creating_polls,
     settle_all,
 )
+from snapworker.sandbox.moto_ext.seeding import backend, set_snapshot_sizes
 
 ADMIN_PREFIX = "/_snapworker/"
 
@@ -74,11 +78,22 @@ def admin_middleware(app: WSGIApp) -> WSGIApp:
         elif what == "faults" and method == "DELETE":
             clear_faults()
             body = {}
+        elif what == "sizes" and method == "POST":
+            try:
+                req = _json_body(environ)
+                be = backend(req.get("account", DEFAULT_ACCOUNT), req.get("region", DEFAULT_REGION))
+                total, incremental = float(req["total_mb"]), float(req["incremental_mb"])
+                set_snapshot_sizes(be, str(req["snapshot"]), total, incremental)
+                body = {
+                    "snapshot": req["snapshot"],
+                    "total_mb": total,
+                    "incremental_mb": incremental,
+                }
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                status, body = "400 Bad Request", {"error": f"bad sizes: {exc!r}"}
         elif what == "faults" and method == "POST":
             try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-                raw = environ["wsgi.input"].read(length) if length > 0 else b"{}"
-                plan = FaultPlan.from_json(json.loads(raw or b"{}"))
+                plan = FaultPlan.from_json(_json_body(environ))
                 set_fault_plan(plan)
                 body = {"plan": plan.to_json()}
             except (ValueError, TypeError, AttributeError) as exc:
@@ -92,3 +107,9 @@ def admin_middleware(app: WSGIApp) -> WSGIApp:
         return [data]
 
     return wrapped
+
+
+def _json_body(environ: dict[str, Any]) -> Any:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length > 0 else b"{}"
+    return json.loads(raw or b"{}")

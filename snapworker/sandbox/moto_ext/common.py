@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from moto.core.exceptions import ServiceException
@@ -26,6 +26,22 @@ ACCOUNTS = "sw_accounts_with_restore_access"
 POLLS_LEFT = "sw_creating_polls_left"
 RETENTION = "manual_snapshot_retention_period"
 RESTORE_POLLS_LEFT = "sw_restore_polls_left"
+SIZES = "sw_sizes_mb"  # (TotalBackupSizeInMegaBytes, ActualIncrementalBackupSizeInMegaBytes)
+
+_CLOCK_SHIFT: list[timedelta] = [timedelta(0)]
+
+
+def set_clock_shift(shift: timedelta) -> None:
+    """Move the sandbox's notion of now by *shift* from the wall clock: the create time of
+    every snapshot made from then on (``snapworker demo`` moves it to show retention
+    expiring copies). Only the sandbox's: no global clock is touched."""
+    with LOCK:
+        _CLOCK_SHIFT[0] = shift
+
+
+def clock_shift() -> timedelta:
+    return _CLOCK_SHIFT[0]
+
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

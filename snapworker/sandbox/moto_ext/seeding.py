@@ -20,8 +20,10 @@ from snapworker.sandbox.moto_ext.common import (
     LOCK,
     POLLS_LEFT,
     RETENTION,
+    SIZES,
     RedshiftFault,
     aware_utc,
+    clock_shift,
     not_found,
     to_naive_utc,
 )
@@ -75,6 +77,7 @@ def make_snapshot(
         [dict(t) for t in tags] if tags else None,
         snapshot_type=snapshot_type,
     )
+    snap.create_time = snap.create_time + clock_shift()  # moto stamps the wall clock
     be.snapshots[snapshot_id] = snap
     return snap
 
@@ -171,6 +174,15 @@ def set_snapshot_status(be: RedshiftBackend, snapshot_id: str, status: str) -> N
         snap.status = status
         if status != "creating":
             setattr(snap, POLLS_LEFT, 0)
+
+
+def set_snapshot_sizes(
+    be: RedshiftBackend, snapshot_id: str, total_mb: float, incremental_mb: float
+) -> None:
+    """Set the sizes DescribeClusterSnapshots reports (``TotalBackupSizeInMegaBytes``,
+    ``ActualIncrementalBackupSizeInMegaBytes``); without it they derive from the ids."""
+    with LOCK:
+        setattr(be.snapshots[snapshot_id], SIZES, (float(total_mb), float(incremental_mb)))
 
 
 def authorized_accounts(be: RedshiftBackend, snapshot_id: str) -> list[str]:

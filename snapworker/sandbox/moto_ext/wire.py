@@ -1,9 +1,12 @@
 """The wire side of the handlers: reading a request's parameters, checking them as AWS does,
 and the Snapshot shape of a response (with ``AccountsWithRestoreAccess``, ``Tags``,
-``OwnerAccount`` and ``ManualSnapshotRetentionPeriod``, which moto leaves out)."""
+``OwnerAccount``, ``ManualSnapshotRetentionPeriod`` and the sizes
+``TotalBackupSizeInMegaBytes`` and ``ActualIncrementalBackupSizeInMegaBytes``, which moto
+leaves out)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,6 +17,7 @@ from snapworker.sandbox.moto_ext.common import (
     MAX_RECORDS_MAX,
     MAX_RECORDS_MIN,
     RETENTION,
+    SIZES,
     RedshiftFault,
     aware_utc,
     invalid,
@@ -38,6 +42,28 @@ def grant_entry(account: str) -> dict[str, str]:
     return {"AccountAlias": account}
 
 
+def _unit(text: str) -> float:
+    """A number in [0, 1) drawn from *text* alone (the same on every run and machine)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") / 2**32
+
+
+def default_sizes(cluster_id: str, snapshot_id: str) -> tuple[float, float]:
+    """Plausible, deterministic sizes in MB when none were set (``seeding.set_snapshot_sizes``):
+    the cluster's data (20 to 200 GB, from its id) grows a little per snapshot, and each
+    snapshot adds 1 to 8 % of it (from the snapshot's id)."""
+    base = 20_480 + _unit(cluster_id) * 184_320
+    total = round(base * (1 + 0.05 * _unit(f"{cluster_id}/{snapshot_id}/total")), 1)
+    return total, round(total * (0.01 + 0.07 * _unit(f"{snapshot_id}/incremental")), 1)
+
+
+def sizes_of(snap: Snapshot) -> tuple[float, float]:
+    """The snapshot's (total, incremental) sizes in MB: as set, else :func:`default_sizes`."""
+    sizes: tuple[float, float] | None = getattr(snap, SIZES, None)
+    if sizes is None:
+        return default_sizes(snap.cluster_identifier, snap.snapshot_identifier)
+    return sizes
+
+
 def snapshot_view(snap: Snapshot, status: str | None = None) -> dict[str, Any]:
     """A Snapshot as the Redshift API returns it (times in UTC; no
     ``AccountsWithRestoreAccess`` when there is none, as AWS returns null)."""
@@ -60,6 +86,9 @@ def snapshot_view(snap: Snapshot, status: str | None = None) -> dict[str, Any]:
         "EnhancedVpcRouting": bool(snap.enhanced_vpc_routing),
         "SnapshotArn": snap.arn,
     }
+    view["TotalBackupSizeInMegaBytes"], view["ActualIncrementalBackupSizeInMegaBytes"] = sizes_of(
+        snap
+    )
     accounts = getattr(snap, ACCOUNTS, [])
     if accounts:
         view["AccountsWithRestoreAccess"] = [grant_entry(a) for a in accounts]
