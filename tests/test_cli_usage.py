@@ -30,6 +30,7 @@ COMMANDS = [
     "run",
     "plan",
     "report",
+    "schema",
 ]
 PLACEHOLDER = re.compile(r"<(str|bool|int|float|path|file|list\[[^\]]*\])>|\{")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from snapworker.adapters.store.repository import open_store
 from snapworker.config import ConfigError, load_config
 
 VAR = "SNAPWORKER_STATE_URL"
@@ -59,6 +60,9 @@ def test_the_variable_replaces_the_files_state_url(
 
 
 def test_status_uses_the_database_the_variable_names(tmp_path: Path) -> None:
+    # status reads an existing state DB only (none: exit 2), so the variable's one is made
+    # first; the file's one is never made, so status answering at all proves which it read.
+    open_store(f"sqlite:///{tmp_path / 'from-the-secret.db'}").close()
     r = cli(tmp_path, "status", url=f"sqlite:///{tmp_path / 'from-the-secret.db'}")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "from-the-secret.db").is_file()

@@ -65,6 +65,8 @@ def test_run_and_plan_never_import_the_sandbox_or_moto(
 ) -> None:
     sandbox.cluster("prod-a", env="prod")
     sandbox.automated("prod-a", 1)
+    if command == ["status"]:  # status reads an existing state DB only: a plan makes it
+        assert sandbox.cli("plan").returncode == 0
     done, imported = probe(sandbox, *command)
     assert done.returncode == 0, done.stderr[-3000:]
     assert imported == []
