@@ -30,7 +30,7 @@ from snapworker.core.policy import Policy
 from snapworker.views.explanation import render_explanation
 from snapworker.views.formatting import minute
 from snapworker.views.html_fates import FATES, Group, Mark, groups
-from snapworker.views.plan_report import summary
+from snapworker.views.plan_report import drift_dicts, summary
 from snapworker.views.sizes import MEANING
 
 W = 640  # the SVG's user units across; it scales to the page
@@ -290,10 +290,9 @@ def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], em
 
 
 def _tables(r: ReportInput) -> list[str]:
-    revoking = {a.key for a in r.plan.actions if a.kind == "revoke"}
     drift = [
-        (d.policy, d.cluster, d.snapshot, d.account, "revoke" if d.key in revoking else "report")
-        for d in r.plan.drift
+        (d["policy"], d["cluster"], d["snapshot"], d["account"], d["remedy"])
+        for d in drift_dicts(r.plan.drift, r.plan.actions)
     ]
     out = [
         _table(

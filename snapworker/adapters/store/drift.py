@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlmodel import col, select
 
 from snapworker.adapters.store.engine import Database, aware
-from snapworker.adapters.store.tables import DriftRow, RunRow
+from snapworker.adapters.store.runs import last_finished_run
+from snapworker.adapters.store.tables import DriftRow
 from snapworker.core.model import Plan
 
 __all__ = ["DriftItem", "DriftReport", "DriftRepository", "drift_items"]
@@ -87,20 +88,10 @@ class DriftRepository:
         exception (one that raised may not have recorded it, so an older one's view is shown
         instead; one still running is not looked at). None when no such tick exists yet."""
         with self._db.session("read drift", write=False) as s:
-            run = s.exec(
-                select(RunRow.id, RunRow.finished_at)
-                .where(
-                    col(RunRow.mode) != "plan",
-                    col(RunRow.finished_at).is_not(None),
-                    col(RunRow.error).is_(None),
-                )
-                .order_by(col(RunRow.id).desc())
-                .limit(1)
-            ).first()
+            run = last_finished_run(s)
             if run is None:
                 return None
             run_id, finished_at = run
-            assert run_id is not None
             rows = s.exec(
                 select(DriftRow)
                 .where(DriftRow.run_id == run_id)

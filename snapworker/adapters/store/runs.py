@@ -44,6 +44,27 @@ GONE = (
 """The error shown for a run whose process is gone (see the module docstring)."""
 
 
+def last_finished_run(session: Session) -> tuple[int, datetime] | None:
+    """The id and end of the newest ``run``/``daemon`` tick that finished without an
+    exception (one that raised may not have recorded its views; one still running is not
+    looked at): the run whose drift and sizes ``status`` shows."""
+    row = session.exec(
+        select(RunRow.id, RunRow.finished_at)
+        .where(
+            col(RunRow.mode) != "plan",
+            col(RunRow.finished_at).is_not(None),
+            col(RunRow.error).is_(None),
+        )
+        .order_by(col(RunRow.id).desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    run_id, finished_at = row
+    assert run_id is not None and finished_at is not None
+    return run_id, finished_at
+
+
 def pending_entries(session: Session) -> list[PendingEntry]:
     """The journal entries still pending (a crash cut them short), oldest first."""
     rows = session.exec(

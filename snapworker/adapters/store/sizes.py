@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlmodel import col, delete, select
 
 from snapworker.adapters.store.engine import Database, aware, changed
-from snapworker.adapters.store.tables import RunRow, SizesRow
+from snapworker.adapters.store.runs import last_finished_run
+from snapworker.adapters.store.tables import SizesRow
 from snapworker.core.model import Plan
 from snapworker.core.sizes import kept_by_policy
 
@@ -84,20 +85,10 @@ class SizesRepository:
         """The sizes the newest ``run``/``daemon`` tick that finished without an exception
         recorded (None: no such tick yet)."""
         with self._db.session("read sizes", write=False) as s:
-            run = s.exec(
-                select(RunRow.id, RunRow.finished_at)
-                .where(
-                    col(RunRow.mode) != "plan",
-                    col(RunRow.finished_at).is_not(None),
-                    col(RunRow.error).is_(None),
-                )
-                .order_by(col(RunRow.id).desc())
-                .limit(1)
-            ).first()
+            run = last_finished_run(s)
             if run is None:
                 return None
             run_id, finished_at = run
-            assert run_id is not None
             rows = s.exec(
                 select(SizesRow).where(SizesRow.run_id == run_id).order_by(col(SizesRow.policy))
             ).all()
