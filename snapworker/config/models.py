@@ -5,6 +5,7 @@ file into these models is :func:`snapworker.config.load_config`.
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Mapping
 from datetime import timedelta
@@ -49,6 +50,7 @@ from snapworker.config.checks import (
     _state_url,
     _timezone,
 )
+from snapworker.core.targets import DEFAULT_TARGET, Pair, matches
 
 if TYPE_CHECKING:
     from snapworker.core import policy as core_policy
@@ -303,6 +305,117 @@ class VerifySpec(_Model):
         return self
 
 
+_TARGET_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?")
+_ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}")
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
+_ROLE_NAME = re.compile(r"[\w+=,.@/-]{1,512}")
+
+
+def _target_name(value: str) -> str:
+    if _TARGET_NAME.fullmatch(value) is None:
+        raise ValueError(
+            "a target name is letters, digits and hyphens, starting and ending with a letter "
+            f"or digit, at most 64 characters (got {value!r})"
+        )
+    return value
+
+
+def _role_arn(value: str) -> str:
+    if _ROLE_ARN.fullmatch(value) is None:
+        raise ValueError(
+            "must be an IAM role ARN like 'arn:aws:iam::210987654321:role/snapworker' "
+            f"(got {value!r})"
+        )
+    return value
+
+
+def _external_id(value: str) -> str:
+    if _EXTERNAL_ID.fullmatch(value) is None:
+        raise ValueError(
+            "an external id is 2 to 1224 characters of letters, digits and +=,.@:/-_ "
+            f"(got {value!r})"
+        )
+    return value
+
+
+def _role_name(value: str) -> str:
+    if _ROLE_NAME.fullmatch(value) is None or value.startswith("arn:"):
+        raise ValueError(
+            f"must be an IAM role name (or path/name) like 'snapworker', not an ARN (got {value!r})"
+        )
+    return value
+
+
+def _glob(value: str) -> str:
+    if not value or value != value.strip():
+        raise ValueError(f"must be a non-empty glob without surrounding spaces (got {value!r})")
+    return value
+
+
+class Target(_Model):
+    """One AWS account the worker covers, in the regions listed: with the worker's own
+    credentials (no ``role_arn``), or through a role it assumes."""
+
+    name: Annotated[str, AfterValidator(_target_name)]
+    role_arn: Annotated[str, AfterValidator(_role_arn)] | None = None
+    external_id: Annotated[str, AfterValidator(_external_id)] | None = None
+    regions: list[Annotated[str, AfterValidator(_region)]] = Field(min_length=1)
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_unique(cls, regions: list[str]) -> list[str]:
+        dup = sorted({r for r in regions if regions.count(r) > 1})
+        if dup:
+            raise ValueError(f"region listed twice: {', '.join(dup)}")
+        return regions
+
+    @model_validator(mode="after")
+    def _external_id_needs_role(self) -> Target:
+        if self.external_id is not None and self.role_arn is None:
+            raise ValueError("external_id is passed to AssumeRole: it needs a role_arn")
+        return self
+
+    @property
+    def account(self) -> str | None:
+        """The role's account (from its ARN); None for the worker's own credentials."""
+        if self.role_arn is None:
+            return None
+        m = _ROLE_ARN.fullmatch(self.role_arn)
+        return m.group(1) if m else None
+
+    def pairs(self) -> list[Pair]:
+        return [
+            Pair(self.name, r, self.account, self.role_arn, self.external_id) for r in self.regions
+        ]
+
+
+class AccountFilter(_Model):
+    """Globs over the account ids and names Organizations lists."""
+
+    include: list[Annotated[str, AfterValidator(_glob)]] = Field(default_factory=lambda: ["*"])
+    exclude: list[Annotated[str, AfterValidator(_glob)]] = Field(default_factory=list)
+
+
+class Organization(_Model):
+    """More targets, discovered with Organizations ListAccounts: each active account that
+    ``accounts`` selects, reached by assuming ``arn:aws:iam::<account>:role/<role_name>``."""
+
+    role_name: Annotated[str, AfterValidator(_role_name)]
+    external_id: Annotated[str, AfterValidator(_external_id)] | None = None
+    regions: list[Annotated[str, AfterValidator(_region)]] = Field(min_length=1)
+    accounts: AccountFilter = AccountFilter()
+
+
+class FleetConfig(_Model):
+    """How the fleet's (target, region) pairs are worked."""
+
+    max_parallel_targets: Annotated[int, _in_range(1, 256)] = 8
+    """(target, region) pairs worked at once; each keeps its own per-cluster concurrency."""
+    lease_seconds: Annotated[int, _in_range(5, 3600)] = 120
+    """The lease of each (policy, target, region): a replica that stops renewing it (killed,
+    frozen) holds the pair up this long at most."""
+
+
 class Policy(_Model):
     """One policy: which clusters, what to make, whom to share with, what to keep."""
 
@@ -316,6 +429,8 @@ class Policy(_Model):
     hold_tag: Annotated[str, AfterValidator(_hold_tag)] = "snapworker:hold"
     verify: VerifySpec | None = None
     formerly: list[Annotated[str, AfterValidator(_policy_name)]] = Field(default_factory=list)
+    targets: list[Annotated[str, AfterValidator(_glob)]] | None = None
+    """Globs over target names this policy applies to; None (the default): every target."""
     """Former names of this policy (after a rename): it owns their snapshots (ids, tags and
     state DB records), copies nothing again, and rewrites their tags to its own name."""
 
@@ -403,6 +518,9 @@ class Config(_Model):
     retry: RetryConfig = RetryConfig()
     daemon: DaemonConfig = DaemonConfig()
     report: ReportConfig = ReportConfig()
+    targets: list[Target] | None = None
+    organization: Organization | None = None
+    fleet: FleetConfig = FleetConfig()
     policies: list[Policy]
 
     _source_path: Path | None = PrivateAttr(default=None)
@@ -417,6 +535,39 @@ class Config(_Model):
         if found:
             _raise_duplicates(found)
         return policies
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_unique(cls, targets: list[Target] | None) -> list[Target] | None:
+        if targets is not None:
+            if not targets:
+                raise ValueError("must list at least one target (or leave targets out)")
+            names = [t.name for t in targets]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"target name used twice: {', '.join(dup)}")
+        return targets
+
+    @property
+    def is_fleet(self) -> bool:
+        """Whether the config names its targets (``targets:`` or ``organization:``); else the
+        worker covers one pair, its credentials' own account in ``aws.region``."""
+        return self.targets is not None or self.organization is not None
+
+    def static_pairs(self, default_region: str | None = None) -> list[Pair]:
+        """The (target, region) pairs ``targets:`` lists, in order (Organizations adds more at
+        run time: ``snapworker.service.fleet``). Without ``targets:`` nor ``organization:``:
+        one pair, ``default`` in ``default_region`` (``aws.region``, else the chain's)."""
+        if self.targets is not None:
+            return [pair for t in self.targets for pair in t.pairs()]
+        if self.organization is not None:
+            return []
+        region = self.aws.region or default_region
+        return [Pair(DEFAULT_TARGET, region or "")]
+
+    def policies_for(self, target: str) -> list[Policy]:
+        """The policies that apply to ``target`` (their ``targets`` globs; none: all)."""
+        return [p for p in self.policies if matches(target, p.targets)]
 
     @property
     def source_path(self) -> Path | None:
