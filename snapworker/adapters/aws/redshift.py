@@ -18,6 +18,7 @@ are raised at once as :class:`AwsError` with AWS's code and message.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from snapworker.adapters.aws import listing
 from snapworker.adapters.aws.client import (
     CallStats,
     instrument,
@@ -105,6 +107,9 @@ def _megabytes(value: Any) -> float | None:
 
 class RedshiftGateway(ClusterCalls):
     """Every Redshift call snapworker makes, with its error handling and retry policy."""
+
+    listing_workers: int = listing.DEFAULT_WORKERS
+    """Threads for the per-cluster snapshot listing (:mod:`.listing`; 1: account-wide)."""
 
     def __init__(
         self,
@@ -251,12 +256,14 @@ class RedshiftGateway(ClusterCalls):
     def list_snapshots(
         self, progress: Callable[[int, bool], None] | None = None
     ) -> dict[str, Snapshot]:
-        """One account-wide, paginated listing of every snapshot (manual and automated);
-        ``progress``: told after each page (see :meth:`_pages`)."""
+        """Every snapshot (manual and automated), orphans included: account-wide pages, or
+        per cluster in parallel when :meth:`list_clusters` found enough clusters (see
+        :mod:`.listing`); ``progress``: told after each page (see :meth:`_pages`)."""
         out = {}
-        for raw in self._pages(
-            "DescribeClusterSnapshots", "describe_cluster_snapshots", "Snapshots", progress
-        ):
+        pages = functools.partial(
+            self._pages, "DescribeClusterSnapshots", "describe_cluster_snapshots", "Snapshots"
+        )
+        for raw in listing.snapshots(pages, self._cluster_ids, self.listing_workers, progress):
             snap = snapshot_from_aws(raw)
             out[snap.id] = snap
         self._owners = {s.id: s.owner_account for s in out.values() if s.owner_account}

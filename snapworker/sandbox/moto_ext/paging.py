@@ -7,10 +7,14 @@ DescribeClusterSnapshots (replaced)
     ``InvalidParameterValue``), ``Marker`` (opaque; a bad one -> ``InvalidParameterValue``),
     ``SnapshotType``, ``ClusterIdentifier`` (unknown -> empty list),
     ``SnapshotIdentifier``/``SnapshotArn`` (unknown -> ``ClusterSnapshotNotFound``),
-    ``TagKeys``/``TagValues`` (a snapshot matches when one of its tags has a listed key, or a
-    listed value, or with both given a listed key *and* a listed value: "any combination", as
-    documented), ``StartTime``/``EndTime`` (inclusive), ``OwnerAccount``. Order:
-    ``SnapshotCreateTime`` then ``SnapshotIdentifier``, ascending, so paging is deterministic.
+    ``ClusterExists`` (``true`` needs a ``ClusterIdentifier``, else ``InvalidParameterValue``,
+    and keeps the snapshots of clusters that exist; ``false`` keeps those of clusters that no
+    longer do, the orphaned snapshots: all of them without ``ClusterIdentifier``, none for an
+    existing cluster), ``TagKeys``/``TagValues`` (a snapshot matches when one of its tags
+    has a listed key, or a listed value, or with both given a listed key *and* a listed
+    value: "any combination", as documented), ``StartTime``/``EndTime`` (inclusive),
+    ``OwnerAccount``. Order: ``SnapshotCreateTime`` then ``SnapshotIdentifier``, ascending,
+    so paging is deterministic.
     Times are UTC. Each response moves the ``creating`` snapshots it shows one poll on
     (:mod:`.lifecycle`).
 DescribeClusters (paged)
@@ -71,6 +75,16 @@ def _tag_match(snap: Snapshot, keys: list[str], values: list[str]) -> bool:
     )
 
 
+def _bool_param(resp: Any, name: str) -> bool | None:
+    value = param(resp, name)
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text not in ("true", "false"):
+        raise invalid(f"Invalid value for {name}: {value}")
+    return text == "true"
+
+
 def describe_cluster_snapshots(self: Any) -> ActionResult:
     """DescribeClusterSnapshots with filters, grants, tags and MaxRecords/Marker paging."""
     be = self.redshift_backend
@@ -89,6 +103,9 @@ def describe_cluster_snapshots(self: Any) -> ActionResult:
         raise invalid(f"Invalid snapshot type {snapshot_type}: use automated or manual.")
     owner = param(self, "OwnerAccount")
     start, end = time_param(self, "StartTime"), time_param(self, "EndTime")
+    exists = _bool_param(self, "ClusterExists")
+    if exists is True and not cluster_id:
+        raise invalid("ClusterIdentifier is required when ClusterExists is true.")
     keys = str_list(param(self, "TagKeys"))
     values = str_list(param(self, "TagValues"))
 
@@ -102,6 +119,7 @@ def describe_cluster_snapshots(self: Any) -> ActionResult:
             and (start is None or created >= start)
             and (end is None or created <= end)
             and _tag_match(s, keys, values)
+            and (exists is None or (s.cluster_identifier in be.clusters) == exists)
         )
 
     matched = sorted((s for s in be.snapshots.values() if wanted(s)), key=_sort_key)
