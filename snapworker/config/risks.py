@@ -43,6 +43,7 @@ __all__ = [
     "config_warnings",
     "copy_overlaps",
     "copy_overlaps_on",
+    "may_match_account_id",
     "orphaned_policies_on",
     "shares_with_owner",
     "unbounded_policies",
@@ -121,7 +122,7 @@ def unmatched_targets(config: Config) -> list[Finding]:
         for j, glob in enumerate(p.targets or ()):
             if any(matches(name, [glob]) for name in names):
                 continue
-            if config.organization is not None and _may_match_account_id(glob):
+            if config.organization is not None and may_match_account_id(glob):
                 continue
             if not config.is_fleet:
                 why = f"without targets: or organization:, the one target is {DEFAULT_TARGET!r}"
@@ -135,7 +136,7 @@ def unmatched_targets(config: Config) -> list[Finding]:
                     why += ", and a discovered account's name is its 12-digit id"
             nowhere = not any(matches(n, p.targets) for n in names) and not (
                 config.organization is not None
-                and any(_may_match_account_id(g) for g in p.targets or ())
+                and any(may_match_account_id(g) for g in p.targets or ())
             )
             found.append(
                 (
@@ -156,7 +157,7 @@ def unmatched_targets(config: Config) -> list[Finding]:
     return found
 
 
-def _may_match_account_id(glob: str) -> bool:
+def may_match_account_id(glob: str) -> bool:
     """Whether ``glob`` may match some 12-digit account id: every literal character of it
     is a digit (``*``, ``?`` and ``[...]`` may match digits). Errs towards True."""
     literal = re.sub(r"\[[^\]]*\]|[*?]", "", glob)
