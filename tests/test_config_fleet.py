@@ -5,11 +5,15 @@ matches no target and a target no policy applies to (exit 0), and stays import-l
 
 from __future__ import annotations
 
+import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 from snapworker.config import load_config
 from snapworker.core.targets import DEFAULT_TARGET, Pair
@@ -302,3 +306,23 @@ def test_validate_of_a_fleet_imports_neither_boto3_nor_the_state_db(tmp_path: Pa
     assert "ok (2 policies)" in done.stdout, done.stderr
     (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("IMPORTED")]
     assert line.split()[1:] == []
+
+
+def test_the_schema_knows_the_fleet_keys() -> None:
+    r = cli("schema")
+    assert r.returncode == 0, r.stderr
+    schema = json.loads(r.stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    fleet = yaml.safe_load(FLEET.read_text())
+    assert list(validator.iter_errors(fleet)) == []
+    for key in ("targets", "organization", "fleet"):
+        assert schema["properties"][key]["description"]
+    bad = copy.deepcopy(fleet)
+    bad["targets"][0]["regionz"] = ["us-east-1"]
+    assert any("regionz" in e.message for e in validator.iter_errors(bad))
+    bad = copy.deepcopy(fleet)
+    bad["organization"]["regions"] = "us-east-1"
+    assert not validator.is_valid(bad)
+    bad = copy.deepcopy(fleet)
+    bad["fleet"]["lease_seconds"] = "120"
+    assert not validator.is_valid(bad)

@@ -444,7 +444,9 @@ class AccountFilter(_Model):
     """Globs over the account ids and names Organizations lists."""
 
     include: list[Annotated[str, AfterValidator(_glob)]] = Field(default_factory=lambda: ["*"])
+    """An account is taken when its id or its name matches one of these (default: all)."""
     exclude: list[Annotated[str, AfterValidator(_glob)]] = Field(default_factory=list)
+    """...and left out when its id or its name matches one of these."""
 
 
 class Organization(_Model):
@@ -586,8 +588,12 @@ class Config(_Model):
     daemon: DaemonConfig = DaemonConfig()
     report: ReportConfig = ReportConfig()
     targets: list[Target] | None = None
+    """The accounts and regions the worker covers; left out (with no organization): one
+    target, ``default``, the credentials' own account in ``aws.region``."""
     organization: Organization | None = None
+    """More targets, discovered with Organizations ListAccounts at run time."""
     fleet: FleetConfig = FleetConfig()
+    """How the (target, region) pairs are worked: parallelism and leases."""
     policies: list[Policy]
 
     _source_path: Path | None = PrivateAttr(default=None)
