@@ -173,8 +173,9 @@ def iam_policy(
             f"'arn:aws:iam::123456789012:role/snapworker' (got {worker_principal!r}){hint}"
         )
     doc = fleet_iam(cfg, account=account, principal=worker_principal, policies=chosen)
-    typer.echo(render(doc))
-    if PLACEHOLDER in render(doc):
+    text = render(doc)
+    typer.echo(text)
+    if PLACEHOLDER in text:
         typer.echo(
             f"note: the trust policies name {PLACEHOLDER}: replace it with the ARN of the "
             "worker's role (or give --worker-principal ARN, or --account ID for its root)",
