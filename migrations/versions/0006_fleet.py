@@ -13,10 +13,12 @@ Create Date: 2026-12-06
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.exc import SAWarning
 
 revision: str = "0006"
 down_revision: str | Sequence[str] | None = "0005"
@@ -79,6 +81,13 @@ def _sqlite() -> bool:
 
 
 def upgrade() -> None:
+    with warnings.catch_warnings():
+        # SQLite's batch copy names the old key columns primary first; the new key replaces it.
+        warnings.filterwarnings("ignore", r".*specifies columns .* as primary_key=True", SAWarning)
+        _upgrade()
+
+
+def _upgrade() -> None:
     sqlite = _sqlite()
     for name, (table, _new, _old) in INDEXES.items():
         op.drop_index(name, table_name=table)
