@@ -112,9 +112,7 @@ def instrument(client: Any, stats: CallStats) -> None:
         stats.count(stats.attempts, op or "unknown")
 
     events.register(f"before-call.{service}", on_call, unique_id=f"snapworker-calls-{id(stats)}")
-    events.register(
-        f"before-send.{service}", on_send, unique_id=f"snapworker-attempts-{id(stats)}"
-    )
+    events.register(f"before-send.{service}", on_send, unique_id=f"snapworker-attempts-{id(stats)}")
 
 
 def retrying_call(

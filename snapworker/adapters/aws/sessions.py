@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Sessions", "account_of_arn", "role_session_name"]
 
-_SESSION_NAME_BAD = re.compile(r"[^\w+=,.@-]")
+_SESSION_NAME_BAD = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 _ARN_ACCOUNT = re.compile(r"^arn:[^:]+:iam::(\d{12}):role/.+$")
 
 
@@ -254,9 +254,7 @@ class Sessions:
         except AwsSetupError:
             raise
         except Exception as e:  # noqa: BLE001 - every way AssumeRole fails names the target
-            raise TargetUnavailable(
-                f"cannot assume role {pair.role_arn}: {_one_line(e)}"
-            ) from None
+            raise TargetUnavailable(f"cannot assume role {pair.role_arn}: {_one_line(e)}") from None
         with self._lock:
             self._verified.add(pair.target)
 
