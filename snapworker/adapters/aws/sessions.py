@@ -253,7 +253,7 @@ class Sessions:
             credentials.get_frozen_credentials()
         except AwsSetupError:
             raise
-        except Exception as e:  # noqa: BLE001 - every way AssumeRole fails names the target
+        except Exception as e:  # every way AssumeRole fails (refused, unreachable) names the target
             raise TargetUnavailable(f"cannot assume role {pair.role_arn}: {_one_line(e)}") from None
         with self._lock:
             self._verified.add(pair.target)
