@@ -90,7 +90,7 @@ def test_org_targets_active_only_names_slugged_collisions_get_the_id() -> None:
     got = org_targets([A, B, C, D, E], ["*"], [])
     assert got == [
         OrgTarget("Prod-EU-Data", A.id),
-        OrgTarget(f"prod-eu-data", B.id),
+        OrgTarget("prod-eu-data", B.id),
         OrgTarget(D.id, D.id),
         OrgTarget("sandbox", E.id),
     ]
