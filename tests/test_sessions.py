@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -199,7 +199,7 @@ def _sts_stub(
         status = int(nxt.get("ResponseMetadata", {}).get("HTTPStatusCode", 200))
         return AWSResponse("https://sts.example", status, {}, None), nxt  # type: ignore[arg-type]
 
-    sessions.base_session().events.register("before-call.sts.AssumeRole", answer)
+    sessions.base_session().events.register("before-call.sts.AssumeRole", cast(Any, answer))
     return seen
 
 

@@ -27,7 +27,7 @@ import os
 import re
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from snapworker.adapters.aws.client import CallStats, client_config, instrument, region_of
 from snapworker.adapters.aws.errors import (
@@ -195,7 +195,8 @@ class Sessions:
             # Share the (read-only, cached) service models: a hundred targets load them once.
             core.register_component("data_loader", base_core.get_component("data_loader"))
             core.register_component(
-                "credential_provider", CredentialResolver(providers=[_Fixed(credentials)])
+                "credential_provider",
+                CredentialResolver(providers=[cast(Any, _Fixed(credentials))]),
             )
             return boto3.session.Session(botocore_session=core, region_name=region)
 
@@ -229,7 +230,7 @@ class Sessions:
 
         try:
             with self._create_lock:
-                client = session.client(
+                client = cast(Any, session).client(
                     service,
                     region_name=region or None,
                     endpoint_url=self.aws.endpoint_url,
