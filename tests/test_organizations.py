@@ -129,3 +129,28 @@ def test_org_pairs_role_per_partition() -> None:
     ]
     assert [p.key for p in pairs] == ["a/us-east-1", "a/cn-north-1"]
     assert all(p.account == "111111111111" and p.external_id is None for p in pairs)
+
+
+def test_list_accounts_against_the_server_through_the_endpoint(
+    moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aws.endpoint_url`` takes Organizations to moto's server, as it does Redshift."""
+    from tests.e2e_support import reset
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(k, "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    reset(moto_url)
+    try:
+        admin = boto3.client("organizations", region_name="us-east-1", endpoint_url=moto_url)
+        admin.create_organization(FeatureSet="ALL")
+        for i in range(3):
+            admin.create_account(AccountName=f"dr {i}", Email=f"dr{i}@example.com")
+        sessions = Sessions(AwsConfig(region="us-east-1", endpoint_url=moto_url), CallStats())
+        client = sessions.client(Pair("home", "us-east-1"), "organizations")
+        cfg = Organization(role_name="sw", regions=["eu-west-1"])
+        pairs = discover_pairs(list_accounts(client=client, page_size=2), cfg, taken=["master"])
+        assert [p.target for p in pairs] == ["master-123456789012", "dr-0", "dr-1", "dr-2"]
+        assert all(p.role_arn == f"arn:aws:iam::{p.account}:role/sw" for p in pairs)
+    finally:
+        reset(moto_url)
