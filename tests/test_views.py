@@ -166,7 +166,7 @@ def test_every_format_the_help_offers_renders_as_that_format(sandbox: Sandbox) -
         for fmt in sorted(formats):
             _looks_like(fmt, ok(sandbox.cli(*command, "--format", fmt)).stdout)
     md = ok(sandbox.cli("status", "-f", "markdown")).stdout
-    assert "## Open grants: 4" in md and "| snapshot | account | since |" in md
+    assert "## Open grants: 4" in md and "| target | snapshot | grantee | since |" in md
     explained = ok(sandbox.cli("plan", "--explain", sid, "-f", "markdown")).stdout
     assert explained.startswith(f"# Snapshot {sid}\n")
     assert "## Retention rules" in explained and "| rule | verdict | why |" in explained

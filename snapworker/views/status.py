@@ -232,7 +232,7 @@ def _size_lines(data: dict[str, Any], price: float | None) -> list[str]:
     out = [f"Sizes of the kept snapshots, as seen by run #{sizes['run_id']} at {sizes['seen_at']}:"]
     for p in sizes["policies"]:
         t = Totals(p["snapshots"], p["sized"], p["size_mb"] or 0.0, p["incremental_mb"] or 0.0)
-        out.append(f"  {p['policy']:<20} {totals_line(t, price)}")
+        out.append(f"  {_at(data, p)}{p['policy']:<20} {totals_line(t, price)}")
     out.append(f"  ({MEANING})")
     if price is not None:
         out.append("  (money figures are in the currency of report.price_per_gb_month)")
