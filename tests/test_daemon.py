@@ -641,8 +641,9 @@ def test_health_and_metrics_endpoint() -> None:
         assert 'snapworker_actions_total{kind="copy",outcome="failed"} 1.0' in lines
         assert 'snapworker_aws_calls_total{operation="CopyClusterSnapshot"} 1.0' in lines
         assert 'snapworker_aws_retries_total{operation="CopyClusterSnapshot"} 1.0' in lines
-        assert 'snapworker_policy_skipped_total{policy="p2"} 1.0' in lines
-        assert 'snapworker_snapshots_owned{policy="p\\"1"} 3.0' in lines
+        # a policy alone (no fleet): its target and region labels are empty
+        assert 'snapworker_policy_skipped_total{policy="p2",region="",target=""} 1.0' in lines
+        assert 'snapworker_snapshots_owned{policy="p\\"1",region="",target=""} 3.0' in lines
         assert "snapworker_tick_duration_seconds_count 1.0" in lines
         assert "snapworker_tick_duration_seconds_sum 1.5" in lines
         assert "snapworker_last_success_timestamp_seconds 1000.0" in lines

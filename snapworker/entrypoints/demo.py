@@ -72,7 +72,7 @@ def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
     from snapworker.logs import configure
     from snapworker.service.bootstrap import bootstrap
     from snapworker.service.tick import tick
-    from snapworker.views.plan_report import render_table
+    from snapworker.views.plan_report import render_table, single
     from snapworker.views.status import render_status
 
     configure(level="warning")
@@ -93,7 +93,11 @@ def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
         with embedded(clock()):
             rt = bootstrap(cfg, clock=clock)
             typer.echo("== snapworker plan (dry run: nothing is changed) ==")
-            typer.echo(render_table(tick(rt, dry_run=True).plan, price))
+            typer.echo(
+                render_table(
+                    single(tick(rt, dry_run=True).plan, rt.config.aws.region or ""), price=price
+                )
+            )
             code, n = _runs(rt, 1, max_ticks)
             typer.echo(
                 f"\n== {LATER_DAYS} days later (the sandbox's clock only): retention expires "
@@ -102,7 +106,11 @@ def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
             shift[0] = timedelta(days=LATER_DAYS)
             moto_ext.set_clock_shift(shift[0])
             typer.echo("\n== snapworker plan (dry run: nothing is changed) ==")
-            typer.echo(render_table(tick(rt, dry_run=True).plan, price))
+            typer.echo(
+                render_table(
+                    single(tick(rt, dry_run=True).plan, rt.config.aws.region or ""), price=price
+                )
+            )
             more, _ = _runs(rt, n, max_ticks)
             code = max(code, more)
             typer.echo("\n== snapworker status ==")

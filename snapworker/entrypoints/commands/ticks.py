@@ -199,9 +199,11 @@ def plan(
     if format == PlanFormat.html:
         typer.echo(html_page(rt, cfg, policy, result, what_if=when is not None), nl=False)
         return
-    from snapworker.views.plan_report import render
+    from snapworker.views.plan_report import render, single
 
-    typer.echo(render(result.plan, format.value, cfg.report.price_per_gb_month))
+    # One pair until the fleet is wired (the lead's): the default target in aws.region.
+    plans = single(result.plan, cfg.aws.region or "")
+    typer.echo(render(plans, format.value, cfg.report.price_per_gb_month))
 
 
 def _explain(
