@@ -584,3 +584,60 @@ class FakeStore:
 # mypy checks here that each fake satisfies its port.
 _gateway: Gateway = FakeGateway()
 _store: StateRepository = FakeStore()
+
+
+class FakeTargets:
+    """The fleet's port (``service.fleet.Targets``) over fakes: each pair has its own
+    FakeGateway and FakeStore. ``refused``: targets whose role cannot be assumed (the
+    account lookup fails as STS would); ``failures``: the runs recorded for failed pairs;
+    ``claims``: the legacy-row claims made."""
+
+    def __init__(
+        self,
+        config: Any,
+        estates: Mapping[Any, FakeGateway],
+        *,
+        refused: Mapping[str, Exception] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self.estates = dict(estates)
+        self.stores: dict[Any, FakeStore] = {p: FakeStore() for p in estates}
+        self.refused = dict(refused or {})
+        self.clock = clock or (lambda: datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+        self.failures: list[tuple[Any, str, str]] = []
+        self.claims: list[tuple[str, str]] = []
+        self.worked: list[Any] = []
+        self._lock = threading.Lock()
+
+    def pairs(self) -> list[Any]:
+        return list(self.estates)
+
+    def account_of(self, pair: Any) -> str:
+        error = self.refused.get(pair.target)
+        if error is not None:
+            raise error
+        return pair.account or self.estates[pair].account or ""
+
+    def runtime_for(self, pair: Any, account: str, batch: str | None = None) -> Any:
+        from snapworker.service.tick import Runtime
+
+        with self._lock:
+            self.worked.append(pair)
+        return Runtime(self.config, self.estates[pair], self.stores[pair], self.clock, _Quiet())
+
+    def claim_unscoped(self, account: str, region: str) -> int:
+        self.claims.append((account, region))
+        return 0
+
+    def record_failure(self, pair: Any, error: str, mode: str, batch: str) -> None:
+        with self._lock:
+            self.failures.append((pair, error, mode))
+
+
+class _Quiet:
+    def bind(self, **_: Any) -> _Quiet:
+        return self
+
+    def __getattr__(self, _: str) -> Callable[..., None]:
+        return lambda *a, **k: None

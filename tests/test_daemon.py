@@ -319,7 +319,8 @@ def test_a_tick_a_stop_cut_short_is_recorded_interrupted_with_its_counts(
 
     gateway.copy_snapshot = copy_then_signal  # type: ignore[method-assign]
     result = daemon.reconcile()
-    assert result is not None and result.interrupted and len(result.plan.actions) == 3
+    assert result is not None and result.interrupted
+    assert len(result.results[0].plan.actions) == 3
     [run] = daemon.rt.store.recent_runs()
     assert (run.status, run.actions_ok, run.actions_failed) == ("interrupted", 1, 0)
     assert run.finished_at is not None
@@ -701,7 +702,7 @@ def test_the_daemon_serves_the_report_of_its_last_tick(
     d.reconcile()  # copies the two automated snapshots
     d.reconcile()  # shares them
     assert d.last_result is not None
-    copies = sorted(k.snapshot for k in d.last_result.plan.kept)
+    copies = sorted(k.snapshot for k in d.last_result.results[0].plan.kept)
     assert len(copies) == 2
     d.start()
     try:

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from snapworker.core.model import DELETED_OUTSIDE
 from snapworker.core.sizes import Totals
+from snapworker.core.targets import matches
 from snapworker.views.formatting import iso, md_cell, md_table
 from snapworker.views.sizes import MEANING, totals_line
 
@@ -268,11 +270,16 @@ def _verifications(store: StatusSource) -> list[dict[str, Any]]:
 
 
 def render_status(
-    store: StatusSource, fmt: str = "table", show_all: bool = False, price: float | None = None
+    store: StatusSource,
+    fmt: str = "table",
+    show_all: bool = False,
+    price: float | None = None,
+    targets: Sequence[str] | None = None,
 ) -> str:
     """The status as ``table``, ``json`` or ``markdown``; ``show_all`` lifts :data:`LIMIT`;
-    ``price``: ``report.price_per_gb_month`` (a money figure only with it)."""
-    data = status_dict(store)
+    ``price``: ``report.price_per_gb_month`` (a money figure only with it); ``targets``:
+    ``--target`` globs (only those targets' entries)."""
+    data = only_targets(status_dict(store), targets)
     if fmt == "json":
         return json.dumps(data, indent=2)
     if fmt == "markdown":
@@ -281,6 +288,28 @@ def render_status(
             "\n".join(["## Sizes", "", *sizes, ""]) if sizes else ""
         )
     return _table(data, show_all, price)
+
+
+def only_targets(data: dict[str, Any], globs: Sequence[str] | None) -> dict[str, Any]:
+    """``data`` with only the entries of the targets ``globs`` match (every entry that
+    names a target; an entry from before the fleet, with none, matches no glob)."""
+    if not globs:
+        return data
+
+    def keep(value: Any) -> Any:
+        if isinstance(value, list):
+            return [
+                keep(v)
+                for v in value
+                if not isinstance(v, dict)
+                or "target" not in v
+                or matches(str(v["target"] or ""), globs)
+            ]
+        if isinstance(value, dict):
+            return {k: keep(v) for k, v in value.items()}
+        return value
+
+    return {k: keep(v) for k, v in data.items()}
 
 
 def _shown(items: list[Any], show_all: bool) -> tuple[list[Any], str | None]:

@@ -202,9 +202,10 @@ class Sessions:
 
     # -- clients ----------------------------------------------------------------------------
 
-    def client(self, pair: Pair, service: str = "redshift") -> Any:
+    def client(self, pair: Pair, service: str = "redshift", stats: CallStats | None = None) -> Any:
         """The pair's client of ``service``, made on first use (configured as
-        :func:`~snapworker.adapters.aws.client.make_client` does, counted in ``stats``). For
+        :func:`~snapworker.adapters.aws.client.make_client` does, counted in ``stats``, else
+        in the sessions' own: a fleet counts each pair's calls apart). For
         an assumed role, the first call fetches its credentials: a refusal raises
         :class:`TargetUnavailable` (``cannot assume role ARN: CODE: MESSAGE``)."""
         key = (pair.target, pair.region, service)
@@ -220,12 +221,14 @@ class Sessions:
             session = self.session_for(pair)
             if pair.role_arn is not None:
                 self._verify(pair, session)
-            client = self._make_client(session, service, pair.region)
+            client = self._make_client(session, service, pair.region, stats or self.stats)
             with self._lock:
                 self._clients[key] = client
             return client
 
-    def _make_client(self, session: boto3.Session, service: str, region: str) -> Any:
+    def _make_client(
+        self, session: boto3.Session, service: str, region: str, stats: CallStats
+    ) -> Any:
         from botocore.exceptions import NoRegionError
 
         try:
@@ -238,7 +241,7 @@ class Sessions:
                 )
         except NoRegionError:
             raise AwsSetupError(NO_REGION) from None
-        instrument(client, self.stats)
+        instrument(client, stats)
         return client
 
     def _verify(self, pair: Pair, session: boto3.Session) -> None:
