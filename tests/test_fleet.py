@@ -84,7 +84,11 @@ def test_a_refused_role_and_an_access_denied_region_are_named_and_the_rest_is_do
         [HOME, DR_EAST, DR_WEST, GONE],
         refused={"dr-b": RuntimeError("cannot assume role arn:...:role/sw: AccessDenied: no")},
     )
-    targets.estates[DR_WEST].fail["DescribeClusters"] = denied
+
+    def refused_listing() -> dict[str, Cluster]:
+        raise denied
+
+    targets.estates[DR_WEST].list_clusters = refused_listing  # type: ignore[method-assign]
     result = fleet_tick(targets.config, targets, clock=lambda: NOW)
     lines = [e.line() for e in result.errors]
     assert len(lines) == 2
@@ -162,9 +166,11 @@ def test_a_slow_pair_holds_up_no_other() -> None:
 
 def test_the_pool_is_bounded_by_max_parallel_targets() -> None:
     pairs = [Pair(f"t{i}", "us-east-1", f"{i:012d}") for i in range(6)]
-    cfg = _config(
-        [{"name": p.target, "regions": ["us-east-1"]} for p in pairs], max_parallel_targets=2
-    )
+    roles = [
+        {"name": p.target, "role_arn": f"arn:aws:iam::{p.account}:role/sw", "regions": [p.region]}
+        for p in pairs
+    ]
+    cfg = _config(roles, max_parallel_targets=2)
     targets = _targets(cfg, pairs)
     busy, peak, lock = [0], [0], threading.Lock()
     for gw in targets.estates.values():
