@@ -11,6 +11,7 @@ import typer
 from snapworker.entrypoints.app import (
     ConfigOpt,
     PolicyOpt,
+    TargetOpt,
     app,
     aws_guard,
     fail,
@@ -42,13 +43,15 @@ def credentials(
         bool,
         typer.Option("--show-password", help="Include the password (only to a terminal)."),
     ] = False,
+    target: TargetOpt = None,
 ) -> None:
     """Print a ready libpq connection string for an operator, from GetClusterCredentials.
 
     Uses the policy's verify.connect (db_user, db_name, db_groups, duration_seconds,
     auto_create, host/port override, sslmode), the same code path as the restore drills.
     The temporary password is printed only with --show-password, and only when stdout is a
-    terminal (never into a pipe or a file); it is never logged.
+    terminal (never into a pipe or a file); it is never logged. In a fleet, name the
+    cluster's (target, region) pair with --target.
     """
     cfg = load(config)
     with_verify = [p for p in cfg.policies if p.verify is not None]
@@ -69,7 +72,7 @@ def credentials(
     if show_password and not sys.stdout.isatty():
         fail("--show-password prints the password to a terminal only; stdout is not one")
     assert chosen.verify is not None
-    rt = runtime(cfg)
+    rt = runtime(cfg, target=target)
     from snapworker.service.database import connect_params, conninfo
 
     try:
