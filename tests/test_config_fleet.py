@@ -160,6 +160,23 @@ policies: [{name: p}]
     ]
 
 
+def test_a_12_digit_target_name_is_refused_beside_organization(tmp_path: Path) -> None:
+    text = """\
+targets:
+  - name: "123456789012"
+    regions: [us-east-1]
+{org}policies: [{{name: p}}]
+"""
+    org = "organization: {role_name: snapworker, regions: [us-east-1]}\n"
+    assert validate(tmp_path, text.format(org="")).returncode == 0
+    r = validate(tmp_path, text.format(org=org))
+    assert r.returncode == 2
+    assert r.stderr.startswith(
+        "c.yaml:2: target '123456789012': name: '123456789012' is a 12-digit account id: with "
+        "organization, that is the name of a discovered account's target"
+    )
+
+
 def test_organization_regions_and_globs_are_checked(tmp_path: Path) -> None:
     r = validate(
         tmp_path,
@@ -224,19 +241,23 @@ def test_without_targets_the_one_target_is_default(tmp_path: Path) -> None:
     assert validate(tmp_path, "policies: [{name: p, targets: ['def*']}]\n").stderr == ""
 
 
-def test_with_organization_the_globs_are_left_to_run_time(tmp_path: Path) -> None:
-    # A discovered account's target name (its slugged account name) is known at run time.
+def test_with_organization_a_glob_that_may_name_an_account_is_left_alone(
+    tmp_path: Path,
+) -> None:
     r = validate(
         tmp_path,
         """\
 organization: {role_name: snapworker, regions: [us-east-1]}
-targets: [{name: home, regions: [us-east-1]}]
 policies:
   - name: p
-    targets: ["Prod-EU*", "home"]
+    targets: ["2109*", "[0-9]*", "dr-*"]
 """,
     )
-    assert (r.returncode, r.stderr) == (0, "")
+    assert r.returncode == 0
+    assert r.stderr == (
+        "warning: c.yaml:4: policy 'p': targets[2]: 'dr-*' matches no target (no target is "
+        "listed, and a discovered account's name is its 12-digit id)\n"
+    )
 
 
 def test_aws_region_beside_targets_is_fine(tmp_path: Path) -> None:

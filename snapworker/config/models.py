@@ -406,6 +406,9 @@ class Target(_Model):
         ]
 
 
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+
+
 def _target_name_duplicates(names: Iterable[tuple[int, str]]) -> list[Any]:
     found = _duplicates(names, "target name", "targets", ", as leases and state name targets")
     return [[[index, "name"], message] for index, message in found]
@@ -488,8 +491,7 @@ class Policy(_Model):
     state DB records), copies nothing again, and rewrites their tags to its own name."""
     targets: list[Annotated[str, AfterValidator(_glob)]] | None = None
     """Globs over target names (shell-style, case-sensitive) this policy applies to; left
-    out: every target. A discovered account's target name is its account name, slugged
-    (``Prod EU`` -> ``Prod-EU``; ``<slug>-<id>`` when that name is taken)."""
+    out: every target. A discovered account's target name is its 12-digit id."""
 
     @field_validator("targets")
     @classmethod
@@ -619,6 +621,23 @@ class Config(_Model):
         if found:
             _raise_duplicates(found)
         return targets
+
+    @model_validator(mode="after")
+    def _names_apart_from_discovered(self) -> Config:
+        if self.organization is None or self.targets is None:
+            return self
+        found = [
+            [
+                ["targets", i, "name"],
+                f"{t.name!r} is a 12-digit account id: with organization, that is the name of "
+                "a discovered account's target; name this target otherwise",
+            ]
+            for i, t in enumerate(self.targets)
+            if _ACCOUNT_ID.fullmatch(t.name)
+        ]
+        if found:
+            _raise_duplicates(found)
+        return self
 
     @property
     def is_fleet(self) -> bool:

@@ -13,8 +13,8 @@ look across policies, or at AWS, for what is legal but almost never meant:
 - snapshots whose ownership tags name a policy the config no longer defines (a rename
   without ``formerly``): :func:`orphaned_policies_on`, from the real snapshot list;
 - a policy's ``targets`` glob that matches no target, and a target no policy applies to:
-  :func:`unmatched_targets` (not with ``organization:``: a discovered account's target name,
-  its slugged account name, is known at run time only).
+  :func:`unmatched_targets` (with ``organization:``, a glob that may match a discovered
+  account's name, its 12-digit id, is left alone: those are known at run time only).
 
 Each returns findings: a location in the configuration, spelled as pydantic spells it
 (``("policies", 0, "share", "accounts", 1)``), and a message.
@@ -25,6 +25,7 @@ the policy and the field, like the errors of a load.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ __all__ = [
     "config_warnings",
     "copy_overlaps",
     "copy_overlaps_on",
+    "may_match_account_id",
     "orphaned_policies_on",
     "shares_with_owner",
     "unbounded_policies",
@@ -106,32 +108,43 @@ def unbounded_policies(config: Config) -> list[Finding]:
 
 def unmatched_targets(config: Config) -> list[Finding]:
     """Each glob of a policy's ``targets`` that matches no target the config names (without
-    ``targets:`` nor ``organization:``, the one target is ``default``), and each listed
-    target that no policy applies to. With ``organization:`` the globs are not checked: the
-    discovered targets' names (slugged account names) are known at run time only."""
+    ``targets:`` nor ``organization:``, the one target is ``default``), unless it may match
+    a discovered account's id; and each listed target that no policy applies to."""
+    names = (
+        [t.name for t in config.targets]
+        if config.targets is not None
+        else []
+        if config.organization is not None
+        else [DEFAULT_TARGET]
+    )
     found: list[Finding] = []
-    if config.organization is None:
-        names = [t.name for t in config.targets] if config.targets is not None else []
-        if not config.is_fleet:
-            names = [DEFAULT_TARGET]
-        for i, p in enumerate(config.policies):
-            for j, glob in enumerate(p.targets or ()):
-                if any(matches(name, [glob]) for name in names):
-                    continue
-                if not config.is_fleet:
-                    why = f"without targets: or organization:, the one target is {DEFAULT_TARGET!r}"
-                else:
-                    listed = ", ".join(repr(n) for n in names[:10])
-                    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
-                    why = f"the targets are {listed}{more}"
-                nowhere = not any(matches(n, p.targets) for n in names)
-                found.append(
-                    (
-                        ("policies", i, "targets", j),
-                        f"{glob!r} matches no target ({why})"
-                        + ("; the policy applies to no target" if nowhere else ""),
-                    )
+    for i, p in enumerate(config.policies):
+        for j, glob in enumerate(p.targets or ()):
+            if any(matches(name, [glob]) for name in names):
+                continue
+            if config.organization is not None and may_match_account_id(glob):
+                continue
+            if not config.is_fleet:
+                why = f"without targets: or organization:, the one target is {DEFAULT_TARGET!r}"
+            elif config.targets is None:
+                why = "no target is listed, and a discovered account's name is its 12-digit id"
+            else:
+                listed = ", ".join(repr(n) for n in names[:10])
+                more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+                why = f"the targets are {listed}{more}"
+                if config.organization is not None:
+                    why += ", and a discovered account's name is its 12-digit id"
+            nowhere = not any(matches(n, p.targets) for n in names) and not (
+                config.organization is not None
+                and any(may_match_account_id(g) for g in p.targets or ())
+            )
+            found.append(
+                (
+                    ("policies", i, "targets", j),
+                    f"{glob!r} matches no target ({why})"
+                    + ("; the policy applies to no target" if nowhere else ""),
                 )
+            )
     for k, t in enumerate(config.targets or ()):
         if not config.policies_for(t.name):
             found.append(
@@ -142,6 +155,13 @@ def unmatched_targets(config: Config) -> list[Finding]:
                 )
             )
     return found
+
+
+def may_match_account_id(glob: str) -> bool:
+    """Whether ``glob`` may match some 12-digit account id: every literal character of it
+    is a digit (``*``, ``?`` and ``[...]`` may match digits). Errs towards True."""
+    literal = re.sub(r"\[[^\]]*\]|[*?]", "", glob)
+    return all(c.isdigit() for c in literal)
 
 
 def copy_overlaps(config: Config) -> list[Finding]:

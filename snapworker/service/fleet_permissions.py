@@ -19,9 +19,8 @@ One JSON object::
   target no policy applies to is left out (``validate`` warns about it).
 - ``organization``: the same for the role every discovered account must hold; the account
   in its ARNs is ``*`` (the one role document is deployed in every account, and a role acts
-  in its own account only), and the policies are all of them: a discovered account's
-  target name (its slugged account name) is known at run time only, so any policy's
-  ``targets`` may take it.
+  in its own account only), and the policies are those whose ``targets`` may name a
+  discovered account (its name is its 12-digit id); none: left out.
 
 The trusted principal is ``--worker-principal`` (an IAM role, user or account root ARN);
 else the root of ``--account`` (any principal of the worker's account its own IAM policy
@@ -36,6 +35,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from snapworker.adapters.aws.clusters import partition_of
+from snapworker.config.risks import may_match_account_id
 from snapworker.core.targets import matches
 from snapworker.service.permissions import Scope, document
 
@@ -88,6 +88,12 @@ def trust_policy(principal: str, external_id: str | None) -> dict[str, Any]:
 def _partition(arn: str) -> str:
     m = _ARN_PARTITION.match(arn)
     return m.group(1) if m else "aws"
+
+
+def may_name_discovered(policy: Policy) -> bool:
+    """Whether ``policy``'s ``targets`` may take a discovered account (named by its 12-digit
+    id). Errs towards True."""
+    return policy.targets is None or any(may_match_account_id(g) for g in policy.targets)
 
 
 def fleet_iam(
@@ -155,10 +161,11 @@ def fleet_iam(
             "trust": trust_policy(trusted(_partition(t.role_arn)), t.external_id),
         }
     out["targets"] = roles_out
-    if org is not None:
+    pols = [p for p in chosen if may_name_discovered(p)]
+    if org is not None and pols:
         out["organization"] = {
             "role": organization_role(org, org_partition),
-            "permissions": document([(Scope(r, "*"), chosen) for r in org.regions]),
+            "permissions": document([(Scope(r, "*"), pols) for r in org.regions]),
             "trust": trust_policy(trusted(org_partition), org.external_id),
         }
     return out

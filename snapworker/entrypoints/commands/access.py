@@ -190,3 +190,9 @@ def iam_policy(
                 f"note: target {t.name!r}: no policy applies to it; no role policy printed",
                 err=True,
             )
+    if cfg.organization is not None and "organization" not in doc:
+        typer.echo(
+            "note: no policy may apply to a discovered account (named by its 12-digit id); "
+            "no organization role policy printed",
+            err=True,
+        )
