@@ -14,7 +14,7 @@ from snapworker.adapters.aws.client import CallStats
 from snapworker.adapters.aws.organizations import discover_pairs, list_accounts
 from snapworker.adapters.aws.sessions import Sessions
 from snapworker.config.models import AccountFilter, AwsConfig, Organization
-from snapworker.core.targets import OrgAccount, OrgTarget, Pair, org_pairs, org_targets, slug
+from snapworker.core.targets import OrgAccount, OrgTarget, Pair, org_pairs, org_targets
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_list_accounts_from_a_session_and_default_page_size(org: Any) -> None:
 def test_discover_pairs_against_moto(org: Any) -> None:
     ids = {}
     for name in ("Prod EU", "prod-us", "Sandbox 1"):
-        made = org.create_account(AccountName=name, Email=f"{slug(name)}@example.com")
+        made = org.create_account(AccountName=name, Email=f"{name.replace(' ', '')}@example.com")
         ids[name] = made["CreateAccountStatus"]["AccountId"]
     cfg = Organization(
         role_name="snapworker",
@@ -66,8 +66,8 @@ def test_discover_pairs_against_moto(org: Any) -> None:
     acct = ids["Prod EU"]
     role = f"arn:aws:iam::{acct}:role/snapworker"
     assert pairs == [
-        Pair("Prod-EU", "us-east-1", acct, role, "sw-ext"),
-        Pair("Prod-EU", "eu-west-1", acct, role, "sw-ext"),
+        Pair(acct, "us-east-1", acct, role, "sw-ext"),
+        Pair(acct, "eu-west-1", acct, role, "sw-ext"),
     ]
 
 
@@ -80,30 +80,13 @@ D = OrgAccount("444444444444", "***", "ACTIVE")
 E = OrgAccount("555555555555", "sandbox", "ACTIVE")
 
 
-def test_slug() -> None:
-    assert slug("Prod EU (Data)") == "Prod-EU-Data"
-    assert slug("  a__b  ") == "a-b"
-    assert slug("***") == ""
+def test_org_targets_active_only_each_named_by_its_account_id() -> None:
+    got = org_targets([A, B, C, D, E, A], ["*"], [])
+    assert got == [OrgTarget(a.id, a.id) for a in (A, B, D, E)]
 
 
-def test_org_targets_active_only_names_slugged_collisions_get_the_id() -> None:
-    got = org_targets([A, B, C, D, E], ["*"], [])
-    assert got == [
-        OrgTarget("Prod-EU-Data", A.id),
-        OrgTarget("prod-eu-data", B.id),
-        OrgTarget(D.id, D.id),
-        OrgTarget("sandbox", E.id),
-    ]
-
-
-def test_org_targets_same_slug_case_exact_collision() -> None:
-    twin = OrgAccount("666666666666", "Prod-EU-Data", "ACTIVE")
-    assert org_targets([A, twin], None, None) == [
-        OrgTarget("Prod-EU-Data", A.id),
-        OrgTarget(f"Prod-EU-Data-{twin.id}", twin.id),
-    ]
-    # a name the config's own targets use is taken too
-    assert org_targets([E], ["*"], [], taken=["sandbox"]) == [OrgTarget(f"sandbox-{E.id}", E.id)]
+def test_an_account_a_listed_target_covers_is_not_discovered_again() -> None:
+    assert org_targets([A, E], ["*"], [], covered=[E.id]) == [OrgTarget(A.id, A.id)]
 
 
 def test_org_targets_globs_over_ids_and_names() -> None:
@@ -149,8 +132,10 @@ def test_list_accounts_against_the_server_through_the_endpoint(
         sessions = Sessions(AwsConfig(region="us-east-1", endpoint_url=moto_url), CallStats())
         client = sessions.client(Pair("home", "us-east-1"), "organizations")
         cfg = Organization(role_name="sw", regions=["eu-west-1"])
-        pairs = discover_pairs(list_accounts(client=client, page_size=2), cfg, taken=["master"])
-        assert [p.target for p in pairs] == ["master-123456789012", "dr-0", "dr-1", "dr-2"]
+        listed = list_accounts(client=client, page_size=2)
+        pairs = discover_pairs(listed, cfg, covered=["123456789012"])
+        assert [p.target for p in pairs] == [a.id for a in listed if a.name != "master"]
+        assert len(pairs) == 3
         assert all(p.role_arn == f"arn:aws:iam::{p.account}:role/sw" for p in pairs)
     finally:
         reset(moto_url)

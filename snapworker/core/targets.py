@@ -8,7 +8,6 @@ Pure: names and globs in, pairs out.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -27,7 +26,6 @@ __all__ = [
     "org_pairs",
     "org_targets",
     "select_pairs",
-    "slug",
 ]
 
 DEFAULT_TARGET = "default"
@@ -101,52 +99,39 @@ class OrgAccount(NamedTuple):
 
 
 class OrgTarget(NamedTuple):
-    """A discovered target: its name (from the account's name) and its account id."""
+    """A discovered target: its name (the account id) and its account id."""
 
     name: str
     account: str
-
-
-_NOT_SLUG = re.compile(r"[^A-Za-z0-9]+")
-
-
-def slug(text: str) -> str:
-    """``text`` as a target name: runs of anything but letters and digits become one hyphen,
-    none at either end (``"Prod EU (Data)"`` -> ``"Prod-EU-Data"``); may be empty."""
-    return _NOT_SLUG.sub("-", text).strip("-")
 
 
 def org_targets(
     accounts: Iterable[OrgAccount],
     include: Iterable[str] | None,
     exclude: Iterable[str] | None,
-    taken: Iterable[str] = (),
+    covered: Iterable[str] = (),
 ) -> list[OrgTarget]:
     """The ``ACTIVE`` accounts whose id or name matches an ``include`` glob and neither an
-    ``exclude`` glob, in the order listed, each named by its name slugged (:func:`slug`).
-    A name already used (by an earlier account, or in ``taken``: the config's own targets)
-    becomes ``<slug>-<id>``; an empty slug becomes the id. No ``include`` (None or empty)
-    includes every account, as ``["*"]`` does."""
+    ``exclude`` glob, in the order listed, each once. A discovered target is named by its
+    12-digit account id: stable (an account's name may change; leases, state and metrics
+    name the target) and never the name of a listed target (the config refuses 12-digit
+    names beside ``organization:``). An account in ``covered`` (the accounts of the
+    config's role targets) is left out: the listed target covers it. No ``include`` (None
+    or empty) includes every account, as ``["*"]`` does."""
     include = list(include or ("*",))
     exclude = list(exclude or ())
-    used = set(taken)
+    used = set(covered)
     out: list[OrgTarget] = []
     for acct in accounts:
-        if acct.status != "ACTIVE":
+        if acct.status != "ACTIVE" or acct.id in used:
             continue
         keys = (acct.id, acct.name)
         if not any(matches(k, include) for k in keys):
             continue
         if exclude and any(matches(k, exclude) for k in keys):
             continue
-        base = slug(acct.name)
-        name = base or acct.id
-        if name in used:
-            name = f"{base}-{acct.id}" if base else acct.id
-        if name in used:  # the same account listed twice, or a config target named so
-            continue
-        used.add(name)
-        out.append(OrgTarget(name, acct.id))
+        used.add(acct.id)
+        out.append(OrgTarget(acct.id, acct.id))
     return out
 
 

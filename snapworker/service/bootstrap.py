@@ -155,7 +155,9 @@ class FleetTargets:
                     listed = list_accounts(
                         self.sessions.base_session(), endpoint_url=self.config.aws.endpoint_url
                     )
-                    pairs += discover_pairs(listed, org, taken={p.target for p in pairs})
+                    pairs += discover_pairs(
+                        listed, org, covered={p.account for p in pairs if p.account}
+                    )
                 self._pairs = pairs
             return list(self._pairs)
 

@@ -52,10 +52,11 @@ def list_accounts(
 
 
 def discover_pairs(
-    accounts: Iterable[OrgAccount], org: Organization, taken: Iterable[str] = ()
+    accounts: Iterable[OrgAccount], org: Organization, covered: Iterable[str] = ()
 ) -> list[Pair]:
-    """The pairs of ``organization:``: its selected active accounts (named by their slugged
-    names, ``taken`` being the config's own target names) x its regions, each with the role
+    """The pairs of ``organization:``: its selected active accounts (each named by its account
+    id; ``covered``: the accounts the config's role targets already cover) x its regions,
+    each with the role
     ``arn:<partition>:iam::<account>:role/<role_name>`` and the external id."""
-    targets = org_targets(accounts, org.accounts.include, org.accounts.exclude, taken)
+    targets = org_targets(accounts, org.accounts.include, org.accounts.exclude, covered)
     return org_pairs(targets, org.regions, org.role_name, org.external_id, partition_of)

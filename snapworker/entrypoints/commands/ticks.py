@@ -309,5 +309,6 @@ def _explain(
     except UnknownSnapshot as exc:
         fail(str(exc))
     typer.echo(
-        explanation_page(e) if fmt == "html" else render_explanation(e, fmt), nl=fmt != "html"
+        explanation_page(e) if fmt == "html" else render_explanation(e, fmt, pr.pair),
+        nl=fmt != "html",
     )
