@@ -194,12 +194,12 @@ def test_pod_is_hardened_and_takes_the_state_url_from_a_secret(manifest: Path) -
     assert pod["serviceAccountName"] == service_account["metadata"]["name"]
 
 
-def test_deployment_probes_healthz_on_the_configured_port_with_one_replica() -> None:
+def test_deployment_probes_healthz_on_the_configured_port_with_three_replicas() -> None:
     docs = _docs(DEPLOYMENT)
     workload = _workload(DEPLOYMENT)
-    # One replica until the fleet work (replicas sharing the policies) lands; then 3.
-    assert workload["spec"]["replicas"] == 1
-    assert workload["spec"]["strategy"]["type"] == "Recreate"
+    # Replicas share the (policy, target, region) leases on the PostgreSQL state DB.
+    assert workload["spec"]["replicas"] == 3
+    assert workload["spec"]["strategy"]["type"] == "RollingUpdate"
     (container,) = _pod_spec(workload)["containers"]
     config_map = next(d for d in docs if d["kind"] == "ConfigMap")
     http = yaml.safe_load(config_map["data"]["snapworker.yaml"])["daemon"]["http"]

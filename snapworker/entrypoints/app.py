@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 
     from typer._click.core import Context, Parameter
 
-    from snapworker.adapters.store.repository import StateStore
+    from snapworker.adapters.store.repository import ScopedStore, StateStore
     from snapworker.config import Config
     from snapworker.core.model import Cluster, Snapshot
+    from snapworker.service.bootstrap import FleetTargets
+    from snapworker.service.fleet import FleetResult, SinglePair
     from snapworker.service.tick import Runtime, TickResult
 
 
@@ -151,6 +153,17 @@ PolicyOpt = Annotated[
     ),
 ]
 
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        "-t",
+        metavar="GLOB",
+        help="Only the targets whose name matches (a shell glob such as 'dr-*'; repeat for "
+        "several). Default: every target of the config.",
+    ),
+]
+
 
 class Format(StrEnum):
     """Every report renders in each of these (``status``, ``plan``, ``plan --explain``)."""
@@ -218,6 +231,62 @@ def dry_run(rt: Runtime[StateStore], policy: list[str] | None) -> TickResult:
         listing.stop()
 
 
+def fleet(
+    config: Config,
+    at: datetime | None = None,
+    pace: Callable[[float], None] | None = None,
+    backoff: Callable[[float], None] | None = None,
+    *,
+    create: bool = True,
+) -> FleetTargets:
+    """The fleet's adapters (every (target, region) pair of the config, each reached when
+    first worked). ``at``: a clock stopped at that instant (``plan --at``); ``pace``: the
+    rate limiters' wait; ``backoff``: the retry backoff's (default: time.sleep);
+    ``create=False``: a state DB that does not exist yet is an error (exit 2)."""
+    from snapworker.logs import configure
+    from snapworker.service.bootstrap import fleet as make_fleet
+
+    configure()
+    clock: Callable[[], datetime] | None = None if at is None else (lambda: at)
+    try:
+        return make_fleet(config, clock=clock, pace=pace, backoff=backoff, create=create)
+    except Exception as e:  # the state DB cannot be opened
+        exit_for(e)
+
+
+def fleet_dry_run(
+    targets: FleetTargets,
+    policy: list[str] | None,
+    target: list[str] | None,
+) -> FleetResult:
+    """One tick over the selected pairs that applies nothing and records nothing (``plan``,
+    ``report``). A listing bar on a terminal when there is one pair."""
+    from snapworker.service.fleet import fleet_tick
+
+    listing = ListingBar()
+    try:
+        return fleet_tick(
+            targets.config,
+            targets,
+            policy_names=policy,
+            target_globs=target,
+            dry_run=True,
+            listing=listing if len(targets.pairs()) == 1 else None,
+            log=targets.log,
+            clock=targets.clock,
+        )
+    except Exception as e:
+        aws_guard(e)
+    finally:
+        listing.stop()
+
+
+def print_pair_errors(result: FleetResult) -> None:
+    """``error: TARGET/REGION: ...`` on stderr for each pair that was skipped."""
+    for e in result.errors:
+        typer.echo(e.line(), err=True)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"snapworker: {message}", err=True)
     raise typer.Exit(code)
@@ -239,21 +308,33 @@ def runtime(
     sleep: Callable[[float], None] | None = None,
     *,
     create: bool = True,
-) -> Runtime[StateStore]:
-    """The wired runtime. ``at``: a clock stopped at that instant (``plan --at``);
-    ``sleep``: the rate limiter's and the retry backoff's wait (default: time.sleep);
-    ``create=False``: a state DB that does not exist yet is an error (exit 2), not a new one
-    (``plan --explain``)."""
-    from snapworker.logs import configure
-    from snapworker.service.bootstrap import bootstrap
+    target: list[str] | None = None,
+) -> Runtime[ScopedStore]:
+    """The wired runtime of one (target, region) pair: the config's only one, else the one
+    ``target`` (``--target`` globs) selects (none or several: exit 2 naming them), for the
+    commands that act on one snapshot or cluster (``hold``, ``release``, ``credentials``).
+    ``at``: a clock stopped at that instant; ``sleep``: the rate limiter's and the retry
+    backoff's wait (default: time.sleep); ``create=False``: a state DB that does not exist
+    yet is an error (exit 2), not a new one."""
+    from snapworker.core.targets import select_pairs
 
-    configure()
-    clock: Callable[[], datetime] | None = None if at is None else (lambda: at)
+    targets = fleet(config, at, pace=sleep, backoff=sleep, create=create)
     try:
-        if sleep is None:
-            return bootstrap(config, clock=clock, create=create)
-        return bootstrap(config, clock=clock, sleep=sleep, create=create)
-    except Exception as e:  # the state DB cannot be opened, the AWS client cannot be made
+        every = targets.pairs()
+        pairs = select_pairs(every, target)
+        if len(pairs) != 1:
+            names = ", ".join(p.key for p in (pairs or every))
+            chosen = "matches" if pairs else "matches none of"
+            fail(
+                f"this command works in one (target, region) pair; --target "
+                f"{' '.join(target or ['(none)'])} {chosen} {len(pairs) or len(every)}: "
+                f"{names} (name one with --target, e.g. --target {every[0].target})"
+            )
+        pair = pairs[0]
+        return targets.runtime_for(pair, targets.account_of(pair))
+    except typer.Exit:
+        raise
+    except Exception as e:  # the AWS client cannot be made, the role cannot be assumed
         exit_for(e)
 
 
@@ -319,10 +400,11 @@ def config_risks(
     account: str | None = None,
     clusters: Iterable[Cluster] | None = None,
     snapshots: Iterable[Snapshot] | None = None,
+    seen: set[str] | None = None,
 ) -> None:
     """Print the config's warnings; exit 2 on an error only AWS reveals (sharing with the
     account that owns the snapshots). ``clusters``, ``snapshots``: the real ones, when AWS
-    was asked."""
+    was asked. ``seen``: warnings already printed (a fleet asks once per pair), not again."""
     from snapworker.config import resolve_config_path
     from snapworker.config.risks import assess
 
@@ -332,36 +414,58 @@ def config_risks(
         typer.echo("\n".join(map(str, errors)), err=True)
         raise typer.Exit(2)
     for problem in warnings:
-        typer.echo(f"warning: {problem}", err=True)
+        line = f"warning: {problem}"
+        if seen is not None:
+            if line in seen:
+                continue
+            seen.add(line)
+        typer.echo(line, err=True)
 
 
 def html_page(
-    rt: Runtime[StateStore],
+    targets: FleetTargets | SinglePair,
     cfg: Config,
     policy: list[str] | None,
-    result: TickResult,
+    result: FleetResult,
     *,
     what_if: bool,
     heading: str | None = None,
 ) -> str:
-    """The HTML report of a tick's plan, with the state DB's failures and drills now
-    (``report --html``, ``plan --format html``, and the daemon's page)."""
+    """The HTML report of a fleet tick's plans, a section per pair, with the state DB's
+    failures and drills now (``report --html``, ``plan --format html``, and the daemon's
+    page)."""
     from snapworker.service.tick import select_policies
-    from snapworker.views.html_report import ReportInput, render_html
+    from snapworker.views.html_report import ReportInput, render_fleet_html
     from snapworker.views.status import status_dict
 
-    assert result.inventory is not None  # every tick that plans has observed
-    return render_html(
-        ReportInput(
-            plan=result.plan,
-            inventory=result.inventory,
-            state=rt.store.load_state(),
-            policies=[p.core for p in select_policies(cfg, policy)],
-            account=rt.gateway.account_id(),
-            all_policy_names=[p.name for p in cfg.policies],
-            status=status_dict(rt.store),
-            what_if=what_if,
-            heading=heading,
-            price=cfg.report.price_per_gb_month,
+    status = status_dict(targets.store)
+    chosen = [p.core for p in select_policies(cfg, policy)]
+    reports = []
+    for pr in result.pairs:
+        r = pr.result
+        if r is None or r.inventory is None:
+            continue
+        account = targets.account_of(pr.pair)
+        rt = targets.runtime_for(pr.pair, account)
+        reports.append(
+            (
+                pr.pair,
+                ReportInput(
+                    plan=r.plan,
+                    inventory=r.inventory,
+                    state=rt.store.load_state(),
+                    policies=[p for p in chosen if p.name in _names(cfg, pr.pair.target)],
+                    account=account,
+                    all_policy_names=[p.name for p in cfg.policies],
+                    status=status,
+                    what_if=what_if,
+                    heading=heading,
+                    price=cfg.report.price_per_gb_month,
+                ),
+            )
         )
-    )
+    return render_fleet_html(reports, result.errors, heading)
+
+
+def _names(cfg: Config, target: str) -> set[str]:
+    return {p.name for p in cfg.policies_for(target)}

@@ -66,8 +66,10 @@ from snapworker.entrypoints.daemon_jobs import (
     stop_bound_seconds,
 )
 from snapworker.entrypoints.stopping import SIGNALS, GracefulStop
+from snapworker.service.bootstrap import FleetTargets, fleet
+from snapworker.service.fleet import FleetResult, SinglePair, fleet_tick
 from snapworker.service.leases import new_holder
-from snapworker.service.tick import TickResult, tick
+from snapworker.service.tick import TickResult
 
 __all__ = [
     "BOTOCORE_MAX_BACKOFF",
@@ -86,6 +88,7 @@ __all__ = [
 if TYPE_CHECKING:
     from snapworker.adapters.store.repository import StateStore
     from snapworker.config import Config, CreateSpec, VerifySpec
+    from snapworker.core.targets import Pair
     from snapworker.service.tick import Runtime
 
 
@@ -97,7 +100,9 @@ class Daemon:
         config: Config,
         config_path: Path | None = None,
         *,
-        runtime_factory: Callable[[Config, StateStore | None, Callable[[float], None]], Runtime]
+        runtime_factory: Callable[
+            [Config, StateStore | None, Callable[[float], None]], Runtime | FleetTargets
+        ]
         | None = None,
         sqs_client: Any = None,
         log: Any = None,
@@ -114,27 +119,41 @@ class Daemon:
         self.holder = new_holder()
         self.metrics = Metrics()
         self._factory = runtime_factory or _bootstrap
-        self.rt = self._runtime(config, None)
-        self.metrics.use_stats(self.rt.gateway.stats)
+        self.targets = self._runtime(config, None)
+        self.metrics.use_stats(self.targets.stats)
         self._sqs_client = sqs_client
         self._event_policies: set[str] = set()
         self._event_lock = threading.Lock()
         self.poller: SqsPoller | None = None
         self.http: HealthServer | None = None
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
-        self.last_result: TickResult | None = None
+        self.last_result: FleetResult | None = None
         """The last tick over every policy (a reconcile), for the page at ``/``."""
         self._page_lock = threading.Lock()
-        self._page: tuple[TickResult, str] | None = None
+        self._page: tuple[FleetResult, str] | None = None
 
     # -- retries that a stop cuts short ---------------------------------------------------
 
-    def _runtime(self, config: Config, store: StateStore | None) -> Runtime:
-        """A runtime whose waits a stop cuts short: the rate limiter's pacing returns early
-        (the last action goes ahead), the retry backoff raises (no further attempt)."""
-        rt = self._factory(config, store, self._pace)
-        rt.gateway.sleep = self._sleep
-        return rt
+    def _runtime(self, config: Config, store: StateStore | None) -> FleetTargets | SinglePair:
+        """The fleet's adapters, whose waits a stop cuts short: the rate limiters' pacing
+        returns early (the last action goes ahead), the retry backoff raises (no further
+        attempt). A factory that gives one ready runtime (tests) is a fleet of one pair."""
+        made = self._factory(config, store, self._pace)
+        if isinstance(made, FleetTargets):
+            made.backoff = self._sleep
+            return made
+        made.gateway.sleep = self._sleep
+        return SinglePair(made)
+
+    @property
+    def rt(self) -> Runtime:
+        """The one pair's runtime, when the daemon was given one (tests)."""
+        assert isinstance(self.targets, SinglePair), "a fleet has a runtime per pair"
+        return self.targets.rt
+
+    @property
+    def store(self) -> StateStore:
+        return self.targets.store
 
     def _pace(self, seconds: float) -> None:
         self.stopper.pace(seconds)
@@ -194,7 +213,7 @@ class Daemon:
             replace_existing=True,
         )
 
-    def reconcile(self, reason: str = "interval") -> TickResult | None:
+    def reconcile(self, reason: str = "interval") -> FleetResult | None:
         return self.run_tick(None, reason)
 
     def _lock_tick(self) -> bool:
@@ -204,7 +223,7 @@ class Daemon:
                 return True
         return False
 
-    def run_tick(self, policies: Sequence[str] | None, reason: str) -> TickResult | None:
+    def run_tick(self, policies: Sequence[str] | None, reason: str) -> FleetResult | None:
         """One tick, logged and counted; never raises (the scheduler must keep going)."""
         if not self._lock_tick():
             return None
@@ -215,15 +234,16 @@ class Daemon:
         finally:
             self.tick_lock.release()
 
-    def _tick(self, policies: list[str] | None, reason: str) -> TickResult | None:
-        rt = self.rt
+    def _tick(self, policies: list[str] | None, reason: str) -> FleetResult | None:
         started = time.monotonic()
         log = self.log.bind(reason=reason, policies=policies or "all")
 
-        def on_plan(plan: Any) -> None:
+        def on_plan(pair: Pair, plan: Any) -> None:
             for a in plan.actions:
                 log.info(
                     "planned",
+                    target=pair.target,
+                    region=pair.region,
                     policy=a.policy,
                     cluster=a.cluster,
                     action=a.kind,
@@ -232,41 +252,55 @@ class Daemon:
                 )
 
         try:
-            result = tick(
-                rt,
-                policies,
+            result = fleet_tick(
+                self.config,
+                self.targets,
+                policy_names=policies,
                 mode="daemon",
                 on_plan=on_plan,
                 should_stop=self.stop_event.is_set,
                 holder=self.holder,
+                log=log,
+                clock=self.targets.clock,
             )
         except Exception as e:
             self.metrics.tick_done(time.monotonic() - started, [], False, [])
             log.error("tick failed", error=f"{type(e).__name__}: {e}")
             return None
         seconds = time.monotonic() - started
-        self.metrics.tick_done(seconds, result.outcomes, True, result.skipped)
+        skipped = [(name, p.target, p.region) for p, name in result.skipped]
+        # The tick is a success unless every pair failed (one bad account is reported by
+        # its own series; it does not make the whole daemon unhealthy).
+        worked = not result.pairs or any(r.error is None for r in result.pairs)
+        self.metrics.tick_done(seconds, result.outcomes, worked, skipped)
+        for r in result.pairs:
+            self.metrics.pair_done(r.pair.target, r.pair.region, r.error is None)
         ok = sum(1 for o in result.outcomes if o.ok)
         log.info(
             "tick",
-            planned=dict(Counter(a.kind for a in result.plan.actions)),
+            pairs=len(result.pairs),
+            failed_pairs=[e.pair.key for e in result.errors],
+            planned=dict(Counter(a.kind for r in result.results for a in r.plan.actions)),
             ok=ok,
             failed=len(result.outcomes) - ok,
-            skipped=result.skipped,
-            reconciled=result.reconciled,
-            adopted=result.adopted,
+            skipped=[f"{p.key}:{name}" for p, name in result.skipped],
+            reconciled=sum(r.reconciled for r in result.results),
+            adopted=sum(r.adopted for r in result.results),
             seconds=round(seconds, 3),
         )
-        if policies is None and result.inventory is not None:
+        if policies is None and any(r.inventory is not None for r in result.results):
             self.last_result = result
         if self._needs_poll(result):
             self._schedule_poll()
         return result
 
-    def _needs_poll(self, result: TickResult) -> bool:
+    def _needs_poll(self, fleet: FleetResult) -> bool:
         """A snapshot we just made, or one of ours still ``creating``: look again soon.
         Also when a policy was skipped (another process held its lease): that process
         may leave work (a share after its copy) that only a later tick does."""
+        return any(self._pair_needs_poll(r) for r in fleet.results)
+
+    def _pair_needs_poll(self, result: TickResult) -> bool:
         if result.skipped:
             return True
         if any(o.ok and o.action.kind in ("create", "copy") for o in result.outcomes):
@@ -330,9 +364,8 @@ class Daemon:
         if not self._lock_tick():
             return 0
         try:
-            rt = self.rt
-            before = rt.clock() - timedelta(days=self.config.daemon.history_days)
-            n = rt.store.prune(before)
+            before = self.targets.clock() - timedelta(days=self.config.daemon.history_days)
+            n = self.store.prune(before)
             self.log.info("pruned history", rows=n, before=before.isoformat())
             return n
         except Exception as e:
@@ -346,15 +379,15 @@ class Daemon:
         what that tick planned, and the state DB's failures and drills now. Drawn once per
         tick, on the first request after it; read-only."""
         result = self.last_result
-        if result is None or result.inventory is None:
+        if result is None or result.generated_at is None:
             return None
         with self._page_lock:
             if self._page is not None and self._page[0] is result:
                 return self._page[1]
-            when = result.plan.generated_at.strftime("%Y-%m-%d %H:%M UTC")
+            when = result.generated_at.strftime("%Y-%m-%d %H:%M UTC")
             html = html_page(
-                self.rt,
-                self.rt.config,
+                self.targets,
+                self.config,
                 None,
                 result,
                 what_if=False,
@@ -363,12 +396,15 @@ class Daemon:
             self._page = (result, html)
             return html
 
-    def owned_counts(self) -> dict[str, int]:
-        summary = self.rt.store.owned_summary()
-        return {
-            policy: sum(1 for views in clusters.values() for v in views if v.deleted_at is None)
-            for policy, clusters in summary.owned.items()
-        }
+    def owned_counts(self) -> dict[tuple[str, str, str], int]:
+        """Live owned snapshots by (policy, target, region), for ``/metrics``."""
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for policy, clusters in self.store.owned_summary().owned.items():
+            for views in clusters.values():
+                for v in views:
+                    if v.deleted_at is None:
+                        counts[(policy, v.target or "", v.region)] += 1
+        return dict(counts)
 
     # -- reload ---------------------------------------------------------------------------
 
@@ -395,14 +431,14 @@ class Daemon:
         try:
             same_db = new.state_url == self.config.state_url
             try:
-                rt = self._runtime(new, self.rt.store if same_db else None)
+                targets = self._runtime(new, self.store if same_db else None)
             except Exception as e:
                 self.log.error("config reload refused; keeping the running config", error=str(e))
                 self.metrics.reload("refused")
                 return False
-            old = self.rt
-            self.rt, self.config = rt, new
-            self.metrics.use_stats(rt.gateway.stats)
+            old = self.targets
+            self.targets, self.config = targets, new
+            self.metrics.use_stats(targets.stats)
             if not same_db:
                 old.store.close()
             self.install_jobs()
@@ -466,7 +502,7 @@ class Daemon:
             self.poller.stop()
         if self.http is not None:
             self.http.stop()
-        self.rt.store.close()
+        self.store.close()
         self.log.info("daemon stopped")
 
     def run(self) -> int:
@@ -488,10 +524,10 @@ class Daemon:
         return 0
 
 
-def _bootstrap(config: Config, store: StateStore | None, sleep: Callable[[float], None]) -> Runtime:
-    from snapworker.service.bootstrap import bootstrap
-
-    return bootstrap(config, store=store, sleep=sleep)
+def _bootstrap(
+    config: Config, store: StateStore | None, sleep: Callable[[float], None]
+) -> FleetTargets:
+    return fleet(config, store=store, pace=sleep)
 
 
 def _sqs_client(config: Config) -> Any:

@@ -96,6 +96,10 @@ class Executor:
     account: str | None = None
     max_concurrency: int = 1
     """Clusters whose actions run at the same time (``aws.max_concurrency``)."""
+    fence: Callable[[str], int] | None = None
+    """Checks that this process still holds the lease of the action's policy (in its pair),
+    with a margin, and returns the lease's fencing counter; raises ``LeaseLost`` when not.
+    Called right before each action's AWS mutation (``snapworker.service.leases``)."""
 
     @property
     def renames(self) -> dict[str, str]:
@@ -113,7 +117,11 @@ class Executor:
     def run_one(self, action: Action) -> Outcome:
         """Journal, carry out through the kind's handler, journal the outcome."""
         do = HANDLERS[action.kind]
-        entry = self.store.journal_start(self.run_id, action, self.clock())
+        try:
+            fence = self.fence(action.policy) if self.fence is not None else None
+        except SnapworkerError as e:  # the lease is lost: not started, nothing journalled
+            return Outcome(action, False, "not started", str(e))
+        entry = self.store.journal_start(self.run_id, action, self.clock(), fence=fence)
         try:
             outcome = do(self, action)
         except (AwsError, Refused) as e:

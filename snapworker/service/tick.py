@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from snapworker.core import planner
 from snapworker.core.model import Action, Inventory, OwnedRecord, Plan, State
+from snapworker.core.targets import Pair
 from snapworker.errors import UsageError
 from snapworker.service.drills import DrillContext, cleanup_scratch, run_drills
 from snapworker.service.executor import Executor, Outcome, apply, reconcile_pending
@@ -131,19 +132,31 @@ def tick(
     should_stop: Callable[[], bool] = lambda: False,
     holder: str | None = None,
     listing: ListingProgress | None = None,
+    pair: Pair | None = None,
 ) -> TickResult:
-    """Observe, plan and (unless ``dry_run``) apply, for the named policies (default: all).
+    """Observe, plan and (unless ``dry_run``) apply, for the named policies (default: all),
+    in one (target, region) pair: ``rt``'s gateway and store are the pair's
+    (``snapworker.service.fleet`` runs the pairs; ``pair`` None: the one pair of a config
+    without targets, ``default``).
 
-    Applying takes the lease of each policy first (``holder`` names us; default: a new
-    holder id); a policy leased by another process is skipped (``TickResult.skipped``).
-    A dry run takes no lease. ``listing``: told after each page of the snapshot listing."""
+    Applying takes the lease of each (policy, pair) first (``holder`` names us; default: a
+    new holder id); one leased by another process is skipped (``TickResult.skipped``), and
+    the lease is checked again right before each AWS mutation (its fence goes into the
+    journal). A dry run takes no lease. ``listing``: told after each page of the snapshot
+    listing."""
     policies = select_policies(rt.config, policy_names)
     if dry_run:
         inv = observe(rt, listing)
         plan = make_plan(rt, policies, inv, rt.store.load_state())
         return TickResult(plan, inventory=inv)
 
-    leases = PolicyLeases(rt.store, holder, log=rt.log)
+    leases = PolicyLeases(
+        rt.store,
+        holder,
+        ttl=timedelta(seconds=rt.config.fleet.lease_seconds),
+        log=rt.log,
+        pair_key=pair.key if pair is not None else None,
+    )
     acquired, skipped = leases.acquire([p.name for p in policies])
     try:
         for name in skipped:
@@ -181,11 +194,15 @@ def _leased_tick(
     # Runs whose process is gone (killed) never finished their row: recorded interrupted.
     rt.store.interrupt_gone_runs(rt.clock())
     run_id = rt.store.begin_run(
-        mode, os.getpid(), rt.clock(), holder=leases.holder, lease_expires=leases.expiry()
+        mode,
+        os.getpid(),
+        rt.clock(),
+        holder=leases.holder,
+        lease_expires=leases.expiry(),
     )
     leases.keep(run_lease(run_id))
     try:
-        result = _tick(rt, policies, run_id, progress, on_plan, should_stop, listing)
+        result = _tick(rt, policies, run_id, progress, on_plan, should_stop, listing, leases.check)
     except BaseException as e:
         rt.store.finish_run(
             run_id,
@@ -226,6 +243,7 @@ def _tick(
     on_plan: Callable[[Plan], None] | None,
     should_stop: Callable[[], bool],
     listing: ListingProgress | None = None,
+    fence: Callable[[str], int] | None = None,
 ) -> TickResult:
     inv = observe(rt, listing)
     state = rt.store.load_state()
@@ -272,6 +290,7 @@ def _tick(
         clock=rt.clock,
         account=rt.gateway.account_id(),
         max_concurrency=rt.config.aws.max_concurrency,
+        fence=fence,
     )
 
     def report(o: Outcome) -> None:

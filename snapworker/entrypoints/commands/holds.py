@@ -8,6 +8,7 @@ import typer
 
 from snapworker.entrypoints.app import (
     ConfigOpt,
+    TargetOpt,
     app,
     exit_for,
     load,
@@ -23,10 +24,12 @@ SnapshotArg = Annotated[
 ]
 
 
-def _hold_command(snapshot: str, config: str | None, reason: str | None) -> None:
+def _hold_command(
+    snapshot: str, config: str | None, reason: str | None, target: list[str] | None
+) -> None:
     """hold (reason given) or release (None): refusals exit 2 before any AWS mutation."""
     cfg = load(config)
-    rt = runtime(cfg)
+    rt = runtime(cfg, target=target)
     from snapworker.service.holds import hold as do_hold
     from snapworker.service.holds import release as do_release
 
@@ -50,19 +53,20 @@ def hold(
         ),
     ],
     config: ConfigOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Hold an owned snapshot: never revoked nor deleted, whatever the rules say.
 
     Sets the owning policy's hold tag (hold_tag, default snapworker:hold) to the reason. An
     unknown snapshot, or one snapworker does not own, is refused (exit 2), unchanged.
     """
-    _hold_command(snapshot, config, reason)
+    _hold_command(snapshot, config, reason, target)
 
 
 @app.command()
-def release(snapshot: SnapshotArg, config: ConfigOpt = None) -> None:
+def release(snapshot: SnapshotArg, config: ConfigOpt = None, target: TargetOpt = None) -> None:
     """Release a held snapshot: clears the hold tag; the policy's rules decide again.
 
     An unknown snapshot, or one snapworker does not own, is refused (exit 2), unchanged.
     """
-    _hold_command(snapshot, config, None)
+    _hold_command(snapshot, config, None, target)

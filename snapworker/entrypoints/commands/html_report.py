@@ -10,13 +10,15 @@ from snapworker.entrypoints.app import (
     AtOpt,
     ConfigOpt,
     PolicyOpt,
+    TargetOpt,
     app,
-    dry_run,
     fail,
+    fleet,
+    fleet_dry_run,
     html_page,
     load,
     parse_at,
-    runtime,
+    print_pair_errors,
 )
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ def report(
     ],
     config: ConfigOpt = None,
     policy: PolicyOpt = None,
+    target: TargetOpt = None,
     at: AtOpt = None,
 ) -> None:
     """Write the HTML report: a retention timeline per policy and cluster, then drift,
@@ -46,9 +49,10 @@ def report(
     """
     when = parse_at(at)
     cfg = load(config)
-    rt = runtime(cfg, when)
-    result = dry_run(rt, policy)
-    page = html_page(rt, cfg, policy, result, what_if=when is not None)
+    targets = fleet(cfg, when)
+    result = fleet_dry_run(targets, policy, target)
+    print_pair_errors(result)
+    page = html_page(targets, cfg, policy, result, what_if=when is not None)
     try:
         with open(html, "w", encoding="utf-8") as f:
             f.write(page)

@@ -10,6 +10,7 @@ from snapworker.entrypoints.app import (
     FORMAT_HELP,
     ConfigOpt,
     Format,
+    TargetOpt,
     app,
     aws_guard,
     config_risks,
@@ -83,6 +84,7 @@ def status(
             "and how many more).",
         ),
     ] = False,
+    target: TargetOpt = None,
 ) -> None:
     """What the state DB holds: owned snapshots, grants, recent runs and failures.
 
@@ -100,4 +102,4 @@ def status(
             err=True,
         )
     price = cfg.report.price_per_gb_month
-    typer.echo(render_status(store, format.value, show_all=show_all, price=price))
+    typer.echo(render_status(store, format.value, show_all=show_all, price=price, targets=target))
