@@ -9,13 +9,14 @@ copy and one copy past ``max_age_days 35`` to revoke and delete. snapworker reac
 account by assuming ``arn:aws:iam::ACCOUNT:role/snapworker`` (moto maps the assumed role's
 credentials to its account); so does c7n-org.
 
-What it prints, each command timed as a whole process (wall time, and its peak RSS from
-``os.wait4``):
+What it prints, each command timed once as a whole process (wall time, and its peak RSS
+from ``os.wait4``), after warm-ups on one account's pairs (the state DB's schema, the
+byte-code caches, c7n's imports):
 
 - ``snapworker plan --format json`` over all pairs with ``fleet.max_parallel_targets`` 8
   (the default) and 1 (the pairs one after another): the speed-up;
-- ``snapworker run`` until a plan has nothing to do (converging), then a no-op ``run``, with
-  8 and with 1;
+- ``snapworker run`` until a run mutates nothing (converging: copies, revokes and deletes,
+  then shares of the new copies); that run is the no-op run with 8, then one with 1;
 - Redshift calls per pair of the plan and of the no-op run against the floor (per pair:
   ceil(clusters/100) DescribeClusters + ceil(snapshots/100) DescribeClusterSnapshots pages),
   counted by the sandbox's server; plus one sts:AssumeRole per account;
@@ -31,7 +32,7 @@ without it the c7n-org side is skipped and said so. A snapworker without the fle
 message saying so.
 
 Usage: ``.venv/bin/python bench/fleet.py [--accounts 100] [--regions R1,R2,..]
-[--clusters 5] [--snapshots 20] [--repeat 1] [--skip-c7n] [--skip-snapworker]``.
+[--clusters 5] [--snapshots 20] [--skip-c7n] [--skip-snapworker]``.
 Takes tens of minutes with the defaults on a 2-vCPU machine: moto's server spends about
 0.3 s of CPU serving each page of 100 snapshots, to both tools alike.
 """
@@ -346,7 +347,6 @@ def main() -> int:
     ap.add_argument("--regions", default=REGIONS)
     ap.add_argument("--clusters", type=int, default=5, help="clusters per pair")
     ap.add_argument("--snapshots", type=int, default=20, help="snapshots per cluster")
-    ap.add_argument("--repeat", type=int, default=1, help="timed runs of each (median)")
     ap.add_argument("--skip-c7n", action="store_true")
     ap.add_argument("--skip-snapworker", action="store_true")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
@@ -358,151 +358,152 @@ def main() -> int:
 
     accounts = account_ids(args.accounts)
     regions = args.regions.split(",")
-    pairs = len(accounts) * len(regions)
     exe = None if args.skip_c7n else c7n_org()
     proc, url, total_snaps = start_server(args)
-    per_pair_snaps = total_snaps / pairs
-    floor = math.ceil(args.clusters / 100) + math.ceil(per_pair_snaps / 100)
-    figures: dict[str, float] = {}
+    pairs = len(accounts) * len(regions)
+    floor = math.ceil(args.clusters / 100) + math.ceil(total_snaps / pairs / 100)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            env = base_env(work, url)
+            bench = Bench(work, base_env(work, url), url, accounts, regions, floor)
             if not args.skip_snapworker:
-                figures.update(snapworker_side(args, work, env, url, accounts, regions, floor))
-            if exe is not None:
-                figures.update(c7n_side(args, exe, work, env, accounts, regions))
+                bench.check_fleet()
+                bench.warm_up(c7n=exe)
+                bench.plans()
+                if exe is not None:
+                    bench.c7n(exe)
+                bench.runs()
+            elif exe is not None:
+                bench.warm_up(c7n=exe, snapworker=False)
+                bench.c7n(exe)
+            bench.ratios()
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=120)
-
-    print()
-    if "plan8" in figures and "c7n" in figures:
-        ratio = figures["plan8"] / figures["c7n"]
-        verdict = "met" if ratio <= 0.5 else "NOT met"
-        print(
-            f"ratio snapworker plan / c7n-org run --dryrun: {ratio:.2f} (target <= 0.5: {verdict})"
-        )
-    if "noop8" in figures and "c7n" in figures:
-        ratio = figures["noop8"] / figures["c7n"]
-        print(f"ratio snapworker no-op run / c7n-org run --dryrun: {ratio:.2f}")
     return 0
 
 
-def snapworker_side(
-    args: argparse.Namespace,
-    work: Path,
-    env: dict[str, str],
-    url: str,
-    accounts: list[str],
-    regions: list[str],
-    floor: int,
-) -> dict[str, float]:
-    pairs = len(accounts) * len(regions)
-    cfg8 = write_snapworker_config(work, accounts, regions, 8)
-    cfg1 = write_snapworker_config(work, accounts, regions, 1)
-    why = fleet_supported(env, work, cfg8)
-    if why is not None:
-        raise SystemExit(f"snapworker cannot be benchmarked as a fleet here: {why}.")
-    sw = [sys.executable, "-m", "snapworker"]
-    plan8 = [*sw, "plan", "-c", str(cfg8), "--format", "json"]
-    plan1 = [*sw, "plan", "-c", str(cfg1), "--format", "json"]
-    out: dict[str, float] = {}
+class Bench:
+    """The commands, in one order: warm-ups, plan 8, c7n-org, plan 1, the converging runs
+    (the first that mutates nothing is the no-op run with 8), the no-op run with 1."""
 
-    # Warm-up: the state DB's schema, the byte-code cache.
-    data = plan_json(measured(plan8, env, work).out)
-    if data["errors"]:
-        raise SystemExit(f"the plan names pair errors: {data['errors'][:3]}")
-    kinds = Counter(a["action"] for a in data["actions"])
-    print(f"snapworker plan: {len(data['actions'])} actions over {pairs} pairs {dict(kinds)}")
+    def __init__(
+        self,
+        work: Path,
+        env: dict[str, str],
+        url: str,
+        accounts: list[str],
+        regions: list[str],
+        floor: int,
+    ) -> None:
+        self.work, self.env, self.url = work, env, url
+        self.accounts, self.regions, self.floor = accounts, regions, floor
+        self.pairs = len(accounts) * len(regions)
+        self.cfg8 = write_snapworker_config(work, accounts, regions, 8)
+        self.cfg1 = write_snapworker_config(work, accounts, regions, 1)
+        self.sw = [sys.executable, "-m", "snapworker"]
+        self.figures: dict[str, float] = {}
 
-    walls: dict[str, list[float]] = {}
-    rss: dict[str, float] = {}
-    for _ in range(args.repeat):
-        for name, cmd in (("plan 8", plan8), ("plan 1", plan1)):
-            reset_calls(url)
-            r = measured(cmd, env, work)
-            walls.setdefault(name, []).append(r.wall)
-            rss[name] = max(rss.get(name, 0.0), r.rss_mb)
-            if name == "plan 8":
-                plan_calls = server_calls(url)
-    p8, p1 = statistics.median(walls["plan 8"]), statistics.median(walls["plan 1"])
-    print(f"  plan, 8 pairs at once:     {p8:7.2f} s, peak RSS {rss['plan 8']:.0f} MB")
-    print(f"  plan, 1 pair at a time:    {p1:7.2f} s, peak RSS {rss['plan 1']:.0f} MB")
-    print(f"  speed-up 8 / 1:            {p1 / p8:7.2f}x")
-    print(f"  {per_pair_calls(plan_calls[1], plan_calls[0], pairs, floor)}")
-    out["plan8"], out["plan1"] = p8, p1
+    def check_fleet(self) -> None:
+        why = fleet_supported(self.env, self.work, self.cfg8)
+        if why is not None:
+            raise SystemExit(f"snapworker cannot be benchmarked as a fleet here: {why}.")
 
-    # Converge: run until a plan has nothing to do (copies, then shares of the new copies).
-    run8 = [*sw, "run", "-c", str(cfg8)]
-    run1 = [*sw, "run", "-c", str(cfg1)]
-    for i in range(1, 6):
-        reset_calls(url)
-        r = measured(run8, env, work)
-        calls = server_calls(url)[0]
-        mutations = {k: v for k, v in calls.items() if not k.startswith("Describe")}
-        print(f"  run {i} (converging): {r.wall:7.2f} s, peak RSS {r.rss_mb:.0f} MB, {mutations}")
-        left = plan_json(measured(plan8, env, work).out)
-        if left["errors"]:
-            raise SystemExit(f"the plan names pair errors: {left['errors'][:3]}")
-        if not left["actions"]:
-            break
-    else:
-        raise SystemExit(f"the fleet did not converge: {len(left['actions'])} actions left")
+    def c7n_cmd(self, exe: Path, *extra: str) -> list[str]:
+        acc, pol = write_c7n_files(self.work, self.accounts, self.regions)
+        (self.work / "c7n-cache").mkdir(exist_ok=True)
+        # No resource cache: c7n-org's default keeps listings 15 minutes in ~/.cache/c7n-org,
+        # so a timed run after the warm-up would list nothing.
+        return [
+            *(str(exe), "run", "--dryrun", "-c", str(acc), "-u", str(pol)),
+            *("-s", str(self.work / "c7n-out"), "--cache-period", "0"),
+            *("--cache-path", str(self.work / "c7n-cache"), *extra),
+        ]
 
-    for _ in range(args.repeat):
-        for name, cmd in (("noop 8", run8), ("noop 1", run1)):
-            reset_calls(url)
-            r = measured(cmd, env, work)
-            walls.setdefault(name, []).append(r.wall)
-            rss[name] = max(rss.get(name, 0.0), r.rss_mb)
-            calls = server_calls(url)
-            if name == "noop 8":
-                noop_calls = calls
-            mutations = {k: v for k, v in calls[0].items() if not k.startswith("Describe")}
+    def warm_up(self, c7n: Path | None, snapworker: bool = True) -> None:
+        """One target's pairs each: the state DB's schema, the byte-code caches, c7n's first
+        import of its resource maps."""
+        if snapworker:
+            plan = [*self.sw, "plan", "-c", str(self.cfg8), "--format", "json"]
+            data = plan_json(measured([*plan, "--target", "acct-000"], self.env, self.work).out)
+            if data["errors"]:
+                raise SystemExit(f"the plan names pair errors: {data['errors'][:3]}")
+        if c7n is not None:
+            measured(self.c7n_cmd(c7n, "-a", "acct-000"), self.env, self.work)
+
+    def plans(self) -> None:
+        plan8 = [*self.sw, "plan", "-c", str(self.cfg8), "--format", "json"]
+        plan1 = [*self.sw, "plan", "-c", str(self.cfg1), "--format", "json"]
+        reset_calls(self.url)
+        r8 = measured(plan8, self.env, self.work)
+        calls = server_calls(self.url)
+        data = plan_json(r8.out)
+        if data["errors"]:
+            raise SystemExit(f"the plan names pair errors: {data['errors'][:3]}")
+        kinds = dict(Counter(a["action"] for a in data["actions"]))
+        pairs_seen = len({(a["account"], a["region"]) for a in data["actions"]})
+        print(
+            f"snapworker plan: {len(data['actions'])} actions in {pairs_seen} of "
+            f"{self.pairs} pairs {kinds}"
+        )
+        print(f"  plan, 8 pairs at once:         {r8.wall:7.2f} s, peak RSS {r8.rss_mb:.0f} MB")
+        print(f"  {per_pair_calls(calls[1], calls[0], self.pairs, self.floor)}")
+        self.figures["plan8"] = r8.wall
+        r1 = measured(plan1, self.env, self.work)
+        print(f"  plan, 1 pair at a time:        {r1.wall:7.2f} s, peak RSS {r1.rss_mb:.0f} MB")
+        print(f"  speed-up 8 / 1:                {r1.wall / r8.wall:7.2f}x")
+        self.figures["plan1"] = r1.wall
+
+    def runs(self) -> None:
+        run8 = [*self.sw, "run", "-c", str(self.cfg8)]
+        run1 = [*self.sw, "run", "-c", str(self.cfg1)]
+        for i in range(1, 6):
+            reset_calls(self.url)
+            r = measured(run8, self.env, self.work)
+            total, by_pair = server_calls(self.url)
+            mutations = {k: v for k, v in total.items() if not k.startswith("Describe")}
             if mutations:
-                raise SystemExit(f"the no-op run mutated: {mutations}")
-    n8, n1 = statistics.median(walls["noop 8"]), statistics.median(walls["noop 1"])
-    print(f"  no-op run, 8 pairs at once:  {n8:7.2f} s, peak RSS {rss['noop 8']:.0f} MB")
-    print(f"  no-op run, 1 pair at a time: {n1:7.2f} s, peak RSS {rss['noop 1']:.0f} MB")
-    print(f"  speed-up 8 / 1:              {n1 / n8:7.2f}x")
-    print(f"  {per_pair_calls(noop_calls[1], noop_calls[0], pairs, floor)}")
-    out["noop8"], out["noop1"] = n8, n1
-    return out
+                head = f"  run {i} (converging):         {r.wall:7.2f} s"
+                print(f"{head}, peak RSS {r.rss_mb:.0f} MB, {mutations}")
+                continue
+            head = f"  run {i}: no-op, 8 pairs at once: {r.wall:7.2f} s"
+            print(f"{head}, peak RSS {r.rss_mb:.0f} MB")
+            print(f"  {per_pair_calls(by_pair, total, self.pairs, self.floor)}")
+            self.figures["noop8"] = r.wall
+            break
+        else:
+            raise SystemExit("the fleet did not converge in 5 runs")
+        reset_calls(self.url)
+        r = measured(run1, self.env, self.work)
+        mutations = {
+            k: v for k, v in server_calls(self.url)[0].items() if not k.startswith("Describe")
+        }
+        if mutations:
+            raise SystemExit(f"the no-op run mutated: {mutations}")
+        print(f"  no-op run, 1 pair at a time:   {r.wall:7.2f} s, peak RSS {r.rss_mb:.0f} MB")
+        print(f"  speed-up 8 / 1:                {r.wall / self.figures['noop8']:7.2f}x")
+        self.figures["noop1"] = r.wall
 
+    def c7n(self, exe: Path) -> None:
+        shutil.rmtree(self.work / "c7n-out", ignore_errors=True)
+        r = measured(self.c7n_cmd(exe), self.env, self.work)
+        matched, runs = c7n_matched(self.work / "c7n-out")
+        print(
+            f"c7n-org run --dryrun:            {r.wall:7.2f} s, peak RSS {r.rss_mb:.0f} MB "
+            f"(its largest process); {runs} account/region runs, {matched} snapshots "
+            "older than 35 days"
+        )
+        self.figures["c7n"] = r.wall
 
-def c7n_side(
-    args: argparse.Namespace,
-    exe: Path,
-    work: Path,
-    env: dict[str, str],
-    accounts: list[str],
-    regions: list[str],
-) -> dict[str, float]:
-    acc, pol = write_c7n_files(work, accounts, regions)
-    out_dir = work / "c7n-out"
-    # No resource cache (c7n-org's default keeps listings 15 minutes in ~/.cache/c7n-org: a
-    # timed run after the warm-up would list nothing).
-    cmd = [
-        *(str(exe), "run", "--dryrun", "-c", str(acc), "-u", str(pol), "-s", str(out_dir)),
-        *("--cache-period", "0", "--cache-path", str(work / "c7n-cache")),
-    ]
-    (work / "c7n-cache").mkdir(exist_ok=True)
-    measured(cmd, env, work)  # warm-up: c7n's first import of its resource maps
-    matched, runs = c7n_matched(out_dir)
-    walls, peak = [], 0.0
-    for _ in range(args.repeat):
-        shutil.rmtree(out_dir, ignore_errors=True)
-        r = measured(cmd, env, work)
-        walls.append(r.wall)
-        peak = max(peak, r.rss_mb)
-    wall = statistics.median(walls)
-    print(
-        f"c7n-org run --dryrun:        {wall:7.2f} s, peak RSS {peak:.0f} MB (largest process); "
-        f"{runs} account/region runs, {matched} snapshots older than 35 days"
-    )
-    return {"c7n": wall}
+    def ratios(self) -> None:
+        f = self.figures
+        if "plan8" in f and "c7n" in f:
+            ratio = f["plan8"] / f["c7n"]
+            verdict = "met" if ratio <= 0.5 else "NOT met"
+            print(f"ratio snapworker plan / c7n-org run --dryrun: {ratio:.2f} (<= 0.5: {verdict})")
+        if "noop8" in f and "c7n" in f:
+            print(f"ratio snapworker no-op run / c7n-org run --dryrun: {f['noop8'] / f['c7n']:.2f}")
 
 
 if __name__ == "__main__":
