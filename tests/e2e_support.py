@@ -187,3 +187,164 @@ def reset(url: str) -> None:
 def plan_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+# -- a fleet: several accounts and regions on the one server --------------------------------
+
+ROLE_NAME = "snapworker"
+
+
+def role_arn(account: str) -> str:
+    """The role a fleet target assumes in ``account``."""
+    return f"arn:aws:iam::{account}:role/{ROLE_NAME}"
+
+
+@dataclass
+class PairEstate:
+    """One (account, region) of the sandbox server, seeded and observed as :class:`Sandbox`
+    does its default account and region. moto keeps a backend per account and region, so the
+    same cluster and snapshot ids in two pairs name two snapshots. Observing goes through the
+    API in that account (moto's ``x-moto-account-id`` header), never through the worker."""
+
+    url: str
+    account: str
+    region: str
+
+    def client(self) -> Any:
+        client = boto3.client(
+            "redshift",
+            region_name=self.region,
+            endpoint_url=self.url,
+            aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
+        )
+        account = self.account
+
+        def in_account(request: Any, **_: Any) -> None:
+            request.headers["x-moto-account-id"] = account
+
+        client.meta.events.register("before-sign.redshift", in_account)
+        return client
+
+    def backend(self) -> Any:
+        return moto_ext.backend(self.account, self.region)
+
+    def cluster(self, cid: str, **tags: str) -> None:
+        self.client().create_cluster(
+            ClusterIdentifier=cid,
+            NodeType="ra3.xlplus",
+            MasterUsername="admin",
+            MasterUserPassword="Passw0rd-demo",
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+        be = self.backend()
+        for sid in [s for s, snap in be.snapshots.items() if snap.cluster_identifier == cid]:
+            moto_ext.drop_snapshot(be, sid)
+
+    def automated(self, cid: str, at: datetime) -> str:
+        """An automated snapshot of ``cid`` taken at ``at`` (its id follows from the time, so
+        the same time gives the same id in every pair)."""
+        return str(
+            moto_ext.add_automated_snapshot(self.backend(), cid, create_time=at).snapshot_identifier
+        )
+
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        """Every snapshot of the pair as AWS reports it (see :meth:`Sandbox.snapshots`)."""
+        out: dict[str, dict[str, Any]] = {}
+        kw: dict[str, Any] = {"MaxRecords": 100}
+        while True:
+            page = self.client().describe_cluster_snapshots(**kw)
+            for s in page["Snapshots"]:
+                out[s["SnapshotIdentifier"]] = {
+                    "type": s["SnapshotType"],
+                    "status": s["Status"],
+                    "cluster": s["ClusterIdentifier"],
+                    "tags": {t["Key"]: t["Value"] for t in s.get("Tags", [])},
+                    "accounts": sorted(
+                        a.get("AccountId") or a.get("AccountAlias")
+                        for a in s.get("AccountsWithRestoreAccess", [])
+                    ),
+                }
+            if not page.get("Marker"):
+                return out
+            kw["Marker"] = page["Marker"]
+
+    def owned(self, policy: str) -> dict[str, dict[str, Any]]:
+        """The snapshots of the pair that ``policy`` owns (by their ownership tags)."""
+        return {
+            sid: s
+            for sid, s in self.snapshots().items()
+            if s["tags"].get("snapworker:policy") == policy
+        }
+
+    def requests(
+        self,
+        operation: str | None = None,
+        served: dict[tuple[str, str, str, str], int] | None = None,
+    ) -> dict[tuple[str, str], int]:
+        """Redshift requests that reached the server in this pair (faulted ones included),
+        by (operation, target): the snapshot, ``SNAPSHOT GRANTEE`` for a share or revoke.
+        ``served``: counts taken earlier with :func:`served` (this module's observing
+        requests count too: take them before observing), else the server's now."""
+        counts = moto_ext.requests_by_pair() if served is None else served
+        return {
+            (op, target): n
+            for (account, region, op, target), n in counts.items()
+            if (account, region) == (self.account, self.region)
+            and (operation is None or op == operation)
+        }
+
+    def mutations(
+        self, served: dict[tuple[str, str, str, str], int] | None = None
+    ) -> dict[str, int]:
+        """The mutating requests of :meth:`requests`, by operation."""
+        out: dict[str, int] = {}
+        for (op, _), n in self.requests(served=served).items():
+            if op in MUTATIONS:
+                out[op] = out.get(op, 0) + n
+        return out
+
+    def sent_twice(
+        self, served: dict[tuple[str, str, str, str], int] | None = None
+    ) -> dict[tuple[str, str], int]:
+        """Mutations the pair received more than once for the same snapshot (and grantee)."""
+        return {
+            k: n for k, n in self.requests(served=served).items() if k[0] in MUTATIONS and n > 1
+        }
+
+
+MUTATIONS = frozenset(
+    {
+        "CreateClusterSnapshot",
+        "CopyClusterSnapshot",
+        "DeleteClusterSnapshot",
+        "AuthorizeSnapshotAccess",
+        "RevokeSnapshotAccess",
+        "ModifyClusterSnapshot",
+        "CreateTags",
+        "DeleteTags",
+    }
+)
+"""The Redshift operations that change something (what a failed pair must never send)."""
+
+
+def estate(box: Sandbox, account: str, region: str) -> PairEstate:
+    return PairEstate(box.url, account, region)
+
+
+def served() -> dict[tuple[str, str, str, str], int]:
+    """The Redshift requests the server received since its counts were last cleared, by
+    (account, region, operation, target), faulted ones included: take them right after the
+    command under test, before observing (observing is counted too)."""
+    return moto_ext.requests_by_pair()
+
+
+def fresh_counts() -> None:
+    """Zero the server's request counts, and lift any fault plan."""
+    moto_ext.clear_faults()
+    moto_ext.reset_call_counts()
+
+
+def run_json(result: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a command printed on stdout (whatever its exit code)."""
+    return json.loads(result.stdout)
