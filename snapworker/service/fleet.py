@@ -219,6 +219,7 @@ def fleet_tick(
             return PairResult(pair, TickResult(Plan(generated_at=_now(clock))))
         if should_stop():
             return PairResult(pair, TickResult(Plan(generated_at=_now(clock)), interrupted=True))
+        in_tick = False
         try:
             account = targets.account_of(pair)
             if not dry_run and pair == legacy:
@@ -226,6 +227,8 @@ def fleet_tick(
                 if claimed and log is not None:
                     log.info("rows from before the fleet claimed", target=pair.key, rows=claimed)
             rt = targets.runtime_for(pair, account)
+            # From here a failure is the tick's: its run row records it (finished "failed").
+            in_tick = True
             pr = tick(
                 rt,
                 names,
@@ -248,7 +251,7 @@ def fleet_tick(
             error = one_line(e)
             if log is not None:
                 log.error("target failed", target=pair.target, region=pair.region, error=error)
-            if not dry_run:
+            if not dry_run and not in_tick:
                 targets.record_failure(pair, error, mode, batch)
             return PairResult(pair, error=error)
 
