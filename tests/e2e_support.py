@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -348,3 +351,112 @@ def fresh_counts() -> None:
 def run_json(result: subprocess.CompletedProcess[str]) -> Any:
     """The JSON a command printed on stdout (whatever its exit code)."""
     return json.loads(result.stdout)
+
+
+# -- freezing a worker in the middle of a call ---------------------------------------------
+
+
+def pid_of_caller(environ: dict[str, Any]) -> int | None:
+    """The pid of the snapworker process that signed a request with assumed-role
+    credentials: moto keeps each AssumeRole's session name, and the worker's is
+    ``snapworker-<host>-<pid>``. None for the worker's own credentials."""
+    from moto.sts.models import sts_backends
+
+    m = re.search(r"Credential=([^/,\s]+)/", str(environ.get("HTTP_AUTHORIZATION", "")))
+    if not m:
+        return None
+    for account in list(sts_backends.values()):
+        for backend in list(account.values()):
+            for role in list(backend.assumed_roles):
+                if role.access_key_id == m.group(1):
+                    tail = re.search(r"-(\d+)$", role.session_name)
+                    return int(tail.group(1)) if tail else None
+    return None
+
+
+@dataclass
+class Frozen:
+    """What :class:`FreezeOnCall` did: the process it stopped, and the call it stopped it in
+    (account, region, operation, request key)."""
+
+    pid: int
+    account: str
+    region: str
+    operation: str
+    key: str
+
+
+class FreezeOnCall:
+    """While active (a context manager), the first ``operation`` request that reaches the
+    sandbox server (in this process) from one of ``pids`` is processed, then its sender is
+    stopped with SIGSTOP before the answer goes back: a worker frozen in the middle of an AWS
+    call whose effect AWS already has. Needs a fault plan with ``latency_seconds`` (the
+    server's slow path, which answers after processing); :attr:`frozen` is set once it
+    happened. Resuming (SIGCONT) is the test's."""
+
+    def __init__(self, operation: str, pids: set[int]) -> None:
+        import threading
+
+        self.operation = operation
+        self.pids = pids
+        self.frozen: Frozen | None = None
+        self.happened = threading.Event()
+        self.sent: list[tuple[float, int | None, str, str, str, str]] = []
+        """Every mutating request while active: (time.monotonic(), sender pid, account,
+        region, operation, request key), in the order the server received them."""
+        self._lock = threading.Lock()
+        self._original: Any = None
+
+    def __enter__(self) -> FreezeOnCall:
+        from snapworker.sandbox.moto_ext import admin
+
+        self._original = admin.inject
+        admin.inject = self._inject  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from snapworker.sandbox.moto_ext import admin
+
+        admin.inject = self._original  # type: ignore[attr-defined]
+
+    def _inject(
+        self,
+        kind: str,
+        op: str,
+        key: str,
+        app: Any,
+        environ: dict[str, Any],
+        start_response: Any,
+        account: str = ACCOUNT,
+    ) -> Any:
+        import signal
+
+        pid = pid_of_caller(environ) if op in MUTATIONS else None
+        scope = re.search(
+            r"Credential=[^/]+/[^/]+/([^/]+)/", str(environ.get("HTTP_AUTHORIZATION"))
+        )
+        region = scope.group(1) if scope else ""
+        with self._lock:
+            if op in MUTATIONS:
+                self.sent.append((time.monotonic(), pid, account, region, op, key))
+            chosen = (
+                kind == "latency"
+                and op == self.operation
+                and pid is not None
+                and pid in self.pids
+                and self.frozen is None
+            )
+            if chosen:
+                assert pid is not None
+                self.frozen = Frozen(pid, account, region, op, key)
+        if not chosen:
+            return self._original(kind, op, key, app, environ, start_response, account=account)
+        assert pid is not None
+
+        def then_freeze(env: dict[str, Any], respond: Any) -> Iterable[bytes]:
+            body = list(app(env, respond))  # AWS has done it ...
+            os.kill(pid, signal.SIGSTOP)  # ... and the caller is frozen before it hears
+            self.happened.set()
+            return body
+
+        return self._original(kind, op, key, then_freeze, environ, start_response, account=account)
