@@ -626,8 +626,8 @@ class FakeTargets:
             self.worked.append(pair)
         return Runtime(self.config, self.estates[pair], self.stores[pair], self.clock, _Quiet())
 
-    def claim_unscoped(self, account: str, region: str) -> int:
-        self.claims.append((account, region))
+    def claim_unscoped(self, pair: Any, account: str) -> int:
+        self.claims.append((account, pair.region))
         return 0
 
     def record_failure(self, pair: Any, error: str, mode: str, batch: str) -> None:

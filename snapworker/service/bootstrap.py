@@ -164,8 +164,8 @@ class FleetTargets:
     def account_of(self, pair: Pair) -> str:
         return pair.account or self.sessions.caller_account(pair)
 
-    def claim_unscoped(self, account: str, region: str) -> int:
-        return self.store.claim_unscoped(account, region)
+    def claim_unscoped(self, pair: Pair, account: str) -> int:
+        return self.store.claim_unscoped(account, pair.region, pair.target)
 
     def record_failure(self, pair: Pair, error: str, mode: str, batch: str) -> None:
         scoped = self.store.scoped(pair.target, pair.account or "", pair.region, batch)

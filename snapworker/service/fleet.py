@@ -67,7 +67,7 @@ class Targets(Protocol):
         slice of the state DB (whose runs carry ``batch``, one fleet tick's id)."""
         ...
 
-    def claim_unscoped(self, account: str, region: str) -> int:
+    def claim_unscoped(self, pair: Pair, account: str) -> int:
         """Give the rows of a state DB from before the fleet (no account, no region) to this
         account and region; returns how many."""
         ...
@@ -101,7 +101,7 @@ class SinglePair:
     ) -> Runtime[StateRepository]:
         return self.rt
 
-    def claim_unscoped(self, account: str, region: str) -> int:
+    def claim_unscoped(self, pair: Pair, account: str) -> int:
         return 0  # the runtime's store is the pair's as it is
 
     def record_failure(self, pair: Pair, error: str, mode: str, batch: str) -> None:
@@ -226,7 +226,7 @@ def fleet_tick(
         try:
             account = targets.account_of(pair)
             if not dry_run and pair == legacy:
-                claimed = targets.claim_unscoped(account, pair.region)
+                claimed = targets.claim_unscoped(pair, account)
                 if claimed and log is not None:
                     log.info("rows from before the fleet claimed", target=pair.key, rows=claimed)
             rt = targets.runtime_for(pair, account, batch)
