@@ -256,6 +256,7 @@ class JournalRow:
     status: str = "pending"
     outcome: str | None = None
     error: str | None = None
+    fence: int | None = None
 
 
 @dataclass
@@ -281,6 +282,7 @@ class FakeStore:
         self.runs: dict[int, dict[str, Any]] = {}
         self.journal: dict[int, JournalRow] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
+        self.fences: dict[str, int] = {}  # a lease's fencing counter: never reset
         self.drift: dict[int, list[DriftItem]] = {}
         self.sizes: dict[int, list[PolicySizes]] = {}
         self.verifications: dict[int, VerificationRow] = {}
@@ -445,13 +447,16 @@ class FakeStore:
                 finished_at=at,
             )
 
-    def journal_start(self, run_id: int, action: Action, at: datetime) -> int:
+    def journal_start(
+        self, run_id: int, action: Action, at: datetime, fence: int | None = None
+    ) -> int:
         with self._lock:
             for i, row in self.journal.items():
                 if row.status == "pending" and row.action.key == action.key:
+                    row.fence = fence
                     return i  # the same idempotency key: the entry is reused
             entry = len(self.journal) + 1
-            self.journal[entry] = JournalRow(run_id, action)
+            self.journal[entry] = JournalRow(run_id, action, fence=fence)
             return entry
 
     def journal_finish(
@@ -477,6 +482,8 @@ class FakeStore:
             held = self.leases.get(name)
             if held is not None and held[0] != holder and held[1] > at:
                 return False
+            if held is None or held[0] != holder or held[1] <= at:
+                self.fences[name] = self.fences.get(name, 0) + 1  # a new holder
             self.leases[name] = (holder, at + ttl)
             return True
 
@@ -500,6 +507,15 @@ class FakeStore:
         with self._lock:
             held = self.leases.get(name)
             return held[0] if held is not None else None
+
+    def lease_fence(
+        self, name: str, holder: str, at: datetime, margin: timedelta = timedelta(0)
+    ) -> int | None:
+        with self._lock:
+            held = self.leases.get(name)
+            if held is None or held[0] != holder or held[1] <= at + margin:
+                return None
+            return self.fences[name]
 
     # -- drift
 
@@ -603,15 +619,15 @@ class FakeTargets:
             raise error
         return pair.account or self.estates[pair].account or ""
 
-    def runtime_for(self, pair: Any, account: str) -> Any:
+    def runtime_for(self, pair: Any, account: str, batch: str | None = None) -> Any:
         from snapworker.service.tick import Runtime
 
         with self._lock:
             self.worked.append(pair)
         return Runtime(self.config, self.estates[pair], self.stores[pair], self.clock, _Quiet())
 
-    def claim_unscoped(self, account: str, region: str) -> int:
-        self.claims.append((account, region))
+    def claim_unscoped(self, pair: Any, account: str) -> int:
+        self.claims.append((account, pair.region))
         return 0
 
     def record_failure(self, pair: Any, error: str, mode: str, batch: str) -> None:

@@ -121,7 +121,7 @@ def test_markdown_and_json_reports(sandbox: Sandbox) -> None:
     md = sandbox.cli("plan", "--format", "markdown")
     assert md.returncode == 0
     assert md.stdout.startswith("# snapworker plan")
-    assert "## prod-nightly / prod-a" in md.stdout
+    assert "### prod-nightly / prod-a" in md.stdout
     assert "| copy |" in md.stdout
     data = plan_json(sandbox.cli("plan", "--format", "json"))
     assert set(data) >= {"generated_at", "actions", "kept"}

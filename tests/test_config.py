@@ -56,7 +56,9 @@ BAD = Path(__file__).resolve().parent / "bad_configs"
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["example.yaml", "minimal.yaml", "gfs.yaml", "sandbox.yaml"])
+@pytest.mark.parametrize(
+    "name", ["example.yaml", "minimal.yaml", "gfs.yaml", "sandbox.yaml", "fleet.yaml"]
+)
 def test_shipped_examples_load(name: str) -> None:
     config = load_config(EXAMPLES / name)
     assert config.policies

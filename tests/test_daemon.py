@@ -319,7 +319,8 @@ def test_a_tick_a_stop_cut_short_is_recorded_interrupted_with_its_counts(
 
     gateway.copy_snapshot = copy_then_signal  # type: ignore[method-assign]
     result = daemon.reconcile()
-    assert result is not None and result.interrupted and len(result.plan.actions) == 3
+    assert result is not None and result.interrupted
+    assert len(result.results[0].plan.actions) == 3
     [run] = daemon.rt.store.recent_runs()
     assert (run.status, run.actions_ok, run.actions_failed) == ("interrupted", 1, 0)
     assert run.finished_at is not None
@@ -641,8 +642,9 @@ def test_health_and_metrics_endpoint() -> None:
         assert 'snapworker_actions_total{kind="copy",outcome="failed"} 1.0' in lines
         assert 'snapworker_aws_calls_total{operation="CopyClusterSnapshot"} 1.0' in lines
         assert 'snapworker_aws_retries_total{operation="CopyClusterSnapshot"} 1.0' in lines
-        assert 'snapworker_policy_skipped_total{policy="p2"} 1.0' in lines
-        assert 'snapworker_snapshots_owned{policy="p\\"1"} 3.0' in lines
+        # a policy alone (no fleet): its target and region labels are empty
+        assert 'snapworker_policy_skipped_total{policy="p2",region="",target=""} 1.0' in lines
+        assert 'snapworker_snapshots_owned{policy="p\\"1",region="",target=""} 3.0' in lines
         assert "snapworker_tick_duration_seconds_count 1.0" in lines
         assert "snapworker_tick_duration_seconds_sum 1.5" in lines
         assert "snapworker_last_success_timestamp_seconds 1000.0" in lines
@@ -700,7 +702,7 @@ def test_the_daemon_serves_the_report_of_its_last_tick(
     d.reconcile()  # copies the two automated snapshots
     d.reconcile()  # shares them
     assert d.last_result is not None
-    copies = sorted(k.snapshot for k in d.last_result.plan.kept)
+    copies = sorted(k.snapshot for k in d.last_result.results[0].plan.kept)
     assert len(copies) == 2
     d.start()
     try:

@@ -149,7 +149,7 @@ def test_daemon_copies_shares_serves_health_and_stops_on_sigterm(sandbox: Sandbo
         assert 'snapworker_actions_total{kind="copy",outcome="copied"} 2' in metrics
         assert shares in metrics
         assert 'snapworker_aws_calls_total{operation="CopyClusterSnapshot"} 2' in metrics
-        assert 'snapworker_snapshots_owned{policy="prod-nightly"} 2' in metrics
+        assert 'snapworker_snapshots_owned{policy="prod-nightly",region="",target=""} 2' in metrics
         assert "snapworker_last_success_timestamp_seconds" in metrics
         code, err = stop(proc)
     assert code == 0, err

@@ -25,7 +25,7 @@ def test_drift_says_its_remedy_and_claims_no_revoke_it_will_not_make(sandbox: Sa
     box.client().authorize_snapshot_access(
         SnapshotIdentifier=sid, SnapshotClusterIdentifier="prod-a", AccountWithRestoreAccess=OTHER
     )
-    base = {"policy": "prod-nightly", "cluster": "prod-a", "snapshot": sid, "account": OTHER}
+    base = {"policy": "prod-nightly", "cluster": "prod-a", "snapshot": sid, "grantee": OTHER}
 
     # revoke_unlisted: false (the default): reported only, and no "action": "revoke"
     (entry,) = _drift(box)
@@ -40,7 +40,7 @@ def test_drift_says_its_remedy_and_claims_no_revoke_it_will_not_make(sandbox: Sa
     (entry,) = _drift(box)
     assert (entry["remedy"], entry["action"]) == ("revoke", "revoke")
     plan = plan_json(box.cli("plan", "--format", "json"))
-    assert [(a["action"], a["account"]) for a in plan["actions"]] == [("revoke", OTHER)]
+    assert [(a["action"], a["grantee"]) for a in plan["actions"]] == [("revoke", OTHER)]
 
     # a hold blocks every revoke: reported only, even under revoke_unlisted: true
     ok(box.cli("hold", sid, "--reason", "legal"))

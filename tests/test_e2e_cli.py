@@ -84,7 +84,7 @@ def test_plan_then_run_then_rerun(sandbox: Sandbox) -> None:
     revokes = [a for a in p["actions"] if a["action"] == "revoke"]
     deletes = [a for a in p["actions"] if a["action"] == "delete"]
     assert sorted(a["snapshot"] for a in deletes) == sorted(made)
-    assert sorted((a["snapshot"], a["account"]) for a in revokes) == sorted(
+    assert sorted((a["snapshot"], a["grantee"]) for a in revokes) == sorted(
         (sid, acc) for sid in made for acc in (ACC, ALIAS)
     )
     r = box.cli("run", **fake)

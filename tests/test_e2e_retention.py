@@ -139,7 +139,7 @@ def test_unshare_after_revokes_the_grant_keeps_the_snapshot_and_never_shares_aga
 
     # past unshare_after (2d): revoked, the snapshot stays
     p = plan_json(box.cli("plan", "--format", "json", **at(2.5)))
-    assert [(a["action"], a["snapshot"], a["account"]) for a in p["actions"]] == [
+    assert [(a["action"], a["snapshot"], a["grantee"]) for a in p["actions"]] == [
         ("revoke", sid, ACC)
     ]
     assert p["actions"][0]["reason"].startswith("unshare_after 2d: granted ")
@@ -179,7 +179,7 @@ def test_after_the_db_is_lost_an_existing_grant_is_timed_from_when_it_is_first_s
     # unshare_after (2d) counts from then: kept at 1 + 1.5 days, revoked at 1 + 2.5 days.
     assert plan_json(box.cli("plan", "--format", "json", **at(2.5)))["actions"] == []
     p = plan_json(box.cli("plan", "--format", "json", **at(3.5)))
-    assert [(a["action"], a["snapshot"], a["account"]) for a in p["actions"]] == [
+    assert [(a["action"], a["snapshot"], a["grantee"]) for a in p["actions"]] == [
         ("revoke", sid, ACC)
     ]
     ok(box.cli("run", **at(3.5)))
@@ -198,7 +198,7 @@ def test_drift_is_reported_recorded_and_revoked_only_under_revoke_unlisted(
     )
 
     p = plan_json(box.cli("plan", "--format", "json"))
-    assert [(d["snapshot"], d["account"]) for d in p["drift"]] == [(sid, OTHER)]
+    assert [(d["snapshot"], d["grantee"]) for d in p["drift"]] == [(sid, OTHER)]
     assert p["actions"] == []
     table = ok(box.cli("plan"))
     assert f"drift  {sid}: shared with {OTHER}, not listed by the policy" in table.stdout
@@ -221,12 +221,15 @@ def test_drift_is_reported_recorded_and_revoked_only_under_revoke_unlisted(
     assert revoke["account"] == OTHER and revoke["reason"].startswith("drift:")
     status = json.loads(ok(box.cli("status", "--format", "json")).stdout)
     assert status["drift"]["run_id"] == 3
-    assert status["drift"]["grants"] == [
+    assert [
+        {k: v for k, v in g.items() if k not in ("target", "account", "region")}
+        for g in status["drift"]["grants"]
+    ] == [
         {
             "policy": "prod-nightly",
             "cluster": "prod-a",
             "snapshot": sid,
-            "account": OTHER,
+            "grantee": OTHER,
             "revoked": True,
         }
     ]

@@ -451,5 +451,11 @@ def test_fault_plan_through_the_admin_endpoint(sandbox: Sandbox) -> None:
     assert call("POST", {"kinds": ["gremlins"]})[0] == 400
     assert call("POST", {"rate": 2})[0] == 400
     assert call("DELETE")[0] == 200
-    assert call("GET")[1] == {"plan": None, "injected": {}, "requests": []}
+    assert call("GET")[1] == {
+        "plan": None,
+        "injected": {},
+        "requests": [],
+        "requests_by_pair": [],
+        "refused_assume_role": {},
+    }
     client.describe_clusters()  # disarmed

@@ -29,23 +29,26 @@ DR_WEST = Pair("dr-a", "eu-west-1", "222222222222", "arn:aws:iam::222222222222:r
 GONE = Pair("dr-b", "us-east-1", "333333333333", "arn:aws:iam::333333333333:role/sw")
 
 
-def _config(**fleet: Any) -> Config:
-    return Config(
-        targets=[
-            {"name": "home", "regions": ["us-east-1"]},
-            {
-                "name": "dr-a",
-                "role_arn": "arn:aws:iam::222222222222:role/sw",
-                "regions": ["us-east-1", "eu-west-1"],
-            },
-            {
-                "name": "dr-b",
-                "role_arn": "arn:aws:iam::333333333333:role/sw",
-                "regions": ["us-east-1"],
-            },
-        ],
-        fleet=fleet or {},
-        policies=[factories.policy("prod-nightly", copy_automated=True)],
+TARGETS: list[dict[str, Any]] = [
+    {"name": "home", "regions": ["us-east-1"]},
+    {
+        "name": "dr-a",
+        "role_arn": "arn:aws:iam::222222222222:role/sw",
+        "regions": ["us-east-1", "eu-west-1"],
+    },
+    {"name": "dr-b", "role_arn": "arn:aws:iam::333333333333:role/sw", "regions": ["us-east-1"]},
+]
+
+
+def _config(
+    targets: list[dict[str, Any]] = TARGETS, policy: dict[str, Any] | None = None, **fleet: Any
+) -> Config:
+    return Config.model_validate(
+        {
+            "targets": targets,
+            "fleet": fleet,
+            "policies": [factories.policy("prod-nightly", copy_automated=True, **(policy or {}))],
+        }
     )
 
 
@@ -81,7 +84,11 @@ def test_a_refused_role_and_an_access_denied_region_are_named_and_the_rest_is_do
         [HOME, DR_EAST, DR_WEST, GONE],
         refused={"dr-b": RuntimeError("cannot assume role arn:...:role/sw: AccessDenied: no")},
     )
-    targets.estates[DR_WEST].fail["DescribeClusters"] = denied
+
+    def refused_listing() -> dict[str, Cluster]:
+        raise denied
+
+    targets.estates[DR_WEST].list_clusters = refused_listing  # type: ignore[method-assign]
     result = fleet_tick(targets.config, targets, clock=lambda: NOW)
     lines = [e.line() for e in result.errors]
     assert len(lines) == 2
@@ -115,10 +122,7 @@ def test_legacy_rows_go_to_the_first_pair_of_the_config_only() -> None:
 
 
 def test_a_policy_applies_to_the_targets_its_globs_name() -> None:
-    cfg = Config(
-        targets=_config().targets,
-        policies=[factories.policy("dr-copies", copy_automated=True, targets=["dr-*"])],
-    )
+    cfg = _config(policy={"targets": ["dr-*"]})
     targets = _targets(cfg, [HOME, DR_EAST, DR_WEST])
     fleet_tick(cfg, targets, clock=lambda: NOW)
     assert targets.estates[HOME].calls == [] and targets.estates[HOME].listings == {}
@@ -147,7 +151,7 @@ def test_a_slow_pair_holds_up_no_other() -> None:
         waited.append(b_done.wait(timeout=10))
         return real()
 
-    slow.list_clusters = slow_listing  # type: ignore[method-assign]
+    slow.list_clusters = slow_listing
     fast_real = targets.stores[DR_EAST].finish_run
 
     def finished(*a: Any, **k: Any) -> None:
@@ -162,11 +166,11 @@ def test_a_slow_pair_holds_up_no_other() -> None:
 
 def test_the_pool_is_bounded_by_max_parallel_targets() -> None:
     pairs = [Pair(f"t{i}", "us-east-1", f"{i:012d}") for i in range(6)]
-    cfg = Config(
-        targets=[{"name": p.target, "regions": ["us-east-1"]} for p in pairs],
-        fleet={"max_parallel_targets": 2},
-        policies=[factories.policy("prod-nightly", copy_automated=True)],
-    )
+    roles = [
+        {"name": p.target, "role_arn": f"arn:aws:iam::{p.account}:role/sw", "regions": [p.region]}
+        for p in pairs
+    ]
+    cfg = _config(roles, max_parallel_targets=2)
     targets = _targets(cfg, pairs)
     busy, peak, lock = [0], [0], threading.Lock()
     for gw in targets.estates.values():
@@ -181,7 +185,7 @@ def test_the_pool_is_bounded_by_max_parallel_targets() -> None:
                 busy[0] -= 1
             return dict(real())
 
-        gw.list_clusters = listing  # type: ignore[method-assign]
+        gw.list_clusters = listing
     result = fleet_tick(cfg, targets, clock=lambda: NOW)
     assert result.exit_code == 0
     assert peak[0] == 2

@@ -106,7 +106,7 @@ def test_deleted_and_revoked_by_hand_are_recorded_once_and_shown(sandbox: Sandbo
         (deleted, "prod-nightly", "prod-a")
     ]
     assert after["deleted_outside"][0]["first_missed"]
-    assert [(g["snapshot"], g["account"]) for g in after["grants_revoked_outside"]] == [
+    assert [(g["snapshot"], g["grantee"]) for g in after["grants_revoked_outside"]] == [
         (revoked, ACC)
     ]
     # The deleted copy's two grants are closed (the revoked one is shared again by that

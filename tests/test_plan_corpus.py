@@ -12,7 +12,8 @@ re-plans through the CLI's own dry-run path:
   selection, observe, load the state, ``planner.plan`` with every policy name of the config,
   the account and the clock), with stand-ins for the gateway (the saved inventory and
   account id) and the store (the saved ``State``) and a clock stopped at ``now``;
-* ``report.render(plan, "json")``, which the CLI echoes (plus a newline).
+* ``plan_report.render(single(plan, region), "json")``, which the CLI echoes (plus a
+  newline): one pair, the ``default`` target in ``aws.region`` (us-east-1).
 
 A dry run does no adoption, journal reconciliation, grant timing nor scratch clean-up
 (those are ``run``'s, in ``engine._tick``), so there is nothing of them to reproduce; the
@@ -56,7 +57,7 @@ from snapworker.core.model import (
 )
 from snapworker.sandbox import moto_ext
 from snapworker.service.tick import Runtime, tick
-from snapworker.views.plan_report import render
+from snapworker.views.plan_report import render, single
 from tests.e2e_support import Sandbox
 from tests.fakes import FakeGateway, FakeStore
 
@@ -130,7 +131,10 @@ def replan(estate: dict[str, Any], tmp: Path) -> str:
         clock=lambda: now,
         log=None,
     )
-    return render(tick(rt, estate["policies"], dry_run=True).plan, "json")
+    # One pair, as ``plan`` without ``targets:`` sees it: ``default`` in aws.region (the
+    # e2e estates' config says us-east-1; the in-process ones are planned as if it did).
+    region = rt.config.aws.region or "us-east-1"
+    return render(single(tick(rt, estate["policies"], dry_run=True).plan, region), "json")
 
 
 def _first_difference(expected: str, actual: str, context: int = 30) -> str:

@@ -18,7 +18,7 @@ from snapworker.adapters.aws.redshift import snapshot_from_aws
 from snapworker.config import ConfigError, load_config
 from snapworker.core.model import Kept, Plan, Sizes
 from snapworker.sandbox.moto_ext.wire import default_sizes
-from snapworker.views.plan_report import render
+from snapworker.views.plan_report import render, single
 from tests.e2e_support import CONFIG, Sandbox, plan_json
 
 RAW = {
@@ -73,9 +73,11 @@ def test_price_is_optional(tmp_path: Path) -> None:
 def test_table_without_sizes_shows_no_size_column_nor_totals() -> None:
     now = datetime(2026, 11, 27, tzinfo=UTC)
     kept = (Kept("p", "c", "s1", "keep_last 1 (#1 newest)", now),)
-    plain = render(Plan(now, kept=kept), "table")
+    plain = render(single(Plan(now, kept=kept), "us-east-1"), "table")
     assert "total" not in plain and "GB" not in plain
-    sized = render(Plan(now, kept=kept, sizes={"s1": Sizes(2048.0, 512.0)}), "table")
+    sized = render(
+        single(Plan(now, kept=kept, sizes={"s1": Sizes(2048.0, 512.0)}), "us-east-1"), "table"
+    )
     assert "2.0 GB (+512 MB)" in sized
     assert "total: 1 snapshot, about 512 MB stored (2.0 GB in total sizes)" in sized
 
@@ -119,15 +121,18 @@ def test_plan_shows_sizes_totals_and_what_deleting_frees(sandbox: Sandbox) -> No
     assert len(deleted) == 1  # the copy of the 20-day-old one: 50 days old, not in the newest 3
     for entry in p["kept"] + [a for a in p["actions"] if a["snapshot"] in sizes]:
         assert (entry["size_mb"], entry["incremental_mb"]) == sizes[entry["snapshot"]]
-    acc = p["sizes"]["account"]
+    where = {"target": "default", "account": "123456789012", "region": "us-east-1"}
+    (acc,) = p["sizes"]["accounts"]
     assert acc["account"] == "123456789012"
+    assert p["sizes"]["total"] == _strip(acc)
+    assert p["sizes"]["targets"] == [{**where, **_strip(acc)}]
     assert (acc["snapshots"], acc["sized"], acc["deletes"]) == (4, 4, 1)
     assert acc["frees_mb"] == sizes[deleted[0]][1]  # the incremental size, not the total
     assert acc["size_mb"] == round(sum(t for t, _ in sizes.values()), 1)
     assert acc["incremental_mb"] == sum(i for _, i in sizes.values())
-    assert p["sizes"]["policies"] == [{"policy": "prod-nightly", **_strip(acc)}]
+    assert p["sizes"]["policies"] == [{**where, "policy": "prod-nightly", **_strip(acc)}]
     assert p["sizes"]["clusters"] == [
-        {"policy": "prod-nightly", "cluster": "prod-a", **_strip(acc)}
+        {**where, "policy": "prod-nightly", "cluster": "prod-a", **_strip(acc)}
     ]
     assert "deleting one frees about its incremental size" in p["sizes"]["meaning"]
     assert "cost_per_month" not in json.dumps(p) and "price" not in json.dumps(p)
@@ -149,7 +154,7 @@ def test_plan_shows_sizes_totals_and_what_deleting_frees(sandbox: Sandbox) -> No
         )
     )
     p = plan_json(box.cli("plan", "--format", "json", SNAPWORKER_FAKE_NOW=later))
-    acc = p["sizes"]["account"]
+    acc = p["sizes"]["total"]
     assert acc["cost_per_month"] == 5.0  # 10 GB stored (incremental) x 0.5
     assert acc["frees_per_month"] == round(sizes[deleted[0]][1] / 1024 * 0.5, 2)
     assert p["sizes"]["price_per_gb_month"] == 0.5
@@ -167,7 +172,8 @@ def test_plan_shows_sizes_totals_and_what_deleting_frees(sandbox: Sandbox) -> No
     assert line in status.stdout
     assert f"{kept_inc / 1024 * 0.5:.2f} per month" in status.stdout
     data = json.loads(box.cli("status", "--format", "json").stdout)["sizes"]
-    assert data["policies"] == [
+    assert [list(p)[:3] for p in data["policies"]] == [["target", "account", "region"]]
+    assert [{k: v for k, v in p.items() if k not in _PAIR} for p in data["policies"]] == [
         {
             "policy": "prod-nightly",
             "snapshots": 3,
@@ -176,6 +182,9 @@ def test_plan_shows_sizes_totals_and_what_deleting_frees(sandbox: Sandbox) -> No
             "incremental_mb": kept_inc,
         }
     ]
+
+
+_PAIR = ("target", "account", "region")
 
 
 def _strip(d: dict[str, Any]) -> dict[str, Any]:

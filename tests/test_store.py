@@ -567,8 +567,8 @@ def test_lease_inserted_meanwhile_on_postgresql_is_not_taken(
         if statement.startswith("INSERT INTO lease"):
             with pg_support.connect(pg_database, autocommit=True) as other:
                 other.execute(
-                    "INSERT INTO lease (name, holder, acquired_at, expires_at)"
-                    " VALUES ('policy:prod', 'other', now(), now() + interval '5 minutes')"
+                    "INSERT INTO lease (name, holder, acquired_at, expires_at, fence)"
+                    " VALUES ('policy:prod', 'other', now(), now() + interval '5 minutes', 1)"
                 )
 
     try:

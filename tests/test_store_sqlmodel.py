@@ -91,6 +91,8 @@ def model_rows() -> list[Any]:
     local = datetime(2026, 11, 1, 5, 30, 0, 123456, tzinfo=PLUS2)
     return [
         t.OwnedSnapshotRow(
+            owner_account="",
+            region="",
             snapshot_id="snap-1",
             policy="p",
             cluster="c",
@@ -103,6 +105,8 @@ def model_rows() -> list[Any]:
             deleted_at=None,
         ),
         t.OwnedSnapshotRow(
+            owner_account="",
+            region="",
             snapshot_id="snap-2",
             policy="p",
             cluster="c",
@@ -111,9 +115,29 @@ def model_rows() -> list[Any]:
             adopted=False,
             deleted_at=T0,
         ),
-        t.GrantRow(snapshot_id="snap-1", account="111122223333", granted_at=local),
-        t.GrantRow(snapshot_id="snap-1", account="support", granted_at=None, revoked_at=T0),
-        t.CopiedSourceRow(policy="p", source_id="rs:auto-1", target_id="snap-1", copied_at=T0),
+        t.GrantRow(
+            owner_account="",
+            region="",
+            snapshot_id="snap-1",
+            account="111122223333",
+            granted_at=local,
+        ),
+        t.GrantRow(
+            owner_account="",
+            region="",
+            snapshot_id="snap-1",
+            account="support",
+            granted_at=None,
+            revoked_at=T0,
+        ),
+        t.CopiedSourceRow(
+            owner_account="",
+            region="",
+            policy="p",
+            source_id="rs:auto-1",
+            target_id="snap-1",
+            copied_at=T0,
+        ),
         t.RunRow(mode="run", started_at=T0, status="running", pid=7),
         t.RunRow(
             mode="daemon",
@@ -127,6 +151,8 @@ def model_rows() -> list[Any]:
             pid=8,
         ),
         t.JournalRow(
+            owner_account="",
+            region="",
             run_id=2,
             key="p|copy|snap-1",
             policy="p",
@@ -139,6 +165,8 @@ def model_rows() -> list[Any]:
             started_at=local,
         ),
         t.JournalRow(
+            owner_account="",
+            region="",
             run_id=2,
             key="p|share|snap-1|111122223333",
             policy="p",
@@ -155,6 +183,8 @@ def model_rows() -> list[Any]:
         ),
         t.LeaseRow(name="policy:p", holder="host:1", acquired_at=local, expires_at=T0),
         t.DriftRow(
+            owner_account="",
+            region="",
             run_id=2,
             policy="p",
             cluster="c",
@@ -164,9 +194,18 @@ def model_rows() -> list[Any]:
             revoked=True,
         ),
         t.DriftRow(
-            run_id=2, policy="p", cluster="c", snapshot_id="snap-1", account="888", seen_at=T0
+            owner_account="",
+            region="",
+            run_id=2,
+            policy="p",
+            cluster="c",
+            snapshot_id="snap-1",
+            account="888",
+            seen_at=T0,
         ),
         t.VerificationRow(
+            owner_account="",
+            region="",
             policy="p",
             cluster="c",
             snapshot_id="snap-1",
@@ -179,7 +218,13 @@ def model_rows() -> list[Any]:
             scratch_deleted_at=T0,
         ),
         t.SnapshotFiguresRow(
-            snapshot_id="snap-1", policy="p", cluster="c", figures='{"sales": 3}', recorded_at=T0
+            owner_account="",
+            region="",
+            snapshot_id="snap-1",
+            policy="p",
+            cluster="c",
+            figures='{"sales": 3}',
+            recorded_at=T0,
         ),
     ]
 

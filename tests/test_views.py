@@ -17,7 +17,7 @@ import pytest
 from snapworker.core import ids
 from snapworker.core.model import Action, Kept, Plan
 from snapworker.views.formatting import iso, md_table, minute
-from snapworker.views.plan_report import render
+from snapworker.views.plan_report import render, single
 from snapworker.views.status import LIMIT, render_status
 from tests.e2e_support import Sandbox, plan_json
 
@@ -166,7 +166,7 @@ def test_every_format_the_help_offers_renders_as_that_format(sandbox: Sandbox) -
         for fmt in sorted(formats):
             _looks_like(fmt, ok(sandbox.cli(*command, "--format", fmt)).stdout)
     md = ok(sandbox.cli("status", "-f", "markdown")).stdout
-    assert "## Open grants: 4" in md and "| snapshot | account | since |" in md
+    assert "## Open grants: 4" in md and "| target | snapshot | grantee | since |" in md
     explained = ok(sandbox.cli("plan", "--explain", sid, "-f", "markdown")).stdout
     assert explained.startswith(f"# Snapshot {sid}\n")
     assert "## Retention rules" in explained and "| rule | verdict | why |" in explained
@@ -205,7 +205,7 @@ def test_every_plan_row_names_its_snapshot(sandbox: Sandbox) -> None:
     table = ok(sandbox.cli("plan")).stdout
     md = ok(sandbox.cli("plan", "-f", "markdown")).stdout
     for a in shares:
-        row = rf"^  {a['action']} +{re.escape(a['snapshot'])} +\S+ \S+ +{re.escape(a['account'])}: "
+        row = rf"^  {a['action']} +{re.escape(a['snapshot'])} +\S+ \S+ +{re.escape(a['grantee'])}: "
         assert re.search(row, table, re.MULTILINE), (a, table)
         cell = f"| {a['action']} | {a['snapshot']} | "
         assert cell in md, (a, md)
@@ -218,7 +218,7 @@ def test_every_plan_row_names_its_snapshot(sandbox: Sandbox) -> None:
     assert len(revokes) == 4
     table = ok(sandbox.cli("plan", **later)).stdout
     for a in revokes:
-        row = rf"^  revoke +{re.escape(a['snapshot'])} +\S+ \S+ +{re.escape(a['account'])}: "
+        row = rf"^  revoke +{re.escape(a['snapshot'])} +\S+ \S+ +{re.escape(a['grantee'])}: "
         assert re.search(row, table, re.MULTILINE), (a, table)
 
 
@@ -237,7 +237,7 @@ def test_drill_and_tag_rows_name_their_snapshot_too() -> None:
             Kept("p", "prod-a", older, "keep_last 3 (#2 newest)", NOW),
         ),
     )
-    table = render(plan, "table").splitlines()
+    table = render(single(plan, "us-east-1"), "table").splitlines()
     rows = [ln.split() for ln in table if ln.startswith("  ")]
     assert [(r[0], r[1]) for r in rows] == [
         ("keep", newer),
@@ -245,7 +245,7 @@ def test_drill_and_tag_rows_name_their_snapshot_too() -> None:
         ("tag", older),
         ("verify", older),
     ]
-    md = render(plan, "markdown")
+    md = render(single(plan, "us-east-1"), "markdown")
     assert f"| verify | {older} | 2026-11-27 03:00 | drill due |" in md
 
 

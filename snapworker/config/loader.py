@@ -331,9 +331,12 @@ def locate(config: Config, findings: Iterable[Finding], file: str | None = None)
     for loc, message in findings:
         line = where.line(loc, at_key=False) if where is not None else None
         policy: str | None = None
+        target: str | None = None
         field = loc
         if len(loc) >= 2 and loc[0] == "policies" and isinstance(loc[1], int):
             policy, field = config.policies[loc[1]].name, loc[2:]
-        problems.append(Problem(file, line, policy, _dotted(field), message))
+        elif len(loc) >= 2 and loc[0] == "targets" and isinstance(loc[1], int) and config.targets:
+            target, field = config.targets[loc[1]].name, loc[2:]
+        problems.append(Problem(file, line, policy, _dotted(field), message, target=target))
     problems.sort(key=lambda p: p.line or 0)
     return problems

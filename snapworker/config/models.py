@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -352,28 +353,44 @@ def _glob(value: str) -> str:
     return value
 
 
+def _regions_unique(regions: list[str]) -> list[str]:
+    found = _duplicates(enumerate(regions), "region", "regions")
+    if found:
+        _raise_duplicates([[[index], message] for index, message in found])
+    return regions
+
+
+_Regions = Annotated[
+    list[Annotated[str, AfterValidator(_region)]],
+    Field(min_length=1),
+    AfterValidator(_regions_unique),
+]
+"""A target's regions: at least one, each once."""
+
+
 class Target(_Model):
     """One AWS account the worker covers, in the regions listed: with the worker's own
     credentials (no ``role_arn``), or through a role it assumes."""
 
     name: Annotated[str, AfterValidator(_target_name)]
+    """Letters, digits and hyphens (at most 64), unique (compared case-insensitively): it
+    names the target in ``--target``, in a policy's ``targets``, in messages and metrics."""
     role_arn: Annotated[str, AfterValidator(_role_arn)] | None = None
+    """The role assumed (STS AssumeRole) to reach the target's account; none: the worker's
+    own credentials."""
     external_id: Annotated[str, AfterValidator(_external_id)] | None = None
-    regions: list[Annotated[str, AfterValidator(_region)]] = Field(min_length=1)
+    """Passed to AssumeRole as ExternalId (the role's trust policy asks for it); needs
+    role_arn."""
+    regions: _Regions
+    """The regions of the account the worker covers (each a (target, region) pair)."""
 
-    @field_validator("regions")
+    @field_validator("external_id")
     @classmethod
-    def _regions_unique(cls, regions: list[str]) -> list[str]:
-        dup = sorted({r for r in regions if regions.count(r) > 1})
-        if dup:
-            raise ValueError(f"region listed twice: {', '.join(dup)}")
-        return regions
-
-    @model_validator(mode="after")
-    def _external_id_needs_role(self) -> Target:
-        if self.external_id is not None and self.role_arn is None:
+    def _external_id_needs_role(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A role_arn that failed its own check is absent from info.data: not reported twice.
+        if value is not None and info.data.get("role_arn", "") is None:
             raise ValueError("external_id is passed to AssumeRole: it needs a role_arn")
-        return self
+        return value
 
     @property
     def account(self) -> str | None:
@@ -389,11 +406,47 @@ class Target(_Model):
         ]
 
 
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+
+
+def _target_name_duplicates(names: Iterable[tuple[int, str]]) -> list[Any]:
+    found = _duplicates(names, "target name", "targets", ", as leases and state name targets")
+    return [[[index, "name"], message] for index, message in found]
+
+
+def _same_account_and_region(targets: Sequence[Target]) -> list[Any]:
+    """A region of a target whose account an earlier target already covers in that region
+    (the same role account; or the worker's own credentials, twice): the work, the state
+    and the leases of an account and region are one pair's."""
+    first: dict[tuple[str | None, str], int] = {}
+    found: list[Any] = []
+    for i, t in enumerate(targets):
+        for j, region in enumerate(t.regions):
+            k = first.setdefault((t.account, region), i)
+            if k != i:
+                whose = (
+                    f"account {t.account}"
+                    if t.account is not None
+                    else "the worker's own credentials' account (no role_arn)"
+                )
+                found.append(
+                    [
+                        [i, "regions", j],
+                        f"{whose} in {region} is already covered by target "
+                        f"{targets[k].name!r} (targets[{k}]): one account and region is one "
+                        "target's (its state and leases are keyed by account and region)",
+                    ]
+                )
+    return found
+
+
 class AccountFilter(_Model):
     """Globs over the account ids and names Organizations lists."""
 
     include: list[Annotated[str, AfterValidator(_glob)]] = Field(default_factory=lambda: ["*"])
+    """An account is taken when its id or its name matches one of these (default: all)."""
     exclude: list[Annotated[str, AfterValidator(_glob)]] = Field(default_factory=list)
+    """...and left out when its id or its name matches one of these."""
 
 
 class Organization(_Model):
@@ -401,9 +454,14 @@ class Organization(_Model):
     ``accounts`` selects, reached by assuming ``arn:aws:iam::<account>:role/<role_name>``."""
 
     role_name: Annotated[str, AfterValidator(_role_name)]
+    """The role assumed in each account: ``arn:<partition>:iam::<account>:role/<role_name>``
+    (a name, or path/name; not an ARN)."""
     external_id: Annotated[str, AfterValidator(_external_id)] | None = None
-    regions: list[Annotated[str, AfterValidator(_region)]] = Field(min_length=1)
+    """Passed to AssumeRole as ExternalId in every discovered account."""
+    regions: _Regions
+    """The regions covered in every discovered account."""
     accounts: AccountFilter = AccountFilter()
+    """Which accounts: ``include`` globs, then ``exclude`` globs, over ids and names."""
 
 
 class FleetConfig(_Model):
@@ -429,10 +487,21 @@ class Policy(_Model):
     hold_tag: Annotated[str, AfterValidator(_hold_tag)] = "snapworker:hold"
     verify: VerifySpec | None = None
     formerly: list[Annotated[str, AfterValidator(_policy_name)]] = Field(default_factory=list)
-    targets: list[Annotated[str, AfterValidator(_glob)]] | None = None
-    """Globs over target names this policy applies to; None (the default): every target."""
     """Former names of this policy (after a rename): it owns their snapshots (ids, tags and
     state DB records), copies nothing again, and rewrites their tags to its own name."""
+    targets: list[Annotated[str, AfterValidator(_glob)]] | None = None
+    """Globs over target names (shell-style, case-sensitive) this policy applies to; left
+    out: every target. A discovered account's target name is its 12-digit id."""
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_not_empty(cls, targets: list[str] | None) -> list[str] | None:
+        if targets is not None and not targets:
+            raise ValueError(
+                "an empty list would apply the policy to no target: leave targets out (every "
+                "target) or list globs over target names"
+            )
+        return targets
 
     @model_validator(mode="after")
     def _figures_need_create(self) -> Policy:
@@ -519,8 +588,12 @@ class Config(_Model):
     daemon: DaemonConfig = DaemonConfig()
     report: ReportConfig = ReportConfig()
     targets: list[Target] | None = None
+    """The accounts and regions the worker covers; left out (with no organization): one
+    target, ``default``, the credentials' own account in ``aws.region``."""
     organization: Organization | None = None
+    """More targets, discovered with Organizations ListAccounts at run time."""
     fleet: FleetConfig = FleetConfig()
+    """How the (target, region) pairs are worked: parallelism and leases."""
     policies: list[Policy]
 
     _source_path: Path | None = PrivateAttr(default=None)
@@ -539,14 +612,32 @@ class Config(_Model):
     @field_validator("targets")
     @classmethod
     def _targets_unique(cls, targets: list[Target] | None) -> list[Target] | None:
-        if targets is not None:
-            if not targets:
-                raise ValueError("must list at least one target (or leave targets out)")
-            names = [t.name for t in targets]
-            dup = sorted({n for n in names if names.count(n) > 1})
-            if dup:
-                raise ValueError(f"target name used twice: {', '.join(dup)}")
+        if targets is None:
+            return None
+        if not targets:
+            raise ValueError("must list at least one target (or leave targets out)")
+        found = _target_name_duplicates((i, t.name) for i, t in enumerate(targets))
+        found += _same_account_and_region(targets)
+        if found:
+            _raise_duplicates(found)
         return targets
+
+    @model_validator(mode="after")
+    def _names_apart_from_discovered(self) -> Config:
+        if self.organization is None or self.targets is None:
+            return self
+        found = [
+            [
+                ["targets", i, "name"],
+                f"{t.name!r} is a 12-digit account id: with organization, that is the name of "
+                "a discovered account's target; name this target otherwise",
+            ]
+            for i, t in enumerate(self.targets)
+            if _ACCOUNT_ID.fullmatch(t.name)
+        ]
+        if found:
+            _raise_duplicates(found)
+        return self
 
     @property
     def is_fleet(self) -> bool:

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from snapworker.config.checks import _policy_name_duplicates, _show
-from snapworker.config.models import Config
+from snapworker.config.models import Config, _target_name_duplicates
 from snapworker.errors import UsageError
 
 
@@ -34,11 +34,15 @@ class Problem:
     policy: str | None
     field: str
     message: str
+    target: str | None = None
+    """The target (an entry of ``targets:``) the problem is in, by the name written."""
 
     def __str__(self) -> str:
         parts = [self.file if self.line is None else f"{self.file}:{self.line}"]
         if self.policy is not None:
             parts.append(f"policy {self.policy!r}")
+        if self.target is not None:
+            parts.append(f"target {self.target!r}")
         if self.field:
             parts.append(self.field)
         parts.append(self.message)
@@ -267,19 +271,20 @@ def _problem(
     file: str, where: _Locator, data: Any, loc: tuple[int | str, ...], message: str, at_key: bool
 ) -> Problem:
     line = where.line(loc, at_key)
-    if len(loc) >= 2 and loc[0] == "policies" and isinstance(loc[1], int):
-        name = _raw_policy_name(data, loc[1])
-        rest = loc[2:]
+    if len(loc) >= 2 and loc[0] in ("policies", "targets") and isinstance(loc[1], int):
+        name = _raw_name(data, str(loc[0]), loc[1])
         if name is not None:
-            return Problem(file, line, name, _dotted(rest), message)
-        return Problem(file, line, None, _dotted(loc), message)
+            if loc[0] == "policies":
+                return Problem(file, line, name, _dotted(loc[2:]), message)
+            return Problem(file, line, None, _dotted(loc[2:]), message, target=name)
     return Problem(file, line, None, _dotted(loc), message)
 
 
-def _raw_policy_name(data: Any, index: int) -> str | None:
-    policies = data.get("policies") if isinstance(data, dict) else None
-    if isinstance(policies, list) and 0 <= index < len(policies):
-        entry = policies[index]
+def _raw_name(data: Any, key: str, index: int) -> str | None:
+    """The ``name`` written in entry ``index`` of the list ``key`` (a policy, a target)."""
+    entries = data.get(key) if isinstance(data, dict) else None
+    if isinstance(entries, list) and 0 <= index < len(entries):
+        entry = entries[index]
         if isinstance(entry, dict):
             name = entry.get("name")
             if isinstance(name, str) and name.strip():
@@ -287,15 +292,26 @@ def _raw_policy_name(data: Any, index: int) -> str | None:
     return None
 
 
+def _raw_names(data: Any, key: str) -> list[tuple[int, str]]:
+    entries = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return []
+    return [
+        (i, e["name"])
+        for i, e in enumerate(entries)
+        if isinstance(e, dict) and isinstance(e.get("name"), str)
+    ]
+
+
 def _problems(exc: ValidationError, root: yaml.Node, data: Any, file: str) -> list[Problem]:
     where = _Locator(root)
     problems: list[Problem] = []
-    duplicate_names_reported = False
+    reported: set[tuple[int | str, ...]] = set()
     unions: dict[tuple[int | str, ...], list[Any]] = {}
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
         if error["type"] == "duplicate":
-            duplicate_names_reported |= loc == ("policies",)
+            reported.add(loc)
             for suffix, message in error["ctx"]["items"]:
                 problems.append(_problem(file, where, data, loc + tuple(suffix), message, False))
             continue
@@ -307,16 +323,13 @@ def _problems(exc: ValidationError, root: yaml.Node, data: Any, file: str) -> li
         problems.append(_problem(file, where, data, loc, _message(error), at_key))
     for loc, errors in unions.items():
         problems.append(_problem(file, where, data, loc, _union_message(errors), False))
-    if not duplicate_names_reported:
-        # Pydantic checks names only once every policy is valid: report them now anyway.
-        policies = data.get("policies")
-        if isinstance(policies, list):
-            names = [
-                (i, p["name"])
-                for i, p in enumerate(policies)
-                if isinstance(p, dict) and isinstance(p.get("name"), str)
-            ]
-            for suffix, message in _policy_name_duplicates(names):
-                problems.append(_problem(file, where, data, ("policies", *suffix), message, False))
+    # Pydantic checks names only once every entry is valid: report them now anyway.
+    for key, duplicates in (
+        ("policies", _policy_name_duplicates),
+        ("targets", _target_name_duplicates),
+    ):
+        if (key,) not in reported:
+            for suffix, message in duplicates(_raw_names(data, key)):
+                problems.append(_problem(file, where, data, (key, *suffix), message, False))
     problems.sort(key=lambda p: p.line or 0)
     return problems

@@ -11,7 +11,10 @@ look across policies, or at AWS, for what is legal but almost never meant:
 - sharing with the account that owns the snapshots, which AWS refuses on every run, so it is
   an error; only AWS knows the account: :func:`shares_with_owner`;
 - snapshots whose ownership tags name a policy the config no longer defines (a rename
-  without ``formerly``): :func:`orphaned_policies_on`, from the real snapshot list.
+  without ``formerly``): :func:`orphaned_policies_on`, from the real snapshot list;
+- a policy's ``targets`` glob that matches no target, and a target no policy applies to:
+  :func:`unmatched_targets` (with ``organization:``, a glob that may match a discovered
+  account's name, its 12-digit id, is left alone: those are known at run time only).
 
 Each returns findings: a location in the configuration, spelled as pydantic spells it
 (``("policies", 0, "share", "accounts", 1)``), and a message.
@@ -22,12 +25,14 @@ the policy and the field, like the errors of a load.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from snapworker.config.loader import locate
 from snapworker.config.models import Config, Policy, Select
 from snapworker.config.problems import Finding, Problem
+from snapworker.core.targets import DEFAULT_TARGET, matches
 
 if TYPE_CHECKING:
     from snapworker.core.model import Cluster, Snapshot
@@ -38,9 +43,11 @@ __all__ = [
     "config_warnings",
     "copy_overlaps",
     "copy_overlaps_on",
+    "may_match_account_id",
     "orphaned_policies_on",
     "shares_with_owner",
     "unbounded_policies",
+    "unmatched_targets",
 ]
 
 _GLOB_CHARS = frozenset("*?[")
@@ -75,7 +82,7 @@ def assess(
 def config_warnings(config: Config, *, overlaps: bool = True) -> list[Finding]:
     """The warnings the configuration alone gives. ``overlaps=False`` leaves out the guess
     from ``select`` patterns, for a caller that checks the real clusters instead."""
-    found = unbounded_policies(config)
+    found = unbounded_policies(config) + unmatched_targets(config)
     if overlaps:
         found += copy_overlaps(config)
     return found
@@ -97,6 +104,64 @@ def unbounded_policies(config: Config) -> list[Finding]:
                 )
             )
     return found
+
+
+def unmatched_targets(config: Config) -> list[Finding]:
+    """Each glob of a policy's ``targets`` that matches no target the config names (without
+    ``targets:`` nor ``organization:``, the one target is ``default``), unless it may match
+    a discovered account's id; and each listed target that no policy applies to."""
+    names = (
+        [t.name for t in config.targets]
+        if config.targets is not None
+        else []
+        if config.organization is not None
+        else [DEFAULT_TARGET]
+    )
+    found: list[Finding] = []
+    for i, p in enumerate(config.policies):
+        for j, glob in enumerate(p.targets or ()):
+            if any(matches(name, [glob]) for name in names):
+                continue
+            if config.organization is not None and may_match_account_id(glob):
+                continue
+            if not config.is_fleet:
+                why = f"without targets: or organization:, the one target is {DEFAULT_TARGET!r}"
+            elif config.targets is None:
+                why = "no target is listed, and a discovered account's name is its 12-digit id"
+            else:
+                listed = ", ".join(repr(n) for n in names[:10])
+                more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+                why = f"the targets are {listed}{more}"
+                if config.organization is not None:
+                    why += ", and a discovered account's name is its 12-digit id"
+            nowhere = not any(matches(n, p.targets) for n in names) and not (
+                config.organization is not None
+                and any(may_match_account_id(g) for g in p.targets or ())
+            )
+            found.append(
+                (
+                    ("policies", i, "targets", j),
+                    f"{glob!r} matches no target ({why})"
+                    + ("; the policy applies to no target" if nowhere else ""),
+                )
+            )
+    for k, t in enumerate(config.targets or ()):
+        if not config.policies_for(t.name):
+            found.append(
+                (
+                    ("targets", k, "name"),
+                    "no policy applies to this target (each policy's targets leave it out): "
+                    "the worker does nothing there",
+                )
+            )
+    return found
+
+
+def may_match_account_id(glob: str) -> bool:
+    """Whether ``glob`` may match some 12-digit account id: every literal character of it
+    is a digit (``*``, ``?`` and ``[...]`` may match digits). Errs towards True."""
+    literal = re.sub(r"\[[^\]]*\]|[*?]", "", glob)
+    return all(c.isdigit() for c in literal)
 
 
 def copy_overlaps(config: Config) -> list[Finding]:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from snapworker.config import Config
     from snapworker.core.model import Cluster, Snapshot
     from snapworker.service.bootstrap import FleetTargets
-    from snapworker.service.fleet import FleetResult
+    from snapworker.service.fleet import FleetResult, SinglePair
     from snapworker.service.tick import Runtime, TickResult
 
 
@@ -423,32 +423,49 @@ def config_risks(
 
 
 def html_page(
-    rt: Runtime[StateStore],
+    targets: FleetTargets | SinglePair,
     cfg: Config,
     policy: list[str] | None,
-    result: TickResult,
+    result: FleetResult,
     *,
     what_if: bool,
     heading: str | None = None,
 ) -> str:
-    """The HTML report of a tick's plan, with the state DB's failures and drills now
-    (``report --html``, ``plan --format html``, and the daemon's page)."""
+    """The HTML report of a fleet tick's plans, a section per pair, with the state DB's
+    failures and drills now (``report --html``, ``plan --format html``, and the daemon's
+    page)."""
     from snapworker.service.tick import select_policies
-    from snapworker.views.html_report import ReportInput, render_html
+    from snapworker.views.html_report import ReportInput, render_fleet_html
     from snapworker.views.status import status_dict
 
-    assert result.inventory is not None  # every tick that plans has observed
-    return render_html(
-        ReportInput(
-            plan=result.plan,
-            inventory=result.inventory,
-            state=rt.store.load_state(),
-            policies=[p.core for p in select_policies(cfg, policy)],
-            account=rt.gateway.account_id(),
-            all_policy_names=[p.name for p in cfg.policies],
-            status=status_dict(rt.store),
-            what_if=what_if,
-            heading=heading,
-            price=cfg.report.price_per_gb_month,
+    status = status_dict(targets.store)
+    chosen = [p.core for p in select_policies(cfg, policy)]
+    reports = []
+    for pr in result.pairs:
+        r = pr.result
+        if r is None or r.inventory is None:
+            continue
+        account = targets.account_of(pr.pair)
+        rt = targets.runtime_for(pr.pair, account)
+        reports.append(
+            (
+                pr.pair,
+                ReportInput(
+                    plan=r.plan,
+                    inventory=r.inventory,
+                    state=rt.store.load_state(),
+                    policies=[p for p in chosen if p.name in _names(cfg, pr.pair.target)],
+                    account=account,
+                    all_policy_names=[p.name for p in cfg.policies],
+                    status=status,
+                    what_if=what_if,
+                    heading=heading,
+                    price=cfg.report.price_per_gb_month,
+                ),
+            )
         )
-    )
+    return render_fleet_html(reports, result.errors, heading)
+
+
+def _names(cfg: Config, target: str) -> set[str]:
+    return {p.name for p in cfg.policies_for(target)}

@@ -70,7 +70,6 @@ from snapworker.service.bootstrap import FleetTargets, fleet
 from snapworker.service.fleet import FleetResult, SinglePair, fleet_tick
 from snapworker.service.leases import new_holder
 from snapworker.service.tick import TickResult
-from snapworker.views.status import owned_counts
 
 __all__ = [
     "BOTOCORE_MAX_BACKOFF",
@@ -131,7 +130,7 @@ class Daemon:
         self.last_result: FleetResult | None = None
         """The last tick over every policy (a reconcile), for the page at ``/``."""
         self._page_lock = threading.Lock()
-        self._page: tuple[TickResult, str] | None = None
+        self._page: tuple[FleetResult, str] | None = None
 
     # -- retries that a stop cuts short ---------------------------------------------------
 
@@ -154,7 +153,7 @@ class Daemon:
 
     @property
     def store(self) -> StateStore:
-        return self.targets.store  # type: ignore[return-value]
+        return self.targets.store
 
     def _pace(self, seconds: float) -> None:
         self.stopper.pace(seconds)
@@ -269,7 +268,13 @@ class Daemon:
             log.error("tick failed", error=f"{type(e).__name__}: {e}")
             return None
         seconds = time.monotonic() - started
-        self.metrics.fleet_done(seconds, result)
+        skipped = [(name, p.target, p.region) for p, name in result.skipped]
+        # The tick is a success unless every pair failed (one bad account is reported by
+        # its own series; it does not make the whole daemon unhealthy).
+        worked = not result.pairs or any(r.error is None for r in result.pairs)
+        self.metrics.tick_done(seconds, result.outcomes, worked, skipped)
+        for r in result.pairs:
+            self.metrics.pair_done(r.pair.target, r.pair.region, r.error is None)
         ok = sum(1 for o in result.outcomes if o.ok)
         log.info(
             "tick",
@@ -392,8 +397,14 @@ class Daemon:
             return html
 
     def owned_counts(self) -> dict[tuple[str, str, str], int]:
-        """Live owned snapshots by (target, region, policy), for ``/metrics``."""
-        return owned_counts(self.store.owned_summary())
+        """Live owned snapshots by (policy, target, region), for ``/metrics``."""
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for policy, clusters in self.store.owned_summary().owned.items():
+            for views in clusters.values():
+                for v in views:
+                    if v.deleted_at is None:
+                        counts[(policy, v.target or "", v.region)] += 1
+        return dict(counts)
 
     # -- reload ---------------------------------------------------------------------------
 

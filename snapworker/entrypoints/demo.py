@@ -70,8 +70,8 @@ def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
     from snapworker.config import load_config
     from snapworker.entrypoints.app import html_page
     from snapworker.logs import configure
-    from snapworker.service.bootstrap import bootstrap
-    from snapworker.service.tick import tick
+    from snapworker.service.bootstrap import fleet
+    from snapworker.service.fleet import fleet_tick
     from snapworker.views.plan_report import render_table
     from snapworker.views.status import render_status
 
@@ -91,10 +91,14 @@ def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
         cfg = cfg.model_copy(update={"state_url": url, "aws": fast})
         price = cfg.report.price_per_gb_month
         with embedded(clock()):
-            rt = bootstrap(cfg, clock=clock)
+            targets = fleet(cfg, clock=clock)
+
+            def dry() -> Any:
+                return fleet_tick(cfg, targets, dry_run=True, clock=clock)
+
             typer.echo("== snapworker plan (dry run: nothing is changed) ==")
-            typer.echo(render_table(tick(rt, dry_run=True).plan, price))
-            code, n = _runs(rt, 1, max_ticks)
+            typer.echo(render_table(dry().plans, price=price))
+            code, n = _runs(targets, 1, max_ticks)
             typer.echo(
                 f"\n== {LATER_DAYS} days later (the sandbox's clock only): retention expires "
                 "the oldest copies =="
@@ -102,13 +106,13 @@ def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
             shift[0] = timedelta(days=LATER_DAYS)
             moto_ext.set_clock_shift(shift[0])
             typer.echo("\n== snapworker plan (dry run: nothing is changed) ==")
-            typer.echo(render_table(tick(rt, dry_run=True).plan, price))
-            more, _ = _runs(rt, n, max_ticks)
+            typer.echo(render_table(dry().plans, price=price))
+            more, _ = _runs(targets, n, max_ticks)
             code = max(code, more)
             typer.echo("\n== snapworker status ==")
-            typer.echo(render_status(rt.store, price=price))
-            page = html_page(rt, cfg, None, tick(rt, dry_run=True), what_if=False)
-            rt.store.close()
+            typer.echo(render_status(targets.store, price=price))
+            page = html_page(targets, cfg, None, dry(), what_if=False)
+            targets.store.close()
     report = Path(tempfile.mkdtemp(prefix="snapworker-demo-report-")) / "report.html"
     report.write_text(page, encoding="utf-8")
     typer.echo(f"\n== snapworker report --html: {report} ==")
@@ -116,15 +120,15 @@ def run_demo(state_url: str | None = None, max_ticks: int = 4) -> int:
     return code
 
 
-def _runs(rt: Any, first: int, max_ticks: int) -> tuple[int, int]:
+def _runs(targets: Any, first: int, max_ticks: int) -> tuple[int, int]:
     """Run ticks until one has nothing to do; returns (exit code, the next run's number)."""
-    from snapworker.service.tick import tick
+    from snapworker.service.fleet import fleet_tick
     from snapworker.views.plan_report import render_outcomes
 
     code = 0
     for n in range(first, first + max_ticks):
-        result = tick(rt)
-        if not result.plan.actions:
+        result = fleet_tick(targets.config, targets, clock=targets.clock)
+        if not any(pp.plan.actions for pp in result.plans) and not result.errors:
             typer.echo(f"\n== snapworker run #{n}: nothing to do; the account is on policy ==")
             return code, n + 1
         typer.echo(f"\n== snapworker run #{n} ==")

@@ -115,7 +115,9 @@ def seed_demo(
     """Create the demo clusters (through boto3) and snapshots (through moto's backend).
 
     Works inside whatever moto is active: ``mock_aws`` (no *endpoint_url*), or a moto server
-    running in this process (pass its *endpoint_url*). See the module docstring for the data.
+    running in this process (pass its *endpoint_url*). See the module docstring for the data;
+    *account_id* and *region* say which pair gets it (seeding several pairs gives each the
+    same cluster and snapshot ids, as a fleet's tests want).
     """
     import boto3
 
@@ -130,6 +132,13 @@ def seed_demo(
         aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
+
+    def in_account(request: Any, **_: Any) -> None:
+        # moto's own way to name the account a request acts in (its credentials would map to
+        # the default one): the clusters go where the snapshots below are put.
+        request.headers["x-moto-account-id"] = account_id
+
+    client.meta.events.register("before-sign.redshift", in_account)
     be = moto_ext.backend(account_id, region)
     for cluster_id, tags in DEMO_CLUSTERS.items():
         client.create_cluster(
@@ -171,7 +180,9 @@ def _make_server(host: str, port: int) -> ThreadedMotoServer:
         start_error: BaseException | None = None
 
         def _server_entry(self) -> None:
-            app = moto_ext.admin_middleware(DomainDispatcherApplication(create_backend_app))
+            app = moto_ext.admin_middleware(
+                DomainDispatcherApplication(create_backend_app), seed=seed_demo
+            )
             try:
                 self._server = make_server(
                     self._ip_address, self._port, app, True, request_handler=MotoRequestHandler

@@ -16,17 +16,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from snapworker.adapters.aws.client import region_of
-from snapworker.adapters.aws.clusters import partition_of
 from snapworker.adapters.aws.errors import NO_REGION, AwsSetupError
-from snapworker.adapters.aws.organizations import list_accounts
+from snapworker.adapters.aws.organizations import discover_pairs, list_accounts
 from snapworker.adapters.aws.ratelimit import RateLimiter, limiter_for
 from snapworker.adapters.aws.redshift import CallStats, RedshiftGateway, instrument, make_client
 from snapworker.adapters.aws.sessions import Sessions
-from snapworker.adapters.store.repository import StateStore, open_store
+from snapworker.adapters.store.repository import ScopedStore, StateStore, open_store
 from snapworker.config import Config
-from snapworker.core.targets import Pair, org_targets
+from snapworker.core.targets import Pair
 from snapworker.logs import get_logger
-from snapworker.service.ports import StateRepository
 from snapworker.service.tick import Runtime
 
 
@@ -154,31 +152,32 @@ class FleetTargets:
                     raise AwsSetupError(NO_REGION)
                 org = self.config.organization
                 if org is not None:
-                    listed = list_accounts(self.sessions.base_session())
-                    named = {p.target for p in pairs}
-                    pairs += [
-                        p
-                        for p in org_targets(listed, org, partition=partition_of)
-                        if p.target not in named
-                    ]
+                    listed = list_accounts(
+                        self.sessions.base_session(), endpoint_url=self.config.aws.endpoint_url
+                    )
+                    pairs += discover_pairs(
+                        listed, org, covered={p.account for p in pairs if p.account}
+                    )
                 self._pairs = pairs
             return list(self._pairs)
 
     def account_of(self, pair: Pair) -> str:
         return pair.account or self.sessions.caller_account(pair)
 
-    def claim_unscoped(self, account: str, region: str) -> int:
-        return self.store.claim_unscoped(account, region)
+    def claim_unscoped(self, pair: Pair, account: str) -> int:
+        return self.store.claim_unscoped(account, pair.region, pair.target)
 
     def record_failure(self, pair: Pair, error: str, mode: str, batch: str) -> None:
-        scoped = self.store.scoped(pair.target, pair.account or "", pair.region)
+        scoped = self.store.scoped(pair.target, pair.account or "", pair.region, batch)
         at = self.clock()
-        run_id = scoped.begin_run(mode, os.getpid(), at, batch=batch)
+        run_id = scoped.begin_run(mode, os.getpid(), at)
         scoped.finish_run(run_id, "failed", 0, 0, {}, error, at)
 
-    def runtime_for(self, pair: Pair, account: str) -> Runtime[StateRepository]:
+    def runtime_for(
+        self, pair: Pair, account: str, batch: str | None = None
+    ) -> Runtime[ScopedStore]:
         stats = self.stats.pair(pair.key)
-        client = self.sessions.client(pair, stats=stats)
+        client = self.sessions.client(pair, "redshift", stats)
         log = self.log.bind(target=pair.target, region=pair.region)
 
         def on_retry(operation: str, err: Exception, attempt: int) -> None:
@@ -193,7 +192,7 @@ class FleetTargets:
         return Runtime(
             config=self.config,
             gateway=gateway,
-            store=self.store.scoped(pair.target, account, pair.region),
+            store=self.store.scoped(pair.target, account, pair.region, batch),
             clock=self.clock,
             log=log,
         )

@@ -60,12 +60,14 @@ class Targets(Protocol):
         raises when the target cannot be reached (``TargetUnavailable``)."""
         ...
 
-    def runtime_for(self, pair: Pair, account: str) -> Runtime[StateRepository]:
+    def runtime_for(
+        self, pair: Pair, account: str, batch: str | None = None
+    ) -> Runtime[StateRepository]:
         """The pair's runtime: its gateway (client made now, role assumed now) and its
-        slice of the state DB."""
+        slice of the state DB (whose runs carry ``batch``, one fleet tick's id)."""
         ...
 
-    def claim_unscoped(self, account: str, region: str) -> int:
+    def claim_unscoped(self, pair: Pair, account: str) -> int:
         """Give the rows of a state DB from before the fleet (no account, no region) to this
         account and region; returns how many."""
         ...
@@ -94,15 +96,17 @@ class SinglePair:
     def account_of(self, pair: Pair) -> str:
         return pair.account or self.rt.gateway.account_id() or ""
 
-    def runtime_for(self, pair: Pair, account: str) -> Runtime[StateRepository]:
+    def runtime_for(
+        self, pair: Pair, account: str, batch: str | None = None
+    ) -> Runtime[StateRepository]:
         return self.rt
 
-    def claim_unscoped(self, account: str, region: str) -> int:
+    def claim_unscoped(self, pair: Pair, account: str) -> int:
         return 0  # the runtime's store is the pair's as it is
 
     def record_failure(self, pair: Pair, error: str, mode: str, batch: str) -> None:
         at = self.clock()
-        run_id = self.store.begin_run(mode, os.getpid(), at, batch=batch)
+        run_id = self.store.begin_run(mode, os.getpid(), at)
         self.store.finish_run(run_id, "failed", 0, 0, {}, error, at)
 
 
@@ -223,10 +227,10 @@ def fleet_tick(
         try:
             account = targets.account_of(pair)
             if not dry_run and pair == legacy:
-                claimed = targets.claim_unscoped(account, pair.region)
+                claimed = targets.claim_unscoped(pair, account)
                 if claimed and log is not None:
                     log.info("rows from before the fleet claimed", target=pair.key, rows=claimed)
-            rt = targets.runtime_for(pair, account)
+            rt = targets.runtime_for(pair, account, batch)
             # From here a failure is the tick's: its run row records it (finished "failed").
             in_tick = True
             pr = tick(
@@ -240,7 +244,6 @@ def fleet_tick(
                 holder=holder,
                 listing=listing,
                 pair=pair,
-                batch=batch,
             )
             return PairResult(pair, pr)
         except UsageError:

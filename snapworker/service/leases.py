@@ -1,11 +1,14 @@
-"""One worker at a time per policy: a lease in the state DB, kept alive while a tick works.
+"""One worker at a time per policy and pair: a lease in the state DB, kept alive while a tick
+works.
 
-Two processes on the same state DB (the daemon and a `run` from cron, or two `run`s) must
-never act on the same snapshot twice. Before acting on a policy a tick takes the lease
-``policy:<name>`` (``StateStore.acquire_lease``); a policy whose lease another holder has is
-skipped by that tick with a warning. While the tick works, a heartbeat thread renews every
-lease it holds at a third of the TTL, so a long tick (many actions, slow retries) keeps its
-leases however long one AWS call takes; the tick releases them when it ends. A holder that
+Two processes on the same state DB (the daemon and a `run` from cron, two `run`s, or the
+replicas of a fleet) must never act on the same snapshot twice. Before acting on a policy in
+a (target, region) pair a tick takes the lease ``policy:<policy>/<target>/<region>``
+(``StateStore.acquire_lease``; ``policy:<policy>`` for a keeper made without a pair); a
+policy whose lease another holder has is skipped by that tick with a warning. While the tick
+works, a heartbeat thread renews every lease it holds at a third of the TTL, so a long tick
+(many actions, slow retries) keeps its leases however long one AWS call takes; the tick
+releases them when it ends. A holder that
 crashed (SIGKILL, power loss) stops renewing, and its leases expire after the TTL, so it
 blocks the others for at most ``DEFAULT_TTL``; sooner when it ran on this host (same host
 name and PID namespace) and its pid is gone: such a lease is taken over at once.
@@ -16,7 +19,12 @@ processes and must mean the same instant to all of them.
 
 If a renewal finds the lease gone (this process was suspended for longer than the TTL and
 another holder took over), the keeper marks it lost; the tick's ``should_stop`` sees that
-and starts no further action.
+and starts no further action. A renewal comes too late for a process frozen (SIGSTOP, a
+paused VM) right before an AWS call, so the executor also asks :meth:`PolicyLeases.check`
+right before each mutation: the lease must be ours with at least a quarter of the TTL left
+(a live holder renews at a third, so it always passes), else :class:`LeaseLost`. ``check``
+returns the lease's fencing counter (raised by each new holder, never reset), which the
+journal entry of the mutation records.
 """
 
 from __future__ import annotations
@@ -33,10 +41,12 @@ from snapworker.adapters.store.holders import (
     pid_namespace,
     run_lease,
 )
+from snapworker.errors import SnapworkerError
 from snapworker.service.ports import LeaseRepository
 
 __all__ = [
     "DEFAULT_TTL",
+    "LeaseLost",
     "PolicyLeases",
     "dead_local_holder",
     "lease_name",
@@ -48,8 +58,24 @@ DEFAULT_TTL = timedelta(seconds=120)
 """A crashed holder blocks a policy for at most this long."""
 
 
-def lease_name(policy: str) -> str:
-    return f"policy:{policy}"
+def lease_name(policy: str, pair_key: str | None = None) -> str:
+    """``policy:<policy>/<target>/<region>`` for the pair ``pair_key`` (``Pair.key``,
+    ``TARGET/REGION``); ``policy:<policy>`` without one."""
+    return f"policy:{policy}" if pair_key is None else f"policy:{policy}/{pair_key}"
+
+
+class LeaseLost(SnapworkerError):
+    """The lease of a policy in a pair is no longer ours (or is about to expire): no AWS
+    mutation may start under it."""
+
+    def __init__(self, policy: str, pair_key: str | None) -> None:
+        where = f" in {pair_key}" if pair_key is not None else ""
+        super().__init__(
+            f"lease lost: policy {policy}{where} is no longer this process's "
+            "(taken over, or about to expire); no further action on it"
+        )
+        self.policy = policy
+        self.pair_key = pair_key
 
 
 _pid_namespace = pid_namespace  # its former name here
@@ -60,7 +86,9 @@ def wall_clock() -> datetime:
 
 
 class PolicyLeases:
-    """The leases of one tick: acquire, keep alive in a thread, release."""
+    """The leases of one tick on one pair (``pair_key``, ``TARGET/REGION``; None: the names
+    without a pair): acquire, keep alive in a thread, check before a mutation, release.
+    ``ttl``: ``fleet.lease_seconds``."""
 
     def __init__(
         self,
@@ -69,10 +97,12 @@ class PolicyLeases:
         ttl: timedelta = DEFAULT_TTL,
         clock: Callable[[], datetime] = wall_clock,
         log: Any = None,
+        pair_key: str | None = None,
     ) -> None:
         self.store = store
         self.holder = holder or new_holder()
         self.ttl = ttl
+        self.pair_key = pair_key
         self.clock = clock
         self.log = log
         self.held: list[str] = []
@@ -88,7 +118,7 @@ class PolicyLeases:
         skipped: list[str] = []
         try:
             for name in policies:
-                if self._acquire(lease_name(name)):
+                if self._acquire(self.name(name)):
                     acquired.append(name)
                 else:
                     skipped.append(name)
@@ -117,6 +147,29 @@ class PolicyLeases:
         self.store.release_lease(name, other)
         return self.store.acquire_lease(name, self.holder, self.ttl, self.clock())
 
+    def name(self, policy: str) -> str:
+        """The lease name of ``policy`` in this keeper's pair."""
+        return lease_name(policy, self.pair_key)
+
+    @property
+    def margin(self) -> timedelta:
+        """How much of the lease must be left for :meth:`check` to pass: a quarter of the
+        TTL (the heartbeat renews at a third)."""
+        return self.ttl / 4
+
+    def check(self, policy: str) -> int:
+        """Right before an AWS mutation on ``policy``: the lease's fencing counter, if this
+        process holds it with at least :attr:`margin` left; else the policy is marked lost
+        and :class:`LeaseLost` raised (naming the policy and the pair)."""
+        if policy in self.held and policy not in self.lost:
+            fence = self.store.lease_fence(
+                self.name(policy), self.holder, self.clock(), self.margin
+            )
+            if fence is not None:
+                return fence
+        self.lost.add(policy)
+        raise LeaseLost(policy, self.pair_key)
+
     def keep(self, name: str) -> None:
         """Renew the lease ``name`` (taken by the caller, e.g. with its run) with the others,
         and release it with them."""
@@ -138,7 +191,7 @@ class PolicyLeases:
             if name in self.lost:
                 continue
             try:
-                ok = self.store.renew_lease(lease_name(name), self.holder, self.ttl, self.clock())
+                ok = self.store.renew_lease(self.name(name), self.holder, self.ttl, self.clock())
             except Exception as e:  # a busy DB: try again at the next beat
                 if self.log is not None:
                     self.log.warning("lease renewal failed", policy=name, error=str(e))
@@ -164,7 +217,7 @@ class PolicyLeases:
             self._thread = None
         for name in self.held:
             try:
-                self.store.release_lease(lease_name(name), self.holder)
+                self.store.release_lease(self.name(name), self.holder)
             except Exception as e:  # it expires on its own
                 if self.log is not None:
                     self.log.warning("lease release failed", policy=name, error=str(e))

@@ -57,6 +57,7 @@ __all__ = [
     "Permission",
     "Scope",
     "declared_iam_actions",
+    "document",
     "iam_policy",
     "register",
     "render",
@@ -326,20 +327,29 @@ def iam_policy(
     policies: Sequence[Policy] | None = None,
 ) -> dict[str, Any]:
     """The IAM policy document ``config`` needs (for ``policies``, default: all of them)."""
+    scope = Scope(region or config.aws.region or "*", account)
+    chosen = list(policies if policies is not None else config.policies)
+    return document([(scope, chosen)])
+
+
+def document(scoped: Iterable[tuple[Scope, Sequence[Policy]]]) -> dict[str, Any]:
+    """One IAM policy document for the ``policies`` of each scope (an account in a region):
+    the statements of a kind that grant the same actions under the same condition are one
+    statement, its resources the union over the scopes."""
     unscoped = sorted(set(DECLARED) - set(REGISTRY))
     if unscoped:
         raise LookupError(f"declared kinds with no scoping in permissions.py: {unscoped}")
-    scope = Scope(region or config.aws.region or "*", account)
-    chosen = list(policies if policies is not None else config.policies)
+    scoped = list(scoped)
     statements: list[dict[str, Any]] = []
     for kind, perm in REGISTRY.items():
         merged: dict[tuple[Any, ...], set[str]] = {}
-        for policy in chosen:
-            if not perm.enabled(policy):
-                continue
-            for g in perm.grants(policy, scope):
-                key = (tuple(sorted({_qualified(a) for a in g.actions})), g.condition)
-                merged.setdefault(key, set()).update(g.resources)
+        for scope, chosen in scoped:
+            for policy in chosen:
+                if not perm.enabled(policy):
+                    continue
+                for g in perm.grants(policy, scope):
+                    key = (tuple(sorted({_qualified(a) for a in g.actions})), g.condition)
+                    merged.setdefault(key, set()).update(g.resources)
         for n, ((actions, condition), resources) in enumerate(
             sorted(merged.items(), key=lambda kv: (kv[0][0], repr(kv[0][1])))
         ):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from snapworker.core import planner
 from snapworker.core.model import Action, Inventory, OwnedRecord, Plan, State
-from snapworker.core.targets import DEFAULT_TARGET, Pair
+from snapworker.core.targets import Pair
 from snapworker.errors import UsageError
 from snapworker.service.drills import DrillContext, cleanup_scratch, run_drills
 from snapworker.service.executor import Executor, Outcome, apply, reconcile_pending
@@ -133,7 +133,6 @@ def tick(
     holder: str | None = None,
     listing: ListingProgress | None = None,
     pair: Pair | None = None,
-    batch: str | None = None,
 ) -> TickResult:
     """Observe, plan and (unless ``dry_run``) apply, for the named policies (default: all),
     in one (target, region) pair: ``rt``'s gateway and store are the pair's
@@ -144,7 +143,7 @@ def tick(
     new holder id); one leased by another process is skipped (``TickResult.skipped``), and
     the lease is checked again right before each AWS mutation (its fence goes into the
     journal). A dry run takes no lease. ``listing``: told after each page of the snapshot
-    listing. ``batch``: shared by the pair runs of one fleet tick."""
+    listing."""
     policies = select_policies(rt.config, policy_names)
     if dry_run:
         inv = observe(rt, listing)
@@ -156,7 +155,7 @@ def tick(
         holder,
         ttl=timedelta(seconds=rt.config.fleet.lease_seconds),
         log=rt.log,
-        pair=(pair or Pair(DEFAULT_TARGET, "")).key,
+        pair_key=pair.key if pair is not None else None,
     )
     acquired, skipped = leases.acquire([p.name for p in policies])
     try:
@@ -174,7 +173,6 @@ def tick(
             lambda: should_stop() or leases.any_lost,
             leases,
             listing,
-            batch,
         )
         result.skipped = skipped
         return result
@@ -191,7 +189,6 @@ def _leased_tick(
     should_stop: Callable[[], bool],
     leases: PolicyLeases,
     listing: ListingProgress | None = None,
-    batch: str | None = None,
 ) -> TickResult:
     calls_before = rt.gateway.stats.snapshot()
     # Runs whose process is gone (killed) never finished their row: recorded interrupted.
@@ -202,7 +199,6 @@ def _leased_tick(
         rt.clock(),
         holder=leases.holder,
         lease_expires=leases.expiry(),
-        batch=batch,
     )
     leases.keep(run_lease(run_id))
     try:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from snapworker.core.explain import Explanation
+from snapworker.core.targets import Pair
 from snapworker.views.formatting import iso, md_cell, md_table, minute
 from snapworker.views.plan_report import action_dict, drift_dicts, kept_dict, note_dict
 
@@ -21,8 +22,27 @@ def _age(d: timedelta | None) -> str:
     return f"{d.total_seconds() / 3600:.1f} hours"
 
 
-def explanation_dict(e: Explanation) -> dict[str, Any]:
+def _where(pair: Pair | None) -> dict[str, Any]:
+    """The snapshot's ``target``, ``account`` (its owner) and ``region``, when known."""
+    if pair is None:
+        return {}
+    return {"target": pair.target, "account": pair.account, "region": pair.region}
+
+
+def _in(pair: Pair | None) -> str:
+    """`` in target dr-a (210987654321, eu-west-1)`` (empty when the pair is not known)."""
+    if pair is None:
+        return ""
+    inside = f"{pair.account}, {pair.region}" if pair.account else pair.region
+    return f" in target {pair.target} ({inside})"
+
+
+def explanation_dict(e: Explanation, pair: Pair | None = None) -> dict[str, Any]:
+    """``pair``: the (target, region) the snapshot was listed in; its ``target``,
+    ``account`` and ``region`` then come first, and the entries carry them too."""
+    at = _where(pair)
     return {
+        **at,
         "snapshot": e.snapshot,
         "cluster": e.cluster,
         "type": e.type,
@@ -54,13 +74,13 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
             }
             for g in e.grants
         ],
-        "drift": drift_dicts(e.drift, e.actions),
-        "actions": [action_dict(a) for a in e.actions],
-        "kept": kept_dict(e.kept) if e.kept is not None else None,
+        "drift": drift_dicts(e.drift, e.actions, at or None),
+        "actions": [action_dict(a, at or None) for a in e.actions],
+        "kept": kept_dict(e.kept, at or None) if e.kept is not None else None,
         "fail_safe_days": e.fail_safe_days,
         "retention_period": e.retention_period,
         "aws_expiry": iso(e.aws_expiry),
-        "notes": [note_dict(n) for n in e.notes],
+        "notes": [note_dict(n, at or None) for n in e.notes],
         "copies": [
             {"policy": c.policy, "copy": c.copy, "state": c.state, "why": c.why} for c in e.copies
         ],
@@ -69,13 +89,14 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
     }
 
 
-def render_explanation(e: Explanation, fmt: str = "table") -> str:
+def render_explanation(e: Explanation, fmt: str = "table", pair: Pair | None = None) -> str:
+    """``pair``: the (target, region) the snapshot was listed in, named when given."""
     if fmt == "json":
-        return json.dumps(explanation_dict(e), indent=2)
+        return json.dumps(explanation_dict(e, pair), indent=2)
     if fmt == "markdown":
-        return _markdown(e)
+        return _markdown(e, pair)
     out = [
-        f"Snapshot {e.snapshot}  (cluster {e.cluster}, {e.type}, {e.status})",
+        f"Snapshot {e.snapshot}{_in(pair)}  (cluster {e.cluster}, {e.type}, {e.status})",
         f"  as of {minute(e.now, zone=True)}",
         "",
         "Owner",
@@ -185,14 +206,14 @@ def _action_lines(e: Explanation) -> list[str]:
     return lines
 
 
-def _markdown(e: Explanation) -> str:
+def _markdown(e: Explanation, pair: Pair | None = None) -> str:
     created = (
         f" (AWS create time {minute(e.create_time, zone=True)})"
         if e.create_time != e.data_time
         else ""
     )
     out = [
-        f"# Snapshot {md_cell(e.snapshot)}",
+        f"# Snapshot {md_cell(e.snapshot)}{md_cell(_in(pair))}",
         "",
         f"Cluster {e.cluster}, {e.type}, {e.status}; as of {minute(e.now, zone=True)}.",
         "",

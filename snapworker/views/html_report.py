@@ -27,10 +27,11 @@ from snapworker.core.explain import Explanation, explain
 from snapworker.core.model import Action, Inventory, Kept, Note, Plan, State
 from snapworker.core.planner import owned_snapshots
 from snapworker.core.policy import Policy
+from snapworker.core.targets import Pair, PairError, PairPlan
 from snapworker.views.explanation import render_explanation
 from snapworker.views.formatting import minute
 from snapworker.views.html_fates import FATES, Group, Mark, groups
-from snapworker.views.plan_report import drift_dicts, summary
+from snapworker.views.plan_report import drift_dicts, fleet_summary, pair_heading, summary
 from snapworker.views.sizes import MEANING
 
 W = 640  # the SVG's user units across; it scales to the page
@@ -131,10 +132,24 @@ def _slice(inv: Inventory, state: State, cluster: str, ids: list[str]) -> tuple[
     )
 
 
-def render_html(r: ReportInput) -> str:
+def _timelines(r: ReportInput) -> list[str]:
+    """One pair's timelines (a group per policy and cluster) and the sizes' hint."""
     now = r.plan.generated_at
     made = [a for a in r.plan.actions if a.kind in ("create", "copy")]
     tls = groups(explanations(r), made, r.inventory, {p.name: p for p in r.policies}, now, r.price)
+    body: list[str] = []
+    if not tls:
+        body.append("<p>No owned snapshot and nothing planned.</p>")
+    body += [_timeline(g, now) for g in tls]
+    if any(g.totals for g in tls):
+        cur = " Money figures are in the currency of report.price_per_gb_month." if r.price else ""
+        body.append(f"<p class=hint>Sizes: {escape(MEANING)}.{escape(cur)}</p>")
+    return body
+
+
+def render_html(r: ReportInput) -> str:
+    """One pair's page (the one-pair form of :func:`render_fleet_html`)."""
+    now = r.plan.generated_at
     when = minute(now, zone=True)
     heading = f"Plan as it would be at {when} (what-if)" if r.what_if else f"Plan at {when}"
     heading = r.heading or heading
@@ -143,13 +158,42 @@ def render_html(r: ReportInput) -> str:
         f"<p>{escape(heading)}: {escape(summary(r.plan))}.</p></header>",
         _legend(),
     ]
-    if not tls:
-        body.append("<p>No owned snapshot and nothing planned.</p>")
-    body += [_timeline(g, now) for g in tls]
-    if any(g.totals for g in tls):
-        cur = " Money figures are in the currency of report.price_per_gb_month." if r.price else ""
-        body.append(f"<p class=hint>Sizes: {escape(MEANING)}.{escape(cur)}</p>")
+    body += _timelines(r)
     body += _tables(r)
+    return _PAGE.format(title=escape(f"snapworker report, {when}"), body="\n".join(body))
+
+
+def render_fleet_html(
+    reports: Sequence[tuple[Pair, ReportInput]],
+    errors: Sequence[PairError] = (),
+    heading: str | None = None,
+) -> str:
+    """The fleet's page: the pairs skipped first (``error: TARGET/REGION: ...``), then a
+    section per pair, in the order given (``target NAME (ACCOUNT, REGION)``), each with its
+    timelines (by policy, then cluster) and its tables."""
+    plans = [PairPlan(pair, r.plan) for pair, r in reports]
+    at = min((r.plan.generated_at for _, r in reports), default=None)
+    when = minute(at, zone=True) if at else "-"
+    what_if = any(r.what_if for _, r in reports)
+    default = f"Plan as it would be at {when} (what-if)" if what_if else f"Plan at {when}"
+    body = [
+        "<header><h1>snapworker: retention timeline</h1>",
+        f"<p>{escape(heading or default)}: {escape(fleet_summary(plans, errors))}.</p></header>",
+    ]
+    if errors:
+        items = "".join(f'<li class="error">{escape(e.line())}</li>' for e in errors)
+        body.append(f"<section><h2>Errors</h2><ul>{items}</ul></section>")
+    body.append(_legend())
+    for pp, (_, r) in zip(plans, reports, strict=True):
+        pair = pp.pair
+        body.append(
+            f'<section class="target" data-target="{escape(pair.target)}" '
+            f'data-region="{escape(pair.region)}"><h2 class="target">'
+            f"{escape(pair_heading(pp))}<span>{escape(summary(r.plan))}</span></h2>"
+        )
+        body += _timelines(r)
+        body += _tables(r)
+        body.append("</section>")
     return _PAGE.format(title=escape(f"snapworker report, {when}"), body="\n".join(body))
 
 
@@ -291,7 +335,7 @@ def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], em
 
 def _tables(r: ReportInput) -> list[str]:
     drift = [
-        (d["policy"], d["cluster"], d["snapshot"], d["account"], d["remedy"])
+        (d["policy"], d["cluster"], d["snapshot"], d["grantee"], d["remedy"])
         for d in drift_dicts(r.plan.drift, r.plan.actions)
     ]
     out = [
@@ -311,7 +355,7 @@ def _tables(r: ReportInput) -> list[str]:
             failures.append((f"#{run['id']}", run["started_at"], "run", "", "", run["error"]))
         for f in run["failures"]:
             row = (f"#{run['id']}", run["started_at"], f["action"], f["snapshot"])
-            failures.append((*row, f["account"], f["error"]))
+            failures.append((*row, f["grantee"], f["error"]))
     out.append(
         _table(
             "Recent failures",

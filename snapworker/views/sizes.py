@@ -13,6 +13,7 @@ A money figure appears only with ``report.price_per_gb_month``, in that price's 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from snapworker.core.model import Plan, Sizes
@@ -29,18 +30,49 @@ COST_MEANING = (
 )
 
 
-def sizes_json(plan: Plan, price: float | None = None) -> dict[str, Any]:
-    """The plan JSON's ``sizes`` key."""
-    t = totals(plan)
+def plus(a: Totals, b: Totals) -> Totals:
+    """Two disjoint sets' totals together (two pairs: the same snapshot id in two accounts
+    or regions names two snapshots, so nothing is counted twice)."""
+    return Totals(
+        a.snapshots + b.snapshots,
+        a.sized + b.sized,
+        a.size_mb + b.size_mb,
+        a.incremental_mb + b.incremental_mb,
+        a.deletes + b.deletes,
+        a.frees_mb + b.frees_mb,
+    )
+
+
+def sizes_json(
+    plans: Sequence[tuple[Mapping[str, Any], Plan]], price: float | None = None
+) -> dict[str, Any]:
+    """The plan JSON's ``sizes`` key, over the plans of every pair (each with its
+    ``{"target", "account", "region"}``): ``total`` over all, ``accounts`` per owner
+    account, ``targets`` per pair, then ``policies`` and ``clusters`` per pair."""
     d: dict[str, Any] = {"meaning": MEANING}
     if price is not None:
         d["price_per_gb_month"] = price
         d["cost_meaning"] = COST_MEANING
-    d["account"] = {"account": plan.account, **t.account.to_json(price)}
-    d["policies"] = [{"policy": p, **v.to_json(price)} for p, v in sorted(t.policies.items())]
-    d["clusters"] = [
-        {"policy": p, "cluster": c, **v.to_json(price)} for (p, c), v in sorted(t.clusters.items())
-    ]
+    every = Totals()
+    accounts: dict[str | None, Totals] = {}
+    targets: list[dict[str, Any]] = []
+    policies: list[dict[str, Any]] = []
+    clusters: list[dict[str, Any]] = []
+    for at, plan in plans:
+        t = totals(plan)
+        every = plus(every, t.account)
+        accounts[at["account"]] = plus(accounts.get(at["account"], Totals()), t.account)
+        targets.append({**at, **t.account.to_json(price)})
+        policies += [{**at, "policy": p, **v.to_json(price)} for p, v in sorted(t.policies.items())]
+        clusters += [
+            {**at, "policy": p, "cluster": c, **v.to_json(price)}
+            for (p, c), v in sorted(t.clusters.items())
+        ]
+    d["total"] = every.to_json(price)
+    d["accounts"] = [{"account": a, **v.to_json(price)} for a, v in accounts.items()]
+    d["targets"] = targets
+    d["policies"] = policies
+    d["clusters"] = clusters
     return d
 
 

@@ -66,15 +66,9 @@ def make_client(aws: AwsConfig, stats: CallStats | None = None) -> Any:
     :func:`region_of`; AWS_PROFILE and AWS_ENDPOINT_URL are read by boto3 itself). No region
     anywhere, or a profile that does not exist: :class:`AwsSetupError`."""
     import boto3
-    from botocore.config import Config as BotoConfig
     from botocore.exceptions import NoRegionError, ProfileNotFound
 
-    cfg = BotoConfig(
-        retries={"mode": "standard", "total_max_attempts": aws.max_attempts},
-        connect_timeout=aws.connect_timeout_seconds,
-        read_timeout=aws.read_timeout_seconds,
-        user_agent_extra="snapworker",
-    )
+    cfg = client_config(aws)
     try:
         session = boto3.session.Session(profile_name=aws.profile, region_name=region_of(aws))
         client = session.client("redshift", endpoint_url=aws.endpoint_url, config=cfg)
@@ -90,9 +84,25 @@ def make_client(aws: AwsConfig, stats: CallStats | None = None) -> Any:
     return client
 
 
+def client_config(aws: AwsConfig) -> Any:
+    """botocore's client config from ``aws``: standard retries with ``aws.max_attempts`` in
+    all, the connect and read timeouts, ``snapworker`` in the user agent."""
+    from botocore.config import Config as BotoConfig
+
+    return BotoConfig(
+        retries={"mode": "standard", "total_max_attempts": aws.max_attempts},
+        connect_timeout=aws.connect_timeout_seconds,
+        read_timeout=aws.read_timeout_seconds,
+        user_agent_extra="snapworker",
+    )
+
+
 def instrument(client: Any, stats: CallStats) -> None:
-    """Count calls by operation (``before-call``) and HTTP attempts (``before-send``)."""
+    """Count calls by operation (``before-call``) and HTTP attempts (``before-send``), for
+    whatever service the client is (Redshift, STS, Organizations). Instrumenting the same
+    client twice with the same ``stats`` counts once; with another ``stats``, both count."""
     events = client.meta.events
+    service = client.meta.service_model.service_id.hyphenize()
 
     def on_call(model: Any, **_: Any) -> None:
         stats.count(stats.calls, model.name)
@@ -101,8 +111,8 @@ def instrument(client: Any, stats: CallStats) -> None:
         op = request.context.get("operation_name") if hasattr(request, "context") else None
         stats.count(stats.attempts, op or "unknown")
 
-    events.register("before-call.redshift", on_call, unique_id="snapworker-calls")
-    events.register("before-send.redshift", on_send, unique_id="snapworker-attempts")
+    events.register(f"before-call.{service}", on_call, unique_id=f"snapworker-calls-{id(stats)}")
+    events.register(f"before-send.{service}", on_send, unique_id=f"snapworker-attempts-{id(stats)}")
 
 
 def retrying_call(

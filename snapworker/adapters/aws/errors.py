@@ -79,6 +79,12 @@ class AwsSetupError(UsageError):
     profile, no credentials (exit 2; nothing was asked of AWS)."""
 
 
+class TargetUnavailable(SnapworkerError):
+    """A target the worker cannot act in: its role could not be assumed (refused, unknown,
+    STS unreachable). The message is one line naming the role and AWS's answer, never a
+    credential; the fleet reports the pair as ``error: TARGET/REGION: MESSAGE`` and goes on."""
+
+
 class AwsError(SnapworkerError):
     """An AWS call that failed for good (after the retries its kind allows). Exit 1, or 2
     when AWS refused the credentials themselves (:data:`CREDENTIALS_REFUSED`)."""

@@ -125,4 +125,57 @@ class RateLimiter:
             return LimiterStats(self._acquired, self._waited, self._throttles, self._rate)
 
 
-__all__ = ["LimiterStats", "RateLimiter"]
+class LimiterRegistry:
+    """One :class:`RateLimiter` per (account, region): AWS's API limits are per account and
+    region, so two targets that name the same account (two roles into it, or a role and the
+    worker's own credentials) share one budget and one AIMD state in each region."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._limiters: dict[tuple[str, str], RateLimiter] = {}
+
+    def limiter_for(
+        self,
+        account: str,
+        region: str,
+        rate: float,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> RateLimiter:
+        """The limiter of (``account``, ``region``), made on first use with ``rate``,
+        ``sleep`` and ``clock`` (later calls get the same one, whatever they pass)."""
+        key = (account, region)
+        with self._lock:
+            found = self._limiters.get(key)
+            if found is None:
+                found = RateLimiter(rate, sleep=sleep, clock=clock)
+                self._limiters[key] = found
+            return found
+
+    def stats(self) -> dict[tuple[str, str], LimiterStats]:
+        """Each limiter's stats, by (account, region)."""
+        with self._lock:
+            limiters = dict(self._limiters)
+        return {key: limiter.stats() for key, limiter in sorted(limiters.items())}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._limiters.clear()
+
+
+_REGISTRY = LimiterRegistry()
+
+
+def limiter_for(
+    account: str,
+    region: str,
+    rate: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> RateLimiter:
+    """The process's limiter of (``account``, ``region``) (see :class:`LimiterRegistry`):
+    every pair of the fleet in one account and region shares it."""
+    return _REGISTRY.limiter_for(account, region, rate, sleep, clock)
+
+
+__all__ = ["LimiterRegistry", "LimiterStats", "RateLimiter", "limiter_for"]

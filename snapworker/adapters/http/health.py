@@ -13,6 +13,15 @@ own ``CollectorRegistry``, never the library's global one: a process may hold se
 daemons (the tests do), each with its own counts. Only the daemon imports this module;
 ``run`` and the other commands never import ``prometheus_client``.
 
+Per pair (target, region): the per-policy series carry the labels ``policy``, ``target``
+and ``region`` (``snapworker_snapshots_owned``, ``snapworker_policy_skipped_total``);
+``snapworker_target_errors_total{target,region}`` counts the pair ticks that failed (its
+role could not be assumed, AccessDenied, throttled past its retries: ``error: TARGET/REGION:
+...``); ``snapworker_target_last_run_ok{target,region}`` is 1 when the pair's last tick
+completed, 0 when it failed, and ``snapworker_target_last_run_timestamp_seconds`` says
+when. A label value the worker does not know (a config without ``targets:``, before the
+fleet) is empty.
+
 ``GET /``: the HTML report of the last tick (a callable the daemon gives; this module does
 not render it: adapters do not import the views). Read-only, no secret in it.
 
@@ -28,7 +37,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -43,6 +52,12 @@ from prometheus_client import (
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+OwnedKey = str | tuple[str, str, str]
+"""A key of the owned-snapshot counts: ``(policy, target, region)``, or a policy alone (its
+target and region labels then empty)."""
+Owned = Mapping[str, int] | Mapping[tuple[str, str, str], int]
+"""Snapshots owned, by policy alone or by (policy, target, region)."""
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """What ``generate_latest`` writes (the classic text format, names escaped to underscores);
@@ -91,10 +106,19 @@ class Metrics:
         )
         self._skipped = PromCounter(
             "snapworker_policy_skipped_total",
-            "Ticks that skipped a policy because another process held its lease.",
-            ["policy"],
+            "Ticks that skipped a policy of a target and region because another process held "
+            "its lease.",
+            ["policy", "target", "region"],
             registry=r,
         )
+        self._target_errors = PromCounter(
+            "snapworker_target_errors",
+            "Pair ticks that failed, by target and region (role not assumed, AccessDenied, "
+            "throttled past the retries); the pair was skipped, the others went on.",
+            ["target", "region"],
+            registry=r,
+        )
+        self._pairs: dict[tuple[str, str], tuple[bool, float]] = {}
         self._messages = PromCounter(
             "snapworker_queue_messages_total",
             "SQS messages, by outcome (ok, bad, error).",
@@ -123,7 +147,7 @@ class Metrics:
         self._calls_base: Counter[str] = Counter()
         self._retries_base: Counter[str] = Counter()
         self._stats: Any = None
-        self._owned: Callable[[], Mapping[str, int] | None] = lambda: None
+        self._owned: Callable[[], Owned | None] = lambda: None
         r.register(_Snapshot(self))
 
     @property
@@ -139,17 +163,43 @@ class Metrics:
                     self._retries_base.update(self._stats.retries)
             self._stats = stats
 
-    def tick_done(self, seconds: float, outcomes: list[Any], ok: bool, skipped: list[str]) -> None:
+    def tick_done(
+        self, seconds: float, outcomes: list[Any], ok: bool, skipped: Sequence[OwnedKey]
+    ) -> None:
+        """``skipped``: the policies whose lease another process held, each
+        ``(policy, target, region)`` (or a policy alone)."""
         self._ticks.labels("ok" if ok else "error").inc()
         self._duration.observe(seconds)
         for o in outcomes:
             self._actions.labels(o.action.kind, o.outcome).inc()
-        for name in skipped:
-            self._skipped.labels(name).inc()
+        for key in skipped:
+            self._skipped.labels(*_labels(key)).inc()
         with self._lock:
             self.last_tick_seconds = seconds
             if ok:
                 self.last_success = self.clock()
+
+    def pair_done(self, target: str, region: str, ok: bool) -> None:
+        """A pair's tick ended: completed (``ok``), or failed and was skipped (counted in
+        ``snapworker_target_errors_total``). The last one's result and time are gauges."""
+        if not ok:
+            self._target_errors.labels(target, region).inc()
+        with self._lock:
+            self._pairs[(target, region)] = (ok, self.clock())
+
+    def pair_errors(self) -> dict[tuple[str, str], int]:
+        """The failed pair ticks counted, by (target, region) (for tests and logs)."""
+        out: dict[tuple[str, str], int] = {}
+        for family in self._target_errors.collect():
+            for smp in family.samples:
+                if smp.name.endswith("_total"):
+                    out[(smp.labels["target"], smp.labels["region"])] = int(smp.value)
+        return out
+
+    def pairs(self) -> dict[tuple[str, str], tuple[bool, float]]:
+        """Each pair's last tick: (completed, when), by (target, region)."""
+        with self._lock:
+            return dict(self._pairs)
 
     def message(self, outcome: str) -> None:
         self._messages.labels(outcome).inc()
@@ -172,14 +222,20 @@ class Metrics:
                     retries.update(self._stats.retries)
         return calls, retries
 
-    def render(self, owned: Mapping[str, int] | None = None) -> str:
-        """The exposition text; ``owned``: snapshots owned by policy (None: left out)."""
+    def render(self, owned: Owned | None = None) -> str:
+        """The exposition text; ``owned``: snapshots owned by (policy, target, region), or
+        by policy alone (None: left out)."""
         with self._scrape:  # one scrape at a time sees its own ``owned``
             self._owned = lambda: owned
             try:
                 return generate_latest(self.registry).decode()
             finally:
                 self._owned = lambda: None
+
+
+def _labels(key: OwnedKey) -> tuple[str, str, str]:
+    """``(policy, target, region)`` of a key (a policy alone: target and region empty)."""
+    return (key, "", "") if isinstance(key, str) else key
 
 
 class _Snapshot(Collector):
@@ -224,15 +280,34 @@ class _Snapshot(Collector):
         yield GaugeMetricFamily(
             "snapworker_start_time_seconds", "Unix time the daemon started.", value=m.started
         )
+        pairs = m.pairs()
+        if pairs:
+            up = GaugeMetricFamily(
+                "snapworker_target_last_run_ok",
+                "1 when the last tick of the target in the region completed, 0 when it failed.",
+                labels=["target", "region"],
+            )
+            at = GaugeMetricFamily(
+                "snapworker_target_last_run_timestamp_seconds",
+                "Unix time the last tick of the target in the region ended.",
+                labels=["target", "region"],
+            )
+            for (target, region), (ok, when) in sorted(pairs.items()):
+                up.add_metric([target, region], 1.0 if ok else 0.0)
+                at.add_metric([target, region], when)
+            yield up
+            yield at
         owned = m._owned()
         if owned is not None:
             gauge = GaugeMetricFamily(
                 "snapworker_snapshots_owned",
-                "Snapshots the worker owns (not deleted), by policy, per the state DB.",
-                labels=["policy"],
+                "Snapshots the worker owns (not deleted), by policy, target and region, per "
+                "the state DB.",
+                labels=["policy", "target", "region"],
             )
-            for policy, n in sorted(owned.items()):
-                gauge.add_metric([policy], n)
+            items: list[tuple[OwnedKey, int]] = list(owned.items())
+            for labels, n in sorted((_labels(k), n) for k, n in items):
+                gauge.add_metric(list(labels), n)
             yield gauge
 
 
@@ -246,7 +321,7 @@ class HealthServer:
         port: int,
         metrics: Metrics,
         stale_after: Callable[[], float],
-        owned: Callable[[], Mapping[str, int]] | None = None,
+        owned: Callable[[], Owned] | None = None,
         log: Any = None,
         page: Callable[[], str | None] | None = None,
     ) -> None:
@@ -299,7 +374,7 @@ class HealthServer:
         return (200 if healthy else 503), json.dumps(body) + "\n", "application/json"
 
     def render_metrics(self) -> str:
-        owned: Mapping[str, int] | None = None
+        owned: Owned | None = None
         if self.owned is not None:
             try:
                 owned = self.owned()

@@ -1,5 +1,6 @@
 """Drift: grants to accounts a policy does not list, as each run saw them (and whether it
-revoked them), for ``status``."""
+revoked them), for ``status``. Each run is one (target, region) pair's; ``status`` shows the
+newest finished run of each pair."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from snapworker.adapters.store.engine import Database, aware
-from snapworker.adapters.store.runs import last_finished_run
+from snapworker.adapters.store.runs import PairRun, last_finished_run, last_finished_runs
+from snapworker.adapters.store.scope import LEGACY, Scope
 from snapworker.adapters.store.tables import DriftRow
 from snapworker.core.model import Plan
 
@@ -20,22 +22,31 @@ __all__ = ["DriftItem", "DriftReport", "DriftRepository", "drift_items"]
 @dataclass(frozen=True)
 class DriftItem:
     """A grant to an account the policy does not list; ``revoked``: the run revoked it
-    (``revoke_unlisted: true`` and the revoke succeeded), else it was only reported."""
+    (``revoke_unlisted: true`` and the revoke succeeded), else it was only reported.
+    ``account`` is the grantee; the pair is the store's (read back: ``target``,
+    ``owner_account``, ``region``; written: ignored, the scope's)."""
 
     policy: str
     cluster: str
     snapshot_id: str
     account: str
     revoked: bool = False
+    target: str | None = None
+    owner_account: str = ""
+    region: str = ""
 
 
 @dataclass(frozen=True)
 class DriftReport:
-    """The drift one run saw (``items`` empty: it saw none), and when."""
+    """The drift one run saw (``items`` empty: it saw none), and when; with every pair's
+    (a global read), ``run_id`` and ``seen_at`` are the newest of the runs shown."""
 
     run_id: int
     seen_at: datetime | None
     items: tuple[DriftItem, ...]
+    target: str | None = None
+    owner_account: str = ""
+    region: str = ""
 
 
 def drift_items(plan: Plan, revoked: Iterable[str] | None = None) -> list[DriftItem]:
@@ -57,8 +68,13 @@ def drift_items(plan: Plan, revoked: Iterable[str] | None = None) -> list[DriftI
 
 
 class DriftRepository:
-    def __init__(self, db: Database) -> None:
+    """The drift of one (account, region) ``scope``; ``global_reads``: :meth:`latest_drift`
+    shows the newest finished run of every pair."""
+
+    def __init__(self, db: Database, scope: Scope = LEGACY, *, global_reads: bool = False) -> None:
         self._db = db
+        self._scope = scope
+        self._global = global_reads
 
     def record_drift(self, run_id: int, items: Iterable[DriftItem], at: datetime) -> int:
         """Record the drift run ``run_id`` saw (once per run, after applying; with no items
@@ -67,6 +83,8 @@ class DriftRepository:
         at = aware(at)
         rows = [
             DriftRow(
+                owner_account=self._scope.account,
+                region=self._scope.region,
                 run_id=run_id,
                 policy=i.policy,
                 cluster=i.cluster,
@@ -84,35 +102,68 @@ class DriftRepository:
         return len(rows)
 
     def latest_drift(self) -> DriftReport | None:
-        """The drift seen by the newest ``run``/``daemon`` tick that finished without an
-        exception (one that raised may not have recorded it, so an older one's view is shown
-        instead; one still running is not looked at). None when no such tick exists yet."""
-        with self._db.session("read drift", write=False) as s:
-            run = last_finished_run(s)
-            if run is None:
-                return None
-            run_id, finished_at = run
-            rows = s.exec(
-                select(DriftRow)
-                .where(DriftRow.run_id == run_id)
-                .order_by(
-                    col(DriftRow.policy),
-                    col(DriftRow.cluster),
-                    col(DriftRow.snapshot_id),
-                    col(DriftRow.account),
+        """The drift seen by the newest ``run``/``daemon`` tick of the scope that finished
+        without an exception (one that raised may not have recorded it, so an older one's
+        view is shown instead; one still running is not looked at). None when no such tick
+        exists yet. With ``global_reads``: every pair's newest such tick's, in one report."""
+        if not self._global:
+            with self._db.session("read drift", write=False) as s:
+                run = last_finished_run(s, self._scope)
+                if run is None:
+                    return None
+                return self._report(
+                    s,
+                    PairRun(
+                        run[0], run[1], self._scope.target, self._scope.account, self._scope.region
+                    ),
                 )
-            ).all()
-            return DriftReport(
-                run_id=run_id,
-                seen_at=rows[0].seen_at if rows else finished_at,
-                items=tuple(
-                    DriftItem(
-                        policy=r.policy,
-                        cluster=r.cluster,
-                        snapshot_id=r.snapshot_id,
-                        account=r.account,
-                        revoked=r.revoked,
-                    )
-                    for r in rows
-                ),
+        reports = self.latest_drift_by_pair()
+        if not reports:
+            return None
+        return DriftReport(
+            run_id=max(r.run_id for r in reports),
+            seen_at=max((r.seen_at for r in reports if r.seen_at is not None), default=None),
+            items=tuple(i for r in reports for i in r.items),
+        )
+
+    def latest_drift_by_pair(self) -> list[DriftReport]:
+        """The drift of the newest finished tick of each pair (of the scope's one without
+        ``global_reads``), by account then region."""
+        with self._db.session("read drift", write=False) as s:
+            runs = last_finished_runs(s)
+            if not self._global:
+                mine = (self._scope.account, self._scope.region)
+                runs = [r for r in runs if (r.owner_account, r.region) == mine]
+            return [self._report(s, run) for run in runs]
+
+    def _report(self, s: Session, run: PairRun) -> DriftReport:
+        rows = s.exec(
+            select(DriftRow)
+            .where(DriftRow.run_id == run.run_id)
+            .order_by(
+                col(DriftRow.policy),
+                col(DriftRow.cluster),
+                col(DriftRow.snapshot_id),
+                col(DriftRow.account),
             )
+        ).all()
+        return DriftReport(
+            run_id=run.run_id,
+            seen_at=rows[0].seen_at if rows else run.finished_at,
+            items=tuple(
+                DriftItem(
+                    policy=r.policy,
+                    cluster=r.cluster,
+                    snapshot_id=r.snapshot_id,
+                    account=r.account,
+                    revoked=r.revoked,
+                    target=run.target,
+                    owner_account=r.owner_account,
+                    region=r.region,
+                )
+                for r in rows
+            ),
+            target=run.target,
+            owner_account=run.owner_account,
+            region=run.region,
+        )

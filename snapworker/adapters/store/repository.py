@@ -23,6 +23,7 @@ from snapworker.adapters.store.errors import StateStoreError
 from snapworker.adapters.store.leases import LeaseRepository
 from snapworker.adapters.store.runs import JournalStatus, RunRepository, RunStatus, pending_entries
 from snapworker.adapters.store.schema import check_schema, ensure_schema, is_empty
+from snapworker.adapters.store.scope import LEGACY, Scope, claim_unscoped
 from snapworker.adapters.store.sizes import PolicySizes, SizesReport, SizesRepository, sizes_items
 from snapworker.adapters.store.snapshots import (
     Gone,
@@ -55,6 +56,8 @@ __all__ = [
     "PolicySizes",
     "RunStatus",
     "RunView",
+    "Scope",
+    "ScopedStore",
     "SizesReport",
     "StateStore",
     "StateStoreError",
@@ -101,18 +104,50 @@ def open_store(
 
 class StateStore:
     """Typed access to the state DB, one method per question or record, each its own
-    transaction."""
+    transaction.
 
-    def __init__(self, db: Database) -> None:
+    The store :func:`open_store` returns is *unscoped*: it reads and writes the legacy scope
+    (``owner_account`` = ``region`` = ``''``: the rows of a DB from before migration 0006,
+    and what a one-pair tick on this store writes until it is switched to a scoped store),
+    while its reads for ``status`` (:meth:`owned_summary`, :meth:`recent_runs`,
+    :meth:`journal`, :meth:`latest_drift`, :meth:`latest_sizes`, :meth:`verifications`,
+    :meth:`pair_runs`) show every pair's rows, each view naming its pair. :meth:`scoped`
+    gives the store of one (target, region) pair: its every read and write limited to that
+    pair's account and region.
+    """
+
+    scope: Scope = LEGACY
+
+    def __init__(self, db: Database, scope: Scope | None = None) -> None:
         self._db = db
         self.url = db.url
         self.read_only = db.read_only
-        self.snapshots = SnapshotRepository(db)
-        self.runs = RunRepository(db)
+        everything = scope is None
+        self.scope = LEGACY if scope is None else scope
+        self.snapshots = SnapshotRepository(db, self.scope, global_reads=everything)
+        self.runs = RunRepository(db, self.scope, global_reads=everything)
         self.leases = LeaseRepository(db)
-        self.drift = DriftRepository(db)
-        self.sizes = SizesRepository(db)
-        self.drills = VerificationRepository(db)
+        self.drift = DriftRepository(db, self.scope, global_reads=everything)
+        self.sizes = SizesRepository(db, self.scope, global_reads=everything)
+        self.drills = VerificationRepository(db, self.scope, global_reads=everything)
+
+    def scoped(
+        self, target: str, account: str, region: str, batch: str | None = None
+    ) -> ScopedStore:
+        """The store of the pair (``target``, ``region``) whose account is ``account``: every
+        read and write limited to (``account``, ``region``); the runs it begins name
+        ``target``, the account, the region and ``batch`` (one fleet invocation's id, shared by
+        its pair runs). Shares this store's database (closing it closes nothing)."""
+        if not account or not region:
+            raise ValueError("a scoped store needs an account and a region")
+        return ScopedStore(self._db, Scope(account, region, target, batch))
+
+    def claim_unscoped(self, account: str, region: str, target: str | None = None) -> int:
+        """Give every row of the legacy scope (``owner_account`` ``''``: from before migration
+        0006, or written by an unscoped store) to (``account``, ``region``), in one
+        transaction; runs without a pair get ``target`` too. Returns how many rows moved (0
+        the second time). A legacy row whose key the pair already has is left where it is."""
+        return claim_unscoped(self._db, account, region, target)
 
     @property
     def database(self) -> Database:
@@ -134,10 +169,10 @@ class StateStore:
         the drills, read in one transaction."""
         with self._db.session("load state", write=False) as s:
             return State(
-                owned=owned_records(s),
-                grants=grants_made(s),
-                pending=tuple(pending_entries(s)),
-                verifications=verification_records(s),
+                owned=owned_records(s, self.scope),
+                grants=grants_made(s, self.scope),
+                pending=tuple(pending_entries(s, self.scope)),
+                verifications=verification_records(s, self.scope),
             )
 
     # -- owned snapshots, copied sources, grants
@@ -181,6 +216,9 @@ class StateStore:
     def latest_drift(self) -> DriftReport | None:
         return self.drift.latest_drift()
 
+    def latest_drift_by_pair(self) -> list[DriftReport]:
+        return self.drift.latest_drift_by_pair()
+
     # -- sizes
 
     def record_sizes(self, run_id: int, items: Iterable[PolicySizes], at: datetime) -> int:
@@ -188,6 +226,9 @@ class StateStore:
 
     def latest_sizes(self) -> SizesReport | None:
         return self.sizes.latest_sizes()
+
+    def latest_sizes_by_pair(self) -> list[SizesReport]:
+        return self.sizes.latest_sizes_by_pair()
 
     # -- runs and the journal
 
@@ -216,8 +257,10 @@ class StateStore:
     ) -> None:
         self.runs.finish_run(run_id, status, actions_ok, actions_failed, api_calls, error, at)
 
-    def journal_start(self, run_id: int, action: Action, at: datetime) -> int:
-        return self.runs.journal_start(run_id, action, at)
+    def journal_start(
+        self, run_id: int, action: Action, at: datetime, fence: int | None = None
+    ) -> int:
+        return self.runs.journal_start(run_id, action, at, fence)
 
     def journal_finish(
         self,
@@ -244,6 +287,9 @@ class StateStore:
     def recent_runs(self, limit: int = 10, now: datetime | None = None) -> list[RunView]:
         return self.runs.recent_runs(limit, now)
 
+    def pair_runs(self, now: datetime | None = None) -> list[RunView]:
+        return self.runs.pair_runs(now)
+
     # -- leases
 
     def acquire_lease(self, name: str, holder: str, ttl: timedelta, at: datetime) -> bool:
@@ -257,6 +303,11 @@ class StateStore:
 
     def lease_holder(self, name: str) -> str | None:
         return self.leases.lease_holder(name)
+
+    def lease_fence(
+        self, name: str, holder: str, at: datetime, margin: timedelta = timedelta(0)
+    ) -> int | None:
+        return self.leases.lease_fence(name, holder, at, margin)
 
     # -- restore drills (snapworker.service.drills) and snapshot figures
 
@@ -296,3 +347,27 @@ class StateStore:
 
     def figures_for(self, snapshot_id: str) -> dict[str, Any] | None:
         return self.drills.figures_for(snapshot_id)
+
+
+class ScopedStore(StateStore):
+    """The store of one (target, region) pair (:meth:`StateStore.scoped`): the same methods,
+    every read and write limited to the pair's account and region. It borrows its parent's
+    database: closing it closes nothing."""
+
+    def __init__(self, db: Database, scope: Scope) -> None:
+        super().__init__(db, scope)
+
+    @property
+    def target(self) -> str | None:
+        return self.scope.target
+
+    @property
+    def account(self) -> str:
+        return self.scope.account
+
+    @property
+    def region(self) -> str:
+        return self.scope.region
+
+    def close(self) -> None:
+        """Nothing: the database is the parent store's."""

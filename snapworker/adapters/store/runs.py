@@ -19,19 +19,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from sqlmodel import Session, col, delete, func, select, update
 
 from snapworker.adapters.store.engine import Database, aware, changed
 from snapworker.adapters.store.errors import StateStoreError
 from snapworker.adapters.store.holders import dead_local_holder, run_lease
+from snapworker.adapters.store.scope import LEGACY, Scope
 from snapworker.adapters.store.tables import JournalRow, LeaseRow, RunRow
 from snapworker.adapters.store.views import JournalView, RunView
 from snapworker.core.model import Action, ActionKind, PendingEntry
 
-__all__ = ["JournalStatus", "RunRepository", "RunStatus", "pending_entries"]
+__all__ = [
+    "JournalStatus",
+    "PairRun",
+    "RunRepository",
+    "RunStatus",
+    "last_finished_run",
+    "last_finished_runs",
+    "pending_entries",
+]
 
 JournalStatus = Literal["pending", "completed", "failed", "superseded"]
 RunStatus = Literal["running", "ok", "failed", "interrupted"]
@@ -44,17 +54,32 @@ GONE = (
 """The error shown for a run whose process is gone (see the module docstring)."""
 
 
-def last_finished_run(session: Session) -> tuple[int, datetime] | None:
-    """The id and end of the newest ``run``/``daemon`` tick that finished without an
-    exception (one that raised may not have recorded its views; one still running is not
-    looked at): the run whose drift and sizes ``status`` shows."""
+_VIEWED = (
+    col(RunRow.mode) != "plan",
+    col(RunRow.finished_at).is_not(None),
+    col(RunRow.error).is_(None),
+)
+"""A ``run``/``daemon`` tick that finished without an exception (one that raised may not have
+recorded its views; one still running is not looked at)."""
+
+
+@dataclass(frozen=True)
+class PairRun:
+    """The newest finished run of a pair: the run whose drift and sizes ``status`` shows."""
+
+    run_id: int
+    finished_at: datetime
+    target: str | None
+    owner_account: str
+    region: str
+
+
+def last_finished_run(session: Session, scope: Scope = LEGACY) -> tuple[int, datetime] | None:
+    """The id and end of the newest :data:`_VIEWED` tick of ``scope``: the run whose drift and
+    sizes ``status`` shows."""
     row = session.exec(
         select(RunRow.id, RunRow.finished_at)
-        .where(
-            col(RunRow.mode) != "plan",
-            col(RunRow.finished_at).is_not(None),
-            col(RunRow.error).is_(None),
-        )
+        .where(*scope.where_run(RunRow), *_VIEWED)
         .order_by(col(RunRow.id).desc())
         .limit(1)
     ).first()
@@ -65,10 +90,31 @@ def last_finished_run(session: Session) -> tuple[int, datetime] | None:
     return run_id, finished_at
 
 
-def pending_entries(session: Session) -> list[PendingEntry]:
-    """The journal entries still pending (a crash cut them short), oldest first."""
+def last_finished_runs(session: Session) -> list[PairRun]:
+    """:func:`last_finished_run` of every (account, region) pair, by account, then region."""
+    newest = (
+        select(func.max(RunRow.id))
+        .where(*_VIEWED)
+        .group_by(
+            func.coalesce(col(RunRow.owner_account), ""), func.coalesce(col(RunRow.region), "")
+        )
+    )
+    rows = session.exec(select(RunRow).where(col(RunRow.id).in_(newest))).all()
+    runs = [
+        PairRun(_id(r), aware(r.finished_at), r.target, r.owner_account or "", r.region or "")
+        for r in rows
+        if r.finished_at is not None
+    ]
+    return sorted(runs, key=lambda r: (r.owner_account, r.region))
+
+
+def pending_entries(session: Session, scope: Scope = LEGACY) -> list[PendingEntry]:
+    """The journal entries of ``scope`` still pending (a crash cut them short), oldest
+    first."""
     rows = session.exec(
-        select(JournalRow).where(JournalRow.status == "pending").order_by(col(JournalRow.id))
+        select(JournalRow)
+        .where(*scope.where(JournalRow), JournalRow.status == "pending")
+        .order_by(col(JournalRow.id))
     )
     return [
         PendingEntry(
@@ -86,10 +132,17 @@ def pending_entries(session: Session) -> list[PendingEntry]:
 
 
 class RunRepository:
-    """Runs, the journal, and pruning them."""
+    """Runs, the journal, and pruning them, of one (account, region) ``scope``;
+    ``global_reads``: :meth:`journal`, :meth:`recent_runs` and :meth:`pair_runs` show every
+    pair's (``status``)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, scope: Scope = LEGACY, *, global_reads: bool = False) -> None:
         self._db = db
+        self._scope = scope
+        self._global = global_reads
+
+    def _runs(self) -> tuple[Any, ...]:
+        return self._scope.where_run(RunRow)
 
     # -- runs
 
@@ -105,7 +158,16 @@ class RunRepository:
         ``lease_expires``, wall clock), in the same transaction."""
         at = aware(at)
         with self._db.session("begin run", write=True) as s:
-            row = RunRow(mode=mode, started_at=at, status="running", pid=pid)
+            row = RunRow(
+                mode=mode,
+                started_at=at,
+                status="running",
+                pid=pid,
+                owner_account=self._scope.account,
+                region=self._scope.region,
+                target=self._scope.target,
+                batch=self._scope.batch,
+            )
             s.add(row)
             s.flush()
             if holder is not None:
@@ -140,7 +202,7 @@ class RunRepository:
             done = changed(
                 s,
                 update(RunRow)
-                .where(col(RunRow.id) == run_id)
+                .where(col(RunRow.id) == run_id, *self._runs())
                 .values(
                     status=status,
                     actions_ok=actions_ok,
@@ -160,7 +222,7 @@ class RunRepository:
         at = aware(at)
         now = aware(now) if now is not None else datetime.now(UTC)
         with self._db.session("interrupt gone runs", write=True) as s:
-            running = s.exec(select(RunRow).where(RunRow.status == "running")).all()
+            running = s.exec(select(RunRow).where(*self._runs(), RunRow.status == "running")).all()
             gone = _gone(s, running, now)
             for run in running:
                 if _id(run) not in gone:
@@ -183,17 +245,24 @@ class RunRepository:
 
     # -- journal
 
-    def journal_start(self, run_id: int, action: Action, at: datetime) -> int:
+    def journal_start(
+        self, run_id: int, action: Action, at: datetime, fence: int | None = None
+    ) -> int:
         """Write the action as ``pending`` before its AWS call; committed on return.
+        ``fence``: the fencing counter of the lease under which it is done (``lease_fence``).
 
-        A pending entry with the same key (a crash cut it short) is reused: its attempts go
-        up, it moves to this run, and it keeps its first ``started_at``.
+        A pending entry of the scope with the same key (a crash cut it short) is reused: its
+        attempts go up, it moves to this run and fence, and it keeps its first ``started_at``.
         """
         at = aware(at)
         with self._db.session("start journal entry", write=True) as s:
             found = s.exec(
                 select(JournalRow.id, JournalRow.source_id)
-                .where(JournalRow.key == action.key, JournalRow.status == "pending")
+                .where(
+                    *self._scope.where(JournalRow),
+                    JournalRow.key == action.key,
+                    JournalRow.status == "pending",
+                )
                 .order_by(col(JournalRow.id))
                 .limit(1)
             ).first()
@@ -207,13 +276,17 @@ class RunRepository:
                     .values(
                         attempts=col(JournalRow.attempts) + 1,
                         run_id=run_id,
+                        fence=fence,
                         reason=action.reason,
                         source_id=action.source if action.source is not None else source_id,
                     ),
                 )
                 return entry_id
             row = JournalRow(
+                owner_account=self._scope.account,
+                region=self._scope.region,
                 run_id=run_id,
+                fence=fence,
                 key=action.key,
                 policy=action.policy,
                 cluster=action.cluster,
@@ -247,7 +320,7 @@ class RunRepository:
             done = changed(
                 s,
                 update(JournalRow)
-                .where(col(JournalRow.id) == entry_id)
+                .where(col(JournalRow.id) == entry_id, *self._scope.where(JournalRow))
                 .values(status=status, outcome=outcome, error=error, finished_at=at),
             )
             if done == 0:
@@ -261,18 +334,19 @@ class RunRepository:
 
     def pending_entries(self) -> list[PendingEntry]:
         with self._db.session("read pending entries", write=False) as s:
-            return pending_entries(s)
+            return pending_entries(s, self._scope)
 
     # -- housekeeping
 
     def prune(self, before: datetime) -> int:
-        """Delete finished journal entries and finished runs older than ``before``; pending
-        entries always stay. Returns how many rows went."""
+        """Delete the scope's finished journal entries and finished runs older than
+        ``before``; pending entries always stay. Returns how many rows went."""
         before = aware(before, "before")
         with self._db.session("prune", write=True) as s:
             journal = changed(
                 s,
                 delete(JournalRow).where(
+                    *self._scope.where(JournalRow),
                     col(JournalRow.status) != "pending",
                     col(JournalRow.finished_at).is_not(None),
                     col(JournalRow.finished_at) < before,
@@ -281,7 +355,9 @@ class RunRepository:
             runs = changed(
                 s,
                 delete(RunRow).where(
-                    col(RunRow.finished_at).is_not(None), col(RunRow.finished_at) < before
+                    *self._runs(),
+                    col(RunRow.finished_at).is_not(None),
+                    col(RunRow.finished_at) < before,
                 ),
             )
             return journal + runs
@@ -289,13 +365,16 @@ class RunRepository:
     # -- for `status`
 
     def journal(self, limit: int = 50, run_id: int | None = None) -> list[JournalView]:
-        """The newest entries first, of one run or of all."""
+        """The newest entries first, of one run or of all (of the scope, or of every pair)."""
         query = select(JournalRow)
+        if not self._global:
+            query = query.where(*self._scope.where(JournalRow))
         if run_id is not None:
             query = query.where(JournalRow.run_id == run_id)
         with self._db.session("read journal", write=False) as s:
-            rows = s.exec(query.order_by(col(JournalRow.id).desc()).limit(limit))
-            return [_journal_view(row) for row in rows]
+            rows = s.exec(query.order_by(col(JournalRow.id).desc()).limit(limit)).all()
+            targets = _targets_of(s, rows)
+            return [_journal_view(row, targets) for row in rows]
 
     def recent_runs(self, limit: int = 10, now: datetime | None = None) -> list[RunView]:
         """The newest runs first, each with its failed journal entries and API call counts.
@@ -303,7 +382,8 @@ class RunRepository:
         journal. ``now``: the wall clock (lease expiry)."""
         now = aware(now) if now is not None else datetime.now(UTC)
         with self._db.session("read runs", write=False) as s:
-            runs = s.exec(select(RunRow).order_by(col(RunRow.id).desc()).limit(limit)).all()
+            query = select(RunRow) if self._global else select(RunRow).where(*self._runs())
+            runs = s.exec(query.order_by(col(RunRow.id).desc()).limit(limit)).all()
             gone = _gone(s, [r for r in runs if r.status == "running"], now)
             ids = {_id(run) for run in runs}
             failures: dict[int, list[JournalView]] = {}
@@ -319,8 +399,23 @@ class RunRepository:
                 )
                 for row in failed:
                     if row.run_id in ids:
-                        failures.setdefault(row.run_id, []).append(_journal_view(row))
+                        failures.setdefault(row.run_id, []).append(_journal_view(row, {}))
             return [_run_view(run, failures.get(_id(run), ()), gone.get(_id(run))) for run in runs]
+
+    def pair_runs(self, now: datetime | None = None) -> list[RunView]:
+        """The newest finished run (any mode but ``plan``) of each (target, region) pair, with
+        its status and error, by target then region (a pair of runs from before 0006: target
+        None, first): what ``status`` and the metrics show per pair. With a scope: its own."""
+        now = aware(now) if now is not None else datetime.now(UTC)
+        finished = (col(RunRow.mode) != "plan", col(RunRow.finished_at).is_not(None))
+        newest = select(func.max(RunRow.id)).where(*finished)
+        if not self._global:
+            newest = newest.where(*self._runs())
+        newest = newest.group_by(col(RunRow.target), col(RunRow.region))
+        with self._db.session("read the runs of each pair", write=False) as s:
+            runs = s.exec(select(RunRow).where(col(RunRow.id).in_(newest))).all()
+            views = [_run_view(run, (), None) for run in runs]
+        return sorted(views, key=lambda v: (v.target is not None, v.target or "", v.region))
 
 
 def _id(row: RunRow | JournalRow) -> int:
@@ -359,6 +454,15 @@ def _gone(s: Session, running: Sequence[RunRow], now: datetime) -> dict[int, tup
     return counts
 
 
+def _targets_of(s: Session, rows: Sequence[JournalRow]) -> dict[int, str | None]:
+    """The target of each run the journal ``rows`` belong to."""
+    ids = {row.run_id for row in rows}
+    if not ids:
+        return {}
+    found = s.exec(select(RunRow.id, RunRow.target).where(col(RunRow.id).in_(ids)))
+    return {run_id: target for run_id, target in found if run_id is not None}
+
+
 def _run_view(
     run: RunRow, failures: Sequence[JournalView], gone: tuple[int, int] | None
 ) -> RunView:
@@ -377,11 +481,19 @@ def _run_view(
         error=error,
         pid=run.pid,
         failures=tuple(failures),
+        target=run.target,
+        owner_account=run.owner_account or "",
+        region=run.region or "",
+        batch=run.batch,
     )
 
 
-def _journal_view(row: JournalRow) -> JournalView:
+def _journal_view(row: JournalRow, targets: Mapping[int, str | None]) -> JournalView:
     return JournalView(
+        target=targets.get(row.run_id),
+        owner_account=row.owner_account,
+        region=row.region,
+        fence=row.fence,
         id=_id(row),
         run_id=row.run_id,
         key=row.key,

@@ -36,7 +36,7 @@ __all__ = [
     "migrations_dir",
 ]
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 """The newest migration this snapworker ships; a test checks it is Alembic's script head."""
 
 _PG_MIGRATION_LOCK = 0x736E6170  # "snap": pg_advisory_xact_lock key held while migrating

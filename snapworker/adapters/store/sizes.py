@@ -7,10 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import col, delete, select
+from sqlmodel import Session, col, delete, select
 
 from snapworker.adapters.store.engine import Database, aware, changed
-from snapworker.adapters.store.runs import last_finished_run
+from snapworker.adapters.store.runs import PairRun, last_finished_run, last_finished_runs
+from snapworker.adapters.store.scope import LEGACY, Scope
 from snapworker.adapters.store.tables import SizesRow
 from snapworker.core.model import Plan
 from snapworker.core.sizes import kept_by_policy
@@ -27,13 +28,22 @@ class PolicySizes:
     sized: int
     size_mb: float | None = None
     incremental_mb: float | None = None
+    target: str | None = None  # read back: the pair's (written: the store's scope)
+    owner_account: str = ""
+    region: str = ""
 
 
 @dataclass(frozen=True)
 class SizesReport:
+    """One run's sizes; with every pair's (a global read), ``run_id`` and ``seen_at`` are the
+    newest of the runs shown."""
+
     run_id: int
     seen_at: datetime | None
     items: tuple[PolicySizes, ...]
+    target: str | None = None
+    owner_account: str = ""
+    region: str = ""
 
 
 def sizes_items(plan: Plan) -> list[PolicySizes]:
@@ -51,14 +61,21 @@ def sizes_items(plan: Plan) -> list[PolicySizes]:
 
 
 class SizesRepository:
-    def __init__(self, db: Database) -> None:
+    """The sizes of one (account, region) ``scope``; ``global_reads``: :meth:`latest_sizes`
+    shows the newest finished run of every pair."""
+
+    def __init__(self, db: Database, scope: Scope = LEGACY, *, global_reads: bool = False) -> None:
         self._db = db
+        self._scope = scope
+        self._global = global_reads
 
     def record_sizes(self, run_id: int, items: Iterable[PolicySizes], at: datetime) -> int:
         """Record what run ``run_id`` saw (once per run, after applying). Returns the rows."""
         at = aware(at)
         rows = [
             SizesRow(
+                owner_account=self._scope.account,
+                region=self._scope.region,
                 run_id=run_id,
                 policy=i.policy,
                 snapshots=i.snapshots,
@@ -76,27 +93,72 @@ class SizesRepository:
         return len(rows)
 
     def prune(self, before: datetime) -> int:
-        """Delete the rows seen before ``before`` (with the daemon's runs). Returns how many."""
+        """Delete the scope's rows seen before ``before`` (with the daemon's runs). Returns
+        how many."""
         before = aware(before, "before")
         with self._db.session("prune sizes", write=True) as s:
-            return changed(s, delete(SizesRow).where(col(SizesRow.seen_at) < before))
-
-    def latest_sizes(self) -> SizesReport | None:
-        """The sizes the newest ``run``/``daemon`` tick that finished without an exception
-        recorded (None: no such tick yet)."""
-        with self._db.session("read sizes", write=False) as s:
-            run = last_finished_run(s)
-            if run is None:
-                return None
-            run_id, finished_at = run
-            rows = s.exec(
-                select(SizesRow).where(SizesRow.run_id == run_id).order_by(col(SizesRow.policy))
-            ).all()
-            return SizesReport(
-                run_id=run_id,
-                seen_at=rows[0].seen_at if rows else finished_at,
-                items=tuple(
-                    PolicySizes(r.policy, r.snapshots, r.sized, r.size_mb, r.incremental_mb)
-                    for r in rows
+            return changed(
+                s,
+                delete(SizesRow).where(
+                    *self._scope.where(SizesRow), col(SizesRow.seen_at) < before
                 ),
             )
+
+    def latest_sizes(self) -> SizesReport | None:
+        """The sizes the newest ``run``/``daemon`` tick of the scope that finished without an
+        exception recorded (None: no such tick yet). With ``global_reads``: every pair's
+        newest such tick's, in one report."""
+        if not self._global:
+            with self._db.session("read sizes", write=False) as s:
+                run = last_finished_run(s, self._scope)
+                if run is None:
+                    return None
+                return self._report(
+                    s,
+                    PairRun(
+                        run[0], run[1], self._scope.target, self._scope.account, self._scope.region
+                    ),
+                )
+        reports = self.latest_sizes_by_pair()
+        if not reports:
+            return None
+        return SizesReport(
+            run_id=max(r.run_id for r in reports),
+            seen_at=max((r.seen_at for r in reports if r.seen_at is not None), default=None),
+            items=tuple(i for r in reports for i in r.items),
+        )
+
+    def latest_sizes_by_pair(self) -> list[SizesReport]:
+        """The sizes of the newest finished tick of each pair (of the scope's one without
+        ``global_reads``), by account then region."""
+        with self._db.session("read sizes", write=False) as s:
+            runs = last_finished_runs(s)
+            if not self._global:
+                mine = (self._scope.account, self._scope.region)
+                runs = [r for r in runs if (r.owner_account, r.region) == mine]
+            return [self._report(s, run) for run in runs]
+
+    def _report(self, s: Session, run: PairRun) -> SizesReport:
+        rows = s.exec(
+            select(SizesRow).where(SizesRow.run_id == run.run_id).order_by(col(SizesRow.policy))
+        ).all()
+        return SizesReport(
+            run_id=run.run_id,
+            seen_at=rows[0].seen_at if rows else run.finished_at,
+            items=tuple(
+                PolicySizes(
+                    r.policy,
+                    r.snapshots,
+                    r.sized,
+                    r.size_mb,
+                    r.incremental_mb,
+                    target=run.target,
+                    owner_account=r.owner_account,
+                    region=r.region,
+                )
+                for r in rows
+            ),
+            target=run.target,
+            owner_account=run.owner_account,
+            region=run.region,
+        )

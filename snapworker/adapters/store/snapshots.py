@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, func, select, update
 
 from snapworker.adapters.store.engine import Database, aware, aware_opt, changed
-from snapworker.adapters.store.tables import CopiedSourceRow, GrantRow, OwnedSnapshotRow
+from snapworker.adapters.store.scope import LEGACY, Scope
+from snapworker.adapters.store.tables import CopiedSourceRow, GrantRow, OwnedSnapshotRow, RunRow
 from snapworker.adapters.store.views import GrantView, OwnedSummary, OwnedView
 from snapworker.core.model import (
     DELETED_OUTSIDE,
@@ -36,6 +37,7 @@ __all__ = [
     "SnapshotRepository",
     "grants_made",
     "owned_records",
+    "pair_targets",
 ]
 
 
@@ -50,15 +52,19 @@ class Gone:
     grants_of_snapshots: int = 0
 
 
-def owned_records(session: Session) -> dict[str, OwnedRecord]:
-    """Every owned snapshot the worker recorded, deleted ones too, by id."""
-    return {row.snapshot_id: _record_of(row) for row in session.exec(select(OwnedSnapshotRow))}
+def owned_records(session: Session, scope: Scope = LEGACY) -> dict[str, OwnedRecord]:
+    """Every owned snapshot the worker recorded in ``scope``, deleted ones too, by id."""
+    rows = session.exec(select(OwnedSnapshotRow).where(*scope.where(OwnedSnapshotRow)))
+    return {row.snapshot_id: _record_of(row) for row in rows}
 
 
-def grants_made(session: Session) -> tuple[GrantRecord, ...]:
-    """The grants the worker made (``granted_at`` known), open or revoked, oldest first."""
+def grants_made(session: Session, scope: Scope = LEGACY) -> tuple[GrantRecord, ...]:
+    """The grants the worker made in ``scope`` (``granted_at`` known), open or revoked,
+    oldest first."""
     rows = session.exec(
-        select(GrantRow).where(col(GrantRow.granted_at).is_not(None)).order_by(col(GrantRow.id))
+        select(GrantRow)
+        .where(*scope.where(GrantRow), col(GrantRow.granted_at).is_not(None))
+        .order_by(col(GrantRow.id))
     )
     made = []
     for row in rows:
@@ -71,14 +77,31 @@ def grants_made(session: Session) -> tuple[GrantRecord, ...]:
     return tuple(made)
 
 
-def _grant_view(row: GrantRow) -> GrantView:
+def _grant_view(row: GrantRow, targets: dict[tuple[str, str], str]) -> GrantView:
     return GrantView(
+        target=targets.get((row.owner_account, row.region)),
+        owner_account=row.owner_account,
+        region=row.region,
         snapshot_id=row.snapshot_id,
         account=row.account,
         granted_at=row.granted_at,
         revoked_at=row.revoked_at,
         revoked_reason=row.revoked_reason,
     )
+
+
+def pair_targets(session: Session) -> dict[tuple[str, str], str]:
+    """The target name of each (account, region) pair, from the newest run that named it (the
+    rows themselves carry only the account and region)."""
+    newest = (
+        select(func.max(RunRow.id))
+        .where(col(RunRow.target).is_not(None))
+        .group_by(col(RunRow.owner_account), col(RunRow.region))
+    )
+    rows = session.exec(
+        select(RunRow.owner_account, RunRow.region, RunRow.target).where(col(RunRow.id).in_(newest))
+    )
+    return {(a or "", r or ""): t for a, r, t in rows if t is not None}
 
 
 def _record_of(row: OwnedSnapshotRow) -> OwnedRecord:
@@ -106,16 +129,21 @@ def _close(session: Session, where: tuple[Any, ...], at: datetime, reason: str) 
 
 
 class SnapshotRepository:
-    """Owned snapshots, copied sources and grants."""
+    """Owned snapshots, copied sources and grants of one (account, region) ``scope``;
+    ``global_reads``: :meth:`owned_summary` shows every pair's (``status``)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, scope: Scope = LEGACY, *, global_reads: bool = False) -> None:
         self._db = db
+        self._scope = scope
+        self._global = global_reads
 
     # -- copied sources
 
     def copied_sources(self, policy: str) -> set[str]:
         with self._db.session("read copied sources", write=False) as s:
-            query = select(CopiedSourceRow.source_id).where(CopiedSourceRow.policy == policy)
+            query = select(CopiedSourceRow.source_id).where(
+                *self._scope.where(CopiedSourceRow), CopiedSourceRow.policy == policy
+            )
             return set(s.exec(query))
 
     def record_copied_source(
@@ -125,11 +153,17 @@ class SnapshotRepository:
         (the first record stays)."""
         at = aware(at)
         with self._db.session("record copied source", write=True) as s:
-            if s.get(CopiedSourceRow, {"policy": policy, "source_id": source_id}) is not None:
+            key = self._scope.key(policy=policy, source_id=source_id)
+            if s.get(CopiedSourceRow, key) is not None:
                 return False
             s.add(
                 CopiedSourceRow(
-                    policy=policy, source_id=source_id, target_id=target_id, copied_at=at
+                    owner_account=self._scope.account,
+                    region=self._scope.region,
+                    policy=policy,
+                    source_id=source_id,
+                    target_id=target_id,
+                    copied_at=at,
                 )
             )
             return True
@@ -148,10 +182,12 @@ class SnapshotRepository:
         fire_time = aware_opt(rec.fire_time, "fire_time")
         deleted_at = aware_opt(rec.deleted_at, "deleted_at")
         with self._db.session("record owned snapshot", write=True) as s:
-            row = s.get(OwnedSnapshotRow, rec.snapshot_id)
+            row = s.get(OwnedSnapshotRow, self._scope.key(snapshot_id=rec.snapshot_id))
             if row is None:
                 s.add(
                     OwnedSnapshotRow(
+                        owner_account=self._scope.account,
+                        region=self._scope.region,
                         snapshot_id=rec.snapshot_id,
                         policy=rec.policy,
                         cluster=rec.cluster,
@@ -182,7 +218,7 @@ class SnapshotRepository:
         """Set ``deleted_at`` (the first one stays); False if there is no such record."""
         at = aware(at)
         with self._db.session("mark snapshot deleted", write=True) as s:
-            row = s.get(OwnedSnapshotRow, snapshot_id)
+            row = s.get(OwnedSnapshotRow, self._scope.key(snapshot_id=snapshot_id))
             if row is None:
                 return False
             if row.deleted_at is None:
@@ -190,20 +226,32 @@ class SnapshotRepository:
             return True
 
     def owned_summary(self) -> OwnedSummary:
+        """The owned snapshots and grants of the scope (of every pair with ``global_reads``:
+        each view names its pair; ``owned`` then mixes the pairs of a policy and cluster)."""
+        own = () if self._global else self._scope.where(OwnedSnapshotRow)
+        grant = () if self._global else self._scope.where(GrantRow)
         with self._db.session("read owned snapshots", write=False) as s:
+            targets = pair_targets(s)
             owned: dict[str, dict[str, list[OwnedView]]] = {}
             rows = s.exec(
-                select(OwnedSnapshotRow).order_by(
+                select(OwnedSnapshotRow)
+                .where(*own)
+                .order_by(
                     col(OwnedSnapshotRow.policy),
                     col(OwnedSnapshotRow.cluster),
                     col(OwnedSnapshotRow.data_time).is_not(None),  # no data time first, anywhere
                     col(OwnedSnapshotRow.data_time),
                     col(OwnedSnapshotRow.snapshot_id),
+                    col(OwnedSnapshotRow.owner_account),
+                    col(OwnedSnapshotRow.region),
                 )
             )
             for row in rows:
                 owned.setdefault(row.policy, {}).setdefault(row.cluster, []).append(
                     OwnedView(
+                        target=targets.get((row.owner_account, row.region)),
+                        owner_account=row.owner_account,
+                        region=row.region,
                         snapshot_id=row.snapshot_id,
                         policy=row.policy,
                         cluster=row.cluster,
@@ -219,18 +267,21 @@ class SnapshotRepository:
                 )
             grants = s.exec(
                 select(GrantRow)
-                .where(col(GrantRow.revoked_at).is_(None))
-                .order_by(col(GrantRow.snapshot_id), col(GrantRow.account))
+                .where(*grant, col(GrantRow.revoked_at).is_(None))
+                .order_by(col(GrantRow.snapshot_id), col(GrantRow.account), col(GrantRow.id))
             )
-            open_grants = tuple(map(_grant_view, grants))
+            open_grants = tuple(_grant_view(g, targets) for g in grants)
             outside = s.exec(
                 select(GrantRow)
-                .where(col(GrantRow.revoked_reason) == REVOKED_OUTSIDE)
+                .where(*grant, col(GrantRow.revoked_reason) == REVOKED_OUTSIDE)
                 .order_by(
-                    col(GrantRow.revoked_at), col(GrantRow.snapshot_id), col(GrantRow.account)
+                    col(GrantRow.revoked_at),
+                    col(GrantRow.snapshot_id),
+                    col(GrantRow.account),
+                    col(GrantRow.id),
                 )
             )
-            revoked_outside = tuple(map(_grant_view, outside))
+            revoked_outside = tuple(_grant_view(g, targets) for g in outside)
         return OwnedSummary(
             owned={
                 policy: {cluster: tuple(views) for cluster, views in clusters.items()}
@@ -253,18 +304,19 @@ class SnapshotRepository:
         closed: list[tuple[str, str]] = []
         with_snapshots = 0
         with self._db.session("record what was changed outside snapworker", write=True) as s:
+            mine = self._scope.where(GrantRow)
             for sid in dict.fromkeys(snapshot_ids):
-                row = s.get(OwnedSnapshotRow, sid)
+                row = s.get(OwnedSnapshotRow, self._scope.key(snapshot_id=sid))
                 if row is None or row.deleted_at is not None:
                     continue
                 row.deleted_at = at
                 row.deleted_reason = DELETED_OUTSIDE
                 gone.append(_record_of(row))
                 with_snapshots += _close(
-                    s, (col(GrantRow.snapshot_id) == sid,), at, SNAPSHOT_DELETED_OUTSIDE
+                    s, (*mine, col(GrantRow.snapshot_id) == sid), at, SNAPSHOT_DELETED_OUTSIDE
                 )
             for sid, account in dict.fromkeys(grants):
-                pair = (col(GrantRow.snapshot_id) == sid, col(GrantRow.account) == account)
+                pair = (*mine, col(GrantRow.snapshot_id) == sid, col(GrantRow.account) == account)
                 if _close(s, pair, at, REVOKED_OUTSIDE):
                     closed.append((sid, account))
         return Gone(tuple(gone), tuple(closed), with_snapshots)
@@ -277,7 +329,7 @@ class SnapshotRepository:
         changed_ids = []
         with self._db.session("record a snapshot listed again", write=True) as s:
             for sid in dict.fromkeys(snapshot_ids):
-                row = s.get(OwnedSnapshotRow, sid)
+                row = s.get(OwnedSnapshotRow, self._scope.key(snapshot_id=sid))
                 if row is not None and row.deleted_reason == DELETED_OUTSIDE:
                     row.deleted_at = None
                     row.deleted_reason = None
@@ -292,6 +344,7 @@ class SnapshotRepository:
         with self._db.session("record grant", write=True) as s:
             open_grant = s.exec(
                 select(GrantRow.id).where(
+                    *self._scope.where(GrantRow),
                     GrantRow.snapshot_id == snapshot_id,
                     GrantRow.account == account,
                     col(GrantRow.revoked_at).is_(None),
@@ -299,7 +352,15 @@ class SnapshotRepository:
             ).first()
             if open_grant is not None:
                 return False
-            s.add(GrantRow(snapshot_id=snapshot_id, account=account, granted_at=at))
+            s.add(
+                GrantRow(
+                    owner_account=self._scope.account,
+                    region=self._scope.region,
+                    snapshot_id=snapshot_id,
+                    account=account,
+                    granted_at=at,
+                )
+            )
             return True
 
     def record_revoke(self, snapshot_id: str, account: str, at: datetime) -> bool:
@@ -307,7 +368,11 @@ class SnapshotRepository:
         of a grant the worker did not make (``granted_at`` NULL), unless the newest row for
         the pair is already closed (a repeated revoke). True if something was written."""
         at = aware(at)
-        pair = (col(GrantRow.snapshot_id) == snapshot_id, col(GrantRow.account) == account)
+        pair = (
+            *self._scope.where(GrantRow),
+            col(GrantRow.snapshot_id) == snapshot_id,
+            col(GrantRow.account) == account,
+        )
         with self._db.session("record revoke", write=True) as s:
             closed = changed(
                 s,
@@ -322,5 +387,13 @@ class SnapshotRepository:
             ).first()
             if newest is not None:
                 return False  # its revoked_at is set: no open grant exists
-            s.add(GrantRow(snapshot_id=snapshot_id, account=account, revoked_at=at))
+            s.add(
+                GrantRow(
+                    owner_account=self._scope.account,
+                    region=self._scope.region,
+                    snapshot_id=snapshot_id,
+                    account=account,
+                    revoked_at=at,
+                )
+            )
             return True

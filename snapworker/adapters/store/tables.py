@@ -6,6 +6,10 @@ autogenerate comparison that a migrated database is exactly these tables. Every 
 column is SQLModel's ``UTCDateTime``: writes must be timezone-aware and reads come back aware
 UTC, on SQLite too.
 
+Every table but ``lease`` is keyed by the pair it belongs to, ``owner_account`` (the account
+owning the snapshots; ``account`` names a grantee where it appears) and ``region``: the same
+snapshot id in two accounts or regions is two snapshots (``adapters.store.scope``).
+
 There are no foreign keys on purpose: the journal records an action before the snapshot it
 names exists, and a revoke is recorded even for a grant the worker did not make.
 """
@@ -44,8 +48,12 @@ class OwnedSnapshotRow(SQLModel, table=True):
     """
 
     __tablename__ = "owned_snapshot"
-    __table_args__ = (Index("ix_owned_snapshot_policy_cluster", "policy", "cluster"),)
+    __table_args__ = (
+        Index("ix_owned_snapshot_policy_cluster", "owner_account", "region", "policy", "cluster"),
+    )
 
+    owner_account: str = Field(primary_key=True)
+    region: str = Field(primary_key=True)
     snapshot_id: str = Field(primary_key=True)
     policy: str
     cluster: str
@@ -70,9 +78,13 @@ class GrantRow(SQLModel, table=True):
     """
 
     __tablename__ = "grant"
-    __table_args__ = (Index("ix_grant_snapshot_account", "snapshot_id", "account"),)
+    __table_args__ = (
+        Index("ix_grant_snapshot_account", "owner_account", "region", "snapshot_id", "account"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
+    owner_account: str
+    region: str
     snapshot_id: str
     account: str
     granted_at: datetime | None = None
@@ -85,6 +97,8 @@ class CopiedSourceRow(SQLModel, table=True):
 
     __tablename__ = "copied_source"
 
+    owner_account: str = Field(primary_key=True)
+    region: str = Field(primary_key=True)
     policy: str = Field(primary_key=True)
     source_id: str = Field(primary_key=True)
     target_id: str
@@ -96,13 +110,15 @@ class JournalRow(SQLModel, table=True):
 
     __tablename__ = "journal"
     __table_args__ = (
-        Index("ix_journal_key", "key"),
-        Index("ix_journal_status", "status"),
+        Index("ix_journal_key", "owner_account", "region", "key"),
+        Index("ix_journal_status", "owner_account", "region", "status"),
         Index("ix_journal_run_id", "run_id"),
         {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    owner_account: str
+    region: str
     run_id: int
     key: str
     policy: str
@@ -118,13 +134,18 @@ class JournalRow(SQLModel, table=True):
     error: str | None = Field(default=None, sa_type=Text)
     attempts: int = 1
     outcome: str | None = None  # e.g. "done", "adopted", "already-absent"
+    fence: int | None = None  # the lease's fencing counter when the action was started
 
 
 class RunRow(SQLModel, table=True):
-    """One tick of ``run``, ``daemon`` or ``plan``."""
+    """One tick of ``run``, ``daemon`` or ``plan`` on one (target, region) pair. A fleet
+    invocation's pair runs share a ``batch``; rows from before 0006 have NULL pair columns."""
 
     __tablename__ = "run"
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    __table_args__ = (
+        Index("ix_run_pair", "owner_account", "region"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     mode: str  # "run" | "daemon" | "plan"
@@ -136,10 +157,16 @@ class RunRow(SQLModel, table=True):
     api_calls: str = Field(default="{}", sa_type=Text)  # JSON object: operation -> count
     error: str | None = Field(default=None, sa_type=Text)
     pid: int
+    target: str | None = None
+    owner_account: str | None = None
+    region: str | None = None
+    batch: str | None = None
 
 
 class LeaseRow(SQLModel, table=True):
-    """A named lease (e.g. ``policy:prod-nightly``) held by one process until it expires."""
+    """A named lease (``policy:<policy>/<target>/<region>``) held by one process until it
+    expires. ``fence`` goes up by one each time a holder that did not hold it takes it, and
+    never goes down: a released lease keeps its row (expired), so its fence too."""
 
     __tablename__ = "lease"
 
@@ -147,6 +174,7 @@ class LeaseRow(SQLModel, table=True):
     holder: str
     acquired_at: datetime
     expires_at: datetime
+    fence: int = 0
 
 
 class DriftRow(SQLModel, table=True):
@@ -158,6 +186,8 @@ class DriftRow(SQLModel, table=True):
     __table_args__ = (Index("ix_drift_run_id", "run_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    owner_account: str
+    region: str
     run_id: int
     policy: str
     cluster: str
@@ -175,6 +205,8 @@ class SizesRow(SQLModel, table=True):
     __table_args__ = (Index("ix_sizes_run_id", "run_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    owner_account: str
+    region: str
     run_id: int
     policy: str
     snapshots: int
@@ -193,13 +225,15 @@ class VerificationRow(SQLModel, table=True):
 
     __tablename__ = "verification"
     __table_args__ = (
-        Index("ix_verification_policy_cluster", "policy", "cluster"),
-        Index("ix_verification_snapshot_id", "snapshot_id"),
-        Index("ix_verification_scratch_cluster", "scratch_cluster"),
+        Index("ix_verification_policy_cluster", "owner_account", "region", "policy", "cluster"),
+        Index("ix_verification_snapshot_id", "owner_account", "region", "snapshot_id"),
+        Index("ix_verification_scratch_cluster", "owner_account", "region", "scratch_cluster"),
         {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    owner_account: str
+    region: str
     policy: str
     cluster: str
     snapshot_id: str
@@ -218,6 +252,8 @@ class SnapshotFiguresRow(SQLModel, table=True):
 
     __tablename__ = "snapshot_figures"
 
+    owner_account: str = Field(primary_key=True)
+    region: str = Field(primary_key=True)
     snapshot_id: str = Field(primary_key=True)
     policy: str
     cluster: str

@@ -17,6 +17,8 @@ from sqlmodel import Session, col, select, update
 
 from snapworker.adapters.store.engine import Database, aware, changed
 from snapworker.adapters.store.errors import StateStoreError
+from snapworker.adapters.store.scope import LEGACY, Scope
+from snapworker.adapters.store.snapshots import pair_targets
 from snapworker.adapters.store.tables import SnapshotFiguresRow, VerificationRow
 from snapworker.adapters.store.views import VerificationView
 from snapworker.core.model import VerificationRecord, VerificationStatus
@@ -26,9 +28,13 @@ __all__ = ["VerificationRepository", "verification_records"]
 _OUTCOMES = ("passed", "failed", "error")
 
 
-def verification_records(session: Session) -> tuple[VerificationRecord, ...]:
-    """Every drill, oldest first, as the planner reads them."""
-    rows = session.exec(select(VerificationRow).order_by(col(VerificationRow.id)))
+def verification_records(session: Session, scope: Scope = LEGACY) -> tuple[VerificationRecord, ...]:
+    """Every drill of ``scope``, oldest first, as the planner reads them."""
+    rows = session.exec(
+        select(VerificationRow)
+        .where(*scope.where(VerificationRow))
+        .order_by(col(VerificationRow.id))
+    )
     return tuple(
         VerificationRecord(
             policy=row.policy,
@@ -44,10 +50,13 @@ def verification_records(session: Session) -> tuple[VerificationRecord, ...]:
 
 
 class VerificationRepository:
-    """Drills and snapshot figures."""
+    """Drills and snapshot figures of one (account, region) ``scope``; ``global_reads``:
+    :meth:`verifications` shows every pair's."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, scope: Scope = LEGACY, *, global_reads: bool = False) -> None:
         self._db = db
+        self._scope = scope
+        self._global = global_reads
 
     def start_verification(
         self,
@@ -69,6 +78,7 @@ class VerificationRepository:
             unfinished = s.exec(
                 select(VerificationRow.id, VerificationRow.scratch_cluster, VerificationRow.status)
                 .where(
+                    *self._scope.where(VerificationRow),
                     VerificationRow.policy == policy,
                     VerificationRow.cluster == cluster,
                     col(VerificationRow.status).in_(("pending", "interrupted")),
@@ -101,6 +111,8 @@ class VerificationRepository:
                 )
                 return reused
             row = VerificationRow(
+                owner_account=self._scope.account,
+                region=self._scope.region,
                 policy=policy,
                 cluster=cluster,
                 snapshot_id=snapshot_id,
@@ -126,7 +138,9 @@ class VerificationRepository:
             done = changed(
                 s,
                 update(VerificationRow)
-                .where(col(VerificationRow.id) == verification_id)
+                .where(
+                    col(VerificationRow.id) == verification_id, *self._scope.where(VerificationRow)
+                )
                 .values(
                     status=status,
                     finished_at=at,
@@ -146,6 +160,7 @@ class VerificationRepository:
                 s,
                 update(VerificationRow)
                 .where(
+                    *self._scope.where(VerificationRow),
                     col(VerificationRow.scratch_cluster) == scratch_cluster,
                     col(VerificationRow.scratch_deleted_at).is_(None),
                 )
@@ -153,12 +168,15 @@ class VerificationRepository:
             )
 
     def verifications(self, limit: int | None = None) -> list[VerificationView]:
-        """Drills, newest first."""
+        """Drills (of the scope, or of every pair), newest first."""
         query = select(VerificationRow).order_by(col(VerificationRow.id).desc())
+        if not self._global:
+            query = query.where(*self._scope.where(VerificationRow))
         if limit is not None:
             query = query.limit(limit)
         with self._db.session("read verifications", write=False) as s:
-            return [_verification_view(row) for row in s.exec(query)]
+            targets = pair_targets(s)
+            return [_verification_view(row, targets) for row in s.exec(query)]
 
     # -- figures
 
@@ -175,10 +193,12 @@ class VerificationRepository:
         at = aware(at)
         text = json.dumps(dict(figures), sort_keys=True, default=str)
         with self._db.session("record snapshot figures", write=True) as s:
-            row = s.get(SnapshotFiguresRow, snapshot_id)
+            row = s.get(SnapshotFiguresRow, self._scope.key(snapshot_id=snapshot_id))
             if row is None:
                 s.add(
                     SnapshotFiguresRow(
+                        owner_account=self._scope.account,
+                        region=self._scope.region,
                         snapshot_id=snapshot_id,
                         policy=policy,
                         cluster=cluster,
@@ -195,7 +215,8 @@ class VerificationRepository:
         with self._db.session("read snapshot figures", write=False) as s:
             text = s.exec(
                 select(SnapshotFiguresRow.figures).where(
-                    SnapshotFiguresRow.snapshot_id == snapshot_id
+                    *self._scope.where(SnapshotFiguresRow),
+                    SnapshotFiguresRow.snapshot_id == snapshot_id,
                 )
             ).first()
             if text is None:
@@ -204,7 +225,9 @@ class VerificationRepository:
             return data if isinstance(data, dict) else None
 
 
-def _verification_view(row: VerificationRow) -> VerificationView:
+def _verification_view(
+    row: VerificationRow, targets: Mapping[tuple[str, str], str]
+) -> VerificationView:
     try:
         detail = json.loads(row.detail or "{}")
     except ValueError:
@@ -222,4 +245,7 @@ def _verification_view(row: VerificationRow) -> VerificationView:
         finished_at=row.finished_at,
         detail=detail if isinstance(detail, dict) else {},
         scratch_deleted_at=row.scratch_deleted_at,
+        target=targets.get((row.owner_account, row.region)),
+        owner_account=row.owner_account,
+        region=row.region,
     )

@@ -1,5 +1,8 @@
 """What the store's reads for ``status`` return: frozen records, detached from the database
-(the SQLModel rows never leave a session)."""
+(the SQLModel rows never leave a session).
+
+Each names the (target, region) pair it belongs to: ``target``, ``owner_account`` (the account
+owning the snapshots; ``account`` stays the grantee where a view has one) and ``region``."""
 
 from __future__ import annotations
 
@@ -31,6 +34,9 @@ class OwnedView:
     adopted: bool
     deleted_at: datetime | None
     deleted_reason: str | None = None  # None: deleted by snapworker (when deleted_at is set)
+    target: str | None = None  # the config's name of the pair's account (None: not known)
+    owner_account: str = ""  # the account owning the snapshots ('' : a row from before 0006)
+    region: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,9 @@ class GrantView:
     granted_at: datetime | None  # None: a revoke of a grant the worker did not make
     revoked_at: datetime | None
     revoked_reason: str | None = None  # None: revoked by snapworker (when revoked_at is set)
+    target: str | None = None  # the config's name of the pair's account (None: not known)
+    owner_account: str = ""  # the account owning the snapshots ('' : a row from before 0006)
+    region: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,10 @@ class JournalView:
     attempts: int
     started_at: datetime
     finished_at: datetime | None
+    target: str | None = None  # the config's name of the pair's account (None: not known)
+    owner_account: str = ""  # the account owning the snapshots ('' : a row from before 0006)
+    region: str = ""
+    fence: int | None = None  # the lease's fencing counter the action was started under
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,10 @@ class RunView:
     error: str | None
     pid: int
     failures: tuple[JournalView, ...]  # this run's journal entries that failed
+    target: str | None = None  # the config's name of the pair's account (None: not known)
+    owner_account: str = ""  # the account owning the snapshots ('' : a row from before 0006)
+    region: str = ""
+    batch: str | None = None  # the fleet invocation whose pair runs share it
 
 
 @dataclass(frozen=True)
@@ -102,3 +119,6 @@ class VerificationView:
     finished_at: datetime | None
     detail: Mapping[str, Any]
     scratch_deleted_at: datetime | None
+    target: str | None = None  # the config's name of the pair's account (None: not known)
+    owner_account: str = ""  # the account owning the snapshots ('' : a row from before 0006)
+    region: str = ""

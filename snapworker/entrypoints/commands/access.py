@@ -101,7 +101,10 @@ def iam_policy(
     account: Annotated[
         str,
         typer.Option(
-            metavar="ACCOUNT", help="AWS account id the policy is for (12 digits), or '*'."
+            metavar="ACCOUNT",
+            help="AWS account id the policy is for (12 digits), or '*'. With targets or "
+            "organization: the worker's own account (its Redshift permissions, and the "
+            "trusted principal's default).",
         ),
     ] = "*",
     region: Annotated[
@@ -110,7 +113,18 @@ def iam_policy(
             metavar="REGION",
             help="AWS region, or '*'. Default: aws.region of the config, else '*'. The ARNs "
             "take the region's partition (arn:aws-cn: in cn-north-1, arn:aws-us-gov: in "
-            "us-gov-west-1); with '*', any region of the standard partition (arn:aws:).",
+            "us-gov-west-1); with '*', any region of the standard partition (arn:aws:). Not "
+            "with targets or organization (they list their regions).",
+        ),
+    ] = None,
+    worker_principal: Annotated[
+        str | None,
+        typer.Option(
+            "--worker-principal",
+            metavar="ARN",
+            help="With targets or organization: the IAM role (or user, or account root) ARN "
+            "the worker runs as, trusted by each target's role. Default: the root of "
+            "--account; without it, a placeholder to replace.",
         ),
     ] = None,
 ) -> None:
@@ -119,11 +133,13 @@ def iam_policy(
     Only the actions the config's features use (no share accounts: no
     AuthorizeSnapshotAccess; nothing that can expire: no DeleteClusterSnapshot; and so on),
     scoped to the snapshots the worker makes (sw-<policy>-*) where Redshift allows it.
+    With targets or organization: one JSON object, the worker's own policy ("worker":
+    sts:AssumeRole on the roles, organizations:ListAccounts, and the Redshift permissions of
+    the targets on its own credentials) and per role its permission and trust policies
+    ("targets", "organization").
     """
     import re
 
-    from snapworker.service.permissions import iam_policy as build
-    from snapworker.service.permissions import render
     from snapworker.service.tick import select_policies
 
     cfg = load(config)
@@ -133,4 +149,50 @@ def iam_policy(
     if region is not None and region != "*" and not re.fullmatch(region_re, region):
         fail(f"--region: must be an AWS region name like 'us-east-1' or '*' (got {region!r})")
     chosen = select_policies(cfg, policy)
-    typer.echo(render(build(cfg, account=account, region=region, policies=chosen)))
+    if not cfg.is_fleet:
+        if worker_principal is not None:
+            fail(
+                "--worker-principal: the config has no targets nor organization, so no role "
+                "to trust it"
+            )
+        from snapworker.service.permissions import iam_policy as build
+        from snapworker.service.permissions import render
+
+        typer.echo(render(build(cfg, account=account, region=region, policies=chosen)))
+        return
+    from snapworker.service.fleet_permissions import PLACEHOLDER, PRINCIPAL_ARN, fleet_iam
+    from snapworker.service.permissions import render
+
+    if region is not None:
+        fail("--region: the config's targets and organization list their regions")
+    if worker_principal is not None and PRINCIPAL_ARN.fullmatch(worker_principal) is None:
+        hint = (
+            " (an assumed-role session: name its role, arn:aws:iam::ACCOUNT:role/NAME)"
+            if worker_principal.startswith("arn:") and ":sts::" in worker_principal
+            else ""
+        )
+        fail(
+            "--worker-principal: must be an IAM role, user or account root ARN like "
+            f"'arn:aws:iam::123456789012:role/snapworker' (got {worker_principal!r}){hint}"
+        )
+    doc = fleet_iam(cfg, account=account, principal=worker_principal, policies=chosen)
+    text = render(doc)
+    typer.echo(text)
+    if PLACEHOLDER in text:
+        typer.echo(
+            f"note: the trust policies name {PLACEHOLDER}: replace it with the ARN of the "
+            "worker's role (or give --worker-principal ARN, or --account ID for its root)",
+            err=True,
+        )
+    for t in cfg.targets or ():
+        if t.role_arn is not None and t.name not in doc["targets"]:
+            typer.echo(
+                f"note: target {t.name!r}: no policy applies to it; no role policy printed",
+                err=True,
+            )
+    if cfg.organization is not None and "organization" not in doc:
+        typer.echo(
+            "note: no policy may apply to a discovered account (named by its 12-digit id); "
+            "no organization role policy printed",
+            err=True,
+        )

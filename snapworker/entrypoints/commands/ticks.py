@@ -62,7 +62,7 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None, target: TargetOpt = 
     cfg = load(config)
     targets = fleet(cfg, pace=stop.pace, backoff=stop.backoff)
     from snapworker.service.fleet import fleet_tick
-    from snapworker.views.plan_report import render_fleet_outcomes, summary
+    from snapworker.views.plan_report import render_outcomes, render_run, summary
 
     progress = _Progress()
     listing = ListingBar()
@@ -122,7 +122,10 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None, target: TargetOpt = 
                 err=True,
             )
     print_pair_errors(result)
-    typer.echo(render_fleet_outcomes(result.pair_outcomes, named=named))
+    if named:
+        typer.echo(render_run([(r.pair, r.result.outcomes) for r in result.pairs if r.result]))
+    else:
+        typer.echo(render_outcomes(result.outcomes))
     if result.interrupted:
         left = sum(
             len(r.result.plan.actions) - len(r.result.outcomes)
@@ -306,5 +309,6 @@ def _explain(
     except UnknownSnapshot as exc:
         fail(str(exc))
     typer.echo(
-        explanation_page(e) if fmt == "html" else render_explanation(e, fmt), nl=fmt != "html"
+        explanation_page(e) if fmt == "html" else render_explanation(e, fmt, pr.pair),
+        nl=fmt != "html",
     )

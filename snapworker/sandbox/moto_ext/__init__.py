@@ -7,6 +7,10 @@ them in, faithful to the Redshift API reference and botocore's service model, so
 tests and the sandbox believe what AWS does. Nothing happens on import: call :func:`install`
 (idempotent) to apply it. It patches moto's classes, so it works both in-process
 (``moto.mock_aws``) and in a ``moto.server.ThreadedMotoServer`` running in the same process.
+Every handler acts in the request's own account and region (moto's
+``RedshiftResponse.redshift_backend`` is ``redshift_backends[self.current_account][self.region]``;
+an assumed role's credentials map to the role's account), so the same cluster and snapshot ids
+in two accounts or regions are two independent snapshots.
 moto dispatches an action to the ``RedshiftResponse`` method of the same name in snake case;
 :func:`install` sets those methods, and :func:`uninstall` puts moto's back.
 
@@ -21,8 +25,10 @@ Where each part lives (each module's docstring says exactly what AWS behaviour i
 - :mod:`.lifecycle`: ``creating`` -> ``available``, for new snapshots and restored clusters;
 - :mod:`.seeding`: helpers that act on moto's backend directly (seed back-dated snapshots,
   set states), and the fix to moto's backend filter;
-- :mod:`.counters`: calls by operation and passwords issued, for tests to read;
-- :mod:`.faults`: server-side fault injection (:class:`FaultPlan`);
+- :mod:`.counters`: calls by operation (in all, or by account, region, operation and
+  snapshot) and passwords issued, for tests to read;
+- :mod:`.faults`: server-side fault injection (:class:`FaultPlan`, which can aim at accounts
+  and regions, and make STS refuse AssumeRole of listed roles);
 - :mod:`.admin`: the ``/_snapworker/`` HTTP endpoints of the sandbox server;
 - :mod:`.wire`: request parameters and the Snapshot response shape;
 - :mod:`.common`: AWS's limits, the lock, :class:`RedshiftFault`.
@@ -54,6 +60,7 @@ from snapworker.sandbox.moto_ext.common import (
 )
 from snapworker.sandbox.moto_ext.counters import (
     call_counts,
+    call_counts_by_pair,
     counting_call_action,
     issued_passwords,
     reset_call_counts,
@@ -65,6 +72,7 @@ from snapworker.sandbox.moto_ext.faults import (
     FaultPlan,
     clear_faults,
     fault_report,
+    requests_by_pair,
     set_fault_plan,
 )
 from snapworker.sandbox.moto_ext.lifecycle import (
@@ -123,6 +131,7 @@ __all__ = [
     "automated_snapshot_id",
     "backend",
     "call_counts",
+    "call_counts_by_pair",
     "clear_faults",
     "clock_shift",
     "drop_snapshot",
@@ -131,6 +140,7 @@ __all__ = [
     "install",
     "is_installed",
     "issued_passwords",
+    "requests_by_pair",
     "reset_call_counts",
     "reset_issued_passwords",
     "set_clock_shift",
