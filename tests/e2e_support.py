@@ -411,13 +411,13 @@ class FreezeOnCall:
         from snapworker.sandbox.moto_ext import admin
 
         self._original = admin.inject
-        admin.inject = self._inject  # type: ignore[attr-defined]
+        admin.inject = self._inject
         return self
 
     def __exit__(self, *exc: object) -> None:
         from snapworker.sandbox.moto_ext import admin
 
-        admin.inject = self._original  # type: ignore[attr-defined]
+        admin.inject = self._original
 
     def _inject(
         self,

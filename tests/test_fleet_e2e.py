@@ -429,11 +429,13 @@ def test_plan_json_names_every_entry_s_pair_and_target_globs_limit_the_work(
     # even listed.
     fresh_counts()
     moto_ext.set_fault_plan(refuse)
-    r = box.cli("run", "--target", "dr-*", **at(now, 0))
-    assert r.returncode == 1, r.stderr
+    limited = box.cli("run", "--target", "dr-*", **at(now, 0))
+    assert limited.returncode == 1, limited.stderr
     counts = served()
-    errors = [line.split(": ")[1] for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert sorted(errors) == sorted(f"{REFUSED}/{reg}" for reg in REGIONS), r.stderr
+    errors = [
+        line.split(": ")[1] for line in limited.stderr.splitlines() if line.startswith("error:")
+    ]
+    assert sorted(errors) == sorted(f"{REFUSED}/{reg}" for reg in REGIONS), limited.stderr
     for key, pair in pairs.items():
         if key.startswith("dr-a/"):
             assert pair.mutations(counts) == started, key

@@ -295,8 +295,8 @@ def test_three_replicas_share_the_fleet_and_a_frozen_one_never_acts_twice(
     late = [r for r in sent if r[1] == frozen.pid and r[0] > woke_at and (r[2], r[3]) == key]
     assert late == [], (late, journal_dump)
     # Each copy and each share reached the server once, in every pair.
-    copies = Counter()
-    shares = Counter()
+    copies: Counter[tuple[str, str, str]] = Counter()
+    shares: Counter[tuple[str, str, str]] = Counter()
     for (account, region, op, target), n in counts.items():
         if op == "CopyClusterSnapshot":
             copies[(account, region, target)] += n
