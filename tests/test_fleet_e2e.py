@@ -193,6 +193,7 @@ def converged(box: Sandbox, counts: Counts, sources: list[str], keys: Iterable[s
         assert_converged(pairs[key], sources)
 
 
+@pytest.mark.slow  # six CLI runs over six pairs: about a minute
 def test_every_pair_creates_copies_shares_then_revokes_deletes_and_rests(
     sandbox: Sandbox,
 ) -> None:
