@@ -88,7 +88,7 @@ def test_a_refused_role_and_an_access_denied_region_are_named_and_the_rest_is_do
     def refused_listing() -> dict[str, Cluster]:
         raise denied
 
-    targets.estates[DR_WEST].list_clusters = refused_listing  # type: ignore[method-assign]
+    targets.estates[DR_WEST].list_clusters = refused_listing
     result = fleet_tick(targets.config, targets, clock=lambda: NOW)
     lines = [e.line() for e in result.errors]
     assert len(lines) == 2
