@@ -619,7 +619,9 @@ class FakeTargets:
             raise error
         return pair.account or self.estates[pair].account or ""
 
-    def runtime_for(self, pair: Any, account: str, batch: str | None = None) -> Any:
+    def runtime_for(
+        self, pair: Any, account: str, batch: str | None = None, with_legacy: bool = False
+    ) -> Any:
         from snapworker.service.tick import Runtime
 
         with self._lock:

@@ -149,7 +149,10 @@ def test_daemon_copies_shares_serves_health_and_stops_on_sigterm(sandbox: Sandbo
         assert 'snapworker_actions_total{kind="copy",outcome="copied"} 2' in metrics
         assert shares in metrics
         assert 'snapworker_aws_calls_total{operation="CopyClusterSnapshot"} 2' in metrics
-        assert 'snapworker_snapshots_owned{policy="prod-nightly",region="",target=""} 2' in metrics
+        assert (
+            'snapworker_snapshots_owned{policy="prod-nightly",region="us-east-1",'
+            'target="default"} 2' in metrics
+        )
         assert "snapworker_last_success_timestamp_seconds" in metrics
         code, err = stop(proc)
     assert code == 0, err
@@ -276,7 +279,9 @@ def test_run_skips_a_leased_policy_and_takes_over_a_stale_lease(sandbox: Sandbox
     box.automated("prod-a", 1)
     store = open_store(f"sqlite:///{box.db}")
     now = datetime.now(UTC)
-    assert store.acquire_lease("policy:prod-nightly", "other-host:1:x", timedelta(minutes=10), now)
+    assert store.acquire_lease(
+        "policy:prod-nightly/default/us-east-1", "other-host:1:x", timedelta(minutes=10), now
+    )
     before = box.snapshots()
     busy = box.cli("run")
     assert busy.returncode == 1
@@ -285,9 +290,12 @@ def test_run_skips_a_leased_policy_and_takes_over_a_stale_lease(sandbox: Sandbox
     assert "CopyClusterSnapshot" not in moto_ext.call_counts()
 
     # the holder died: its lease expired (it stopped renewing), so the next run takes over
-    store.release_lease("policy:prod-nightly", "other-host:1:x")
+    store.release_lease("policy:prod-nightly/default/us-east-1", "other-host:1:x")
     assert store.acquire_lease(
-        "policy:prod-nightly", "dead-host:2:y", timedelta(minutes=1), now - timedelta(hours=1)
+        "policy:prod-nightly/default/us-east-1",
+        "dead-host:2:y",
+        timedelta(minutes=1),
+        now - timedelta(hours=1),
     )
     store.close()
     took_over = box.cli("run")

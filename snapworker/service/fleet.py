@@ -61,10 +61,11 @@ class Targets(Protocol):
         ...
 
     def runtime_for(
-        self, pair: Pair, account: str, batch: str | None = None
+        self, pair: Pair, account: str, batch: str | None = None, with_legacy: bool = False
     ) -> Runtime[StateRepository]:
         """The pair's runtime: its gateway (client made now, role assumed now) and its
-        slice of the state DB (whose runs carry ``batch``, one fleet tick's id)."""
+        slice of the state DB (whose runs carry ``batch``, one fleet tick's id;
+        ``with_legacy``: which also reads the unclaimed rows from before the fleet)."""
         ...
 
     def claim_unscoped(self, pair: Pair, account: str) -> int:
@@ -97,7 +98,7 @@ class SinglePair:
         return pair.account or self.rt.gateway.account_id() or ""
 
     def runtime_for(
-        self, pair: Pair, account: str, batch: str | None = None
+        self, pair: Pair, account: str, batch: str | None = None, with_legacy: bool = False
     ) -> Runtime[StateRepository]:
         return self.rt
 
@@ -230,7 +231,8 @@ def fleet_tick(
                 claimed = targets.claim_unscoped(pair, account)
                 if claimed and log is not None:
                     log.info("rows from before the fleet claimed", target=pair.key, rows=claimed)
-            rt = targets.runtime_for(pair, account, batch)
+            # A dry run cannot claim the rows from before the fleet: it reads them instead.
+            rt = targets.runtime_for(pair, account, batch, dry_run and pair == legacy)
             # From here a failure is the tick's: its run row records it (finished "failed").
             in_tick = True
             pr = tick(
@@ -249,8 +251,8 @@ def fleet_tick(
         except UsageError:
             raise
         except Exception as e:
-            if _global(e):
-                raise
+            if _global(e) or not config.is_fleet:
+                raise  # one pair without targets: today's behaviour, the error is the command's
             error = one_line(e)
             if log is not None:
                 log.error("target failed", target=pair.target, region=pair.region, error=error)
