@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -460,3 +460,16 @@ class FreezeOnCall:
             return body
 
         return self._original(kind, op, key, then_freeze, environ, start_response, account=account)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2) -> Any:
+    """Poll ``check`` every ``every`` seconds until it returns something truthy, at most
+    ``timeout`` seconds (a bounded wait on a condition, not a timing test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)

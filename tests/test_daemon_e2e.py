@@ -12,20 +12,18 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import boto3
 import pytest
 
 from snapworker.sandbox import moto_ext
-from tests.e2e_support import CONFIG, REGION, Sandbox
+from tests.e2e_support import CONFIG, REGION, Sandbox, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -52,18 +50,6 @@ def daemon_config(box: Sandbox, *, interval: int = 3600, queue: str | None = Non
         extra += f"  sqs_queue_url: {queue}\n"
     box.write_config(CONFIG.replace("policies:\n", extra + "policies:\n", 1))
     return port
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something truthy (a bounded wait, not a timing test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @contextmanager

@@ -50,6 +50,7 @@ from tests.e2e_support import (
     estate,
     role_arn,
     served,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -160,17 +161,6 @@ def converged(sources: list[str]) -> bool:
         if len(owned) != len(sources) or any(v != [GRANTEE] for v in owned.values()):
             return False
     return True
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.25)
 
 
 def alive(daemons: list[tuple[subprocess.Popen[bytes], Path]]) -> bool:
