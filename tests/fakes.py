@@ -619,15 +619,17 @@ class FakeTargets:
             raise error
         return pair.account or self.estates[pair].account or ""
 
-    def runtime_for(self, pair: Any, account: str, batch: str | None = None) -> Any:
+    def runtime_for(
+        self, pair: Any, account: str, batch: str | None = None, with_legacy: bool = False
+    ) -> Any:
         from snapworker.service.tick import Runtime
 
         with self._lock:
             self.worked.append(pair)
         return Runtime(self.config, self.estates[pair], self.stores[pair], self.clock, _Quiet())
 
-    def claim_unscoped(self, account: str, region: str) -> int:
-        self.claims.append((account, region))
+    def claim_unscoped(self, pair: Any, account: str) -> int:
+        self.claims.append((account, pair.region))
         return 0
 
     def record_failure(self, pair: Any, error: str, mode: str, batch: str) -> None:

@@ -4,8 +4,10 @@ A run reads the inventory in ceil(snapshots/100) DescribeClusterSnapshots pages 
 ceil(clusters/100) DescribeClusters pages, makes one call per mutation (plus CreateTags
 after a copy), and one more DescribeClusterSnapshots per delete: the re-read docs/design.md's
 invariant 2 requires ("revoke first, re-read, then delete"), counted apart by the worker as
-``DescribeClusterSnapshots (by id)``. No sts:GetCallerIdentity: the account is learned from
-the inventory (here from the snapshots' OwnerAccount; moto reports no ClusterNamespaceArn).
+``DescribeClusterSnapshots (by id)``. Plus one sts:GetCallerIdentity per command for a
+target on the worker's own credentials: the state DB keys every row by account and region
+(the fleet), and the account must be known before the run's first row, before the
+inventory is read. A role target's account is its ARN's: no call.
 """
 
 from __future__ import annotations
@@ -136,4 +138,5 @@ def test_plan_and_run_make_exactly_the_floor_of_calls(sandbox: Sandbox, sts_call
     r = sandbox.cli("run")
     assert r.returncode == 0, r.stdout + r.stderr
     assert moto_ext.call_counts() == floor(251, 120) | {"AuthorizeSnapshotAccess": 6}
-    assert sts_calls == []  # the account came from the inventory, never from STS
+    # One GetCallerIdentity per command (plan, run, run), outside the Redshift floor.
+    assert sts_calls == ["GetCallerIdentity"] * 3

@@ -430,7 +430,7 @@ def test_prune_deletes_history_older_than_history_days(
     clock.now += timedelta(days=2)
     assert daemon.prune() == 2  # the run and its journal entry
     assert daemon.rt.store.recent_runs() == []
-    assert daemon.owned_counts() == {"prod-nightly": 1}  # what it owns is never pruned
+    assert daemon.owned_counts() == {("prod-nightly", "", ""): 1}  # what it owns is never pruned
 
 
 # --- SQS messages ---

@@ -12,20 +12,18 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import boto3
 import pytest
 
 from snapworker.sandbox import moto_ext
-from tests.e2e_support import CONFIG, REGION, Sandbox
+from tests.e2e_support import CONFIG, REGION, Sandbox, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -52,18 +50,6 @@ def daemon_config(box: Sandbox, *, interval: int = 3600, queue: str | None = Non
         extra += f"  sqs_queue_url: {queue}\n"
     box.write_config(CONFIG.replace("policies:\n", extra + "policies:\n", 1))
     return port
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something truthy (a bounded wait, not a timing test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @contextmanager
@@ -149,7 +135,10 @@ def test_daemon_copies_shares_serves_health_and_stops_on_sigterm(sandbox: Sandbo
         assert 'snapworker_actions_total{kind="copy",outcome="copied"} 2' in metrics
         assert shares in metrics
         assert 'snapworker_aws_calls_total{operation="CopyClusterSnapshot"} 2' in metrics
-        assert 'snapworker_snapshots_owned{policy="prod-nightly",region="",target=""} 2' in metrics
+        assert (
+            'snapworker_snapshots_owned{policy="prod-nightly",region="us-east-1",'
+            'target="default"} 2' in metrics
+        )
         assert "snapworker_last_success_timestamp_seconds" in metrics
         code, err = stop(proc)
     assert code == 0, err
@@ -276,7 +265,9 @@ def test_run_skips_a_leased_policy_and_takes_over_a_stale_lease(sandbox: Sandbox
     box.automated("prod-a", 1)
     store = open_store(f"sqlite:///{box.db}")
     now = datetime.now(UTC)
-    assert store.acquire_lease("policy:prod-nightly", "other-host:1:x", timedelta(minutes=10), now)
+    assert store.acquire_lease(
+        "policy:prod-nightly/default/us-east-1", "other-host:1:x", timedelta(minutes=10), now
+    )
     before = box.snapshots()
     busy = box.cli("run")
     assert busy.returncode == 1
@@ -285,9 +276,12 @@ def test_run_skips_a_leased_policy_and_takes_over_a_stale_lease(sandbox: Sandbox
     assert "CopyClusterSnapshot" not in moto_ext.call_counts()
 
     # the holder died: its lease expired (it stopped renewing), so the next run takes over
-    store.release_lease("policy:prod-nightly", "other-host:1:x")
+    store.release_lease("policy:prod-nightly/default/us-east-1", "other-host:1:x")
     assert store.acquire_lease(
-        "policy:prod-nightly", "dead-host:2:y", timedelta(minutes=1), now - timedelta(hours=1)
+        "policy:prod-nightly/default/us-east-1",
+        "dead-host:2:y",
+        timedelta(minutes=1),
+        now - timedelta(hours=1),
     )
     store.close()
     took_over = box.cli("run")

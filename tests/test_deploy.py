@@ -125,7 +125,7 @@ def test_hadolint_fails_a_broken_containerfile(
 @pytest.mark.parametrize(
     ("manifest", "old", "new"),
     [
-        (DEPLOYMENT, "  replicas: 1\n", "  replica: 1\n"),  # unknown field: strict mode
+        (DEPLOYMENT, "  replicas: 3\n", "  replica: 3\n"),  # unknown field: strict mode
         (DEPLOYMENT, "      containers:\n", "      containers: snapworker\n      xcontainers:\n"),
         (DEPLOYMENT, "terminationGracePeriodSeconds: 600", "terminationGracePeriodSeconds: ten"),
         (CRONJOB, "  jobTemplate:\n", "  jobTemplates:\n"),

@@ -88,7 +88,7 @@ def test_a_refused_role_and_an_access_denied_region_are_named_and_the_rest_is_do
     def refused_listing() -> dict[str, Cluster]:
         raise denied
 
-    targets.estates[DR_WEST].list_clusters = refused_listing  # type: ignore[method-assign]
+    targets.estates[DR_WEST].list_clusters = refused_listing
     result = fleet_tick(targets.config, targets, clock=lambda: NOW)
     lines = [e.line() for e in result.errors]
     assert len(lines) == 2
@@ -100,11 +100,13 @@ def test_a_refused_role_and_an_access_denied_region_are_named_and_the_rest_is_do
     assert targets.estates[GONE].calls == []
     assert targets.estates[HOME].ops().count("CopyClusterSnapshot") == 1
     assert targets.estates[DR_EAST].ops().count("CopyClusterSnapshot") == 1
-    # Each failure is recorded as a failed run of its pair, naming the error.
-    assert sorted((p.key, mode) for p, _, mode in targets.failures) == [
-        ("dr-a/eu-west-1", "run"),
-        ("dr-b/us-east-1", "run"),
-    ]
+    # Each failure is recorded once, as a failed run of its pair naming the error: a pair
+    # that never reached its tick by the fleet (record_failure), one that failed inside its
+    # tick by the tick's own run.
+    assert sorted((p.key, mode) for p, _, mode in targets.failures) == [("dr-b/us-east-1", "run")]
+    runs = list(targets.stores[DR_WEST].runs.values())
+    assert [(r["mode"], r["status"]) for r in runs] == [("run", "failed")], runs
+    assert "AccessDenied" in str(runs[0].get("error")), runs
 
 
 def test_a_dry_run_records_no_failure_and_claims_nothing() -> None:

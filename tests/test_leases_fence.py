@@ -121,6 +121,43 @@ def test_check_fails_within_the_margin_of_expiry(store: StateStore) -> None:
         mine.release()
 
 
+def test_a_process_frozen_past_its_local_deadline_fails_the_check_without_asking(
+    store: StateStore,
+) -> None:
+    """Frozen (SIGSTOP) after the state DB answered, or while it answered: the state DB may
+    still say "yours" (nobody took over yet, the wall clock of the test did not move), but the
+    process's own monotonic clock moved past the acquisition + TTL - margin: no mutation."""
+    ticks = [1000.0]
+    mine = PolicyLeases(
+        store, "host-a:1:aa", TTL, Clock(T0), pair_key="home/us-east-1", monotonic=lambda: ticks[0]
+    )
+    mine.acquire(["nightly"])
+    try:
+        ticks[0] += (TTL - TTL / 4).total_seconds() - 1
+        assert mine.check("nightly") >= 1  # just inside
+        ticks[0] += 2  # frozen a little longer: past the deadline
+        with pytest.raises(LeaseLost):
+            mine.check("nightly")
+        assert mine.any_lost
+    finally:
+        mine.release()
+
+
+def test_a_renewal_moves_the_local_deadline(store: StateStore) -> None:
+    ticks = [1000.0]
+    mine = PolicyLeases(
+        store, "host-a:1:aa", TTL, Clock(T0), pair_key="home/us-east-1", monotonic=lambda: ticks[0]
+    )
+    mine.acquire(["nightly"])
+    try:
+        ticks[0] += 60
+        mine.renew()  # the heartbeat's renewal, confirmed by the state DB at 1060
+        ticks[0] += (TTL - TTL / 4).total_seconds() - 1
+        assert mine.check("nightly") >= 1
+    finally:
+        mine.release()
+
+
 def test_the_journal_records_the_fence(store: StateStore) -> None:
     pair = store.scoped("dr-a", "210987654321", "eu-west-1")
     run = pair.begin_run("run", 1, T0)

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +27,13 @@ import pytest
 from snapworker.sandbox import moto_ext
 from snapworker.sandbox.moto_ext import FaultPlan
 from tests.e2e_support import Sandbox
+from tests.e2e_support import wait_for as _wait_for
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
+    """``e2e_support.wait_for``, polling every 50 ms (a stop is asked mid-copy)."""
+    return _wait_for(what, check, timeout, every=0.05)
+
 
 pytestmark = pytest.mark.e2e
 
@@ -90,18 +96,6 @@ def copies_by_target() -> Counter[str]:
             if op == "CopyClusterSnapshot"
         }
     )
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    """Poll ``check`` until it is truthy (a bounded wait on a condition, not a timing test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Lines:

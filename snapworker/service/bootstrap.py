@@ -164,17 +164,21 @@ class FleetTargets:
     def account_of(self, pair: Pair) -> str:
         return pair.account or self.sessions.caller_account(pair)
 
-    def claim_unscoped(self, account: str, region: str) -> int:
-        return self.store.claim_unscoped(account, region)
+    def claim_unscoped(self, pair: Pair, account: str) -> int:
+        return self.store.claim_unscoped(account, pair.region, pair.target)
 
     def record_failure(self, pair: Pair, error: str, mode: str, batch: str) -> None:
-        scoped = self.store.scoped(pair.target, pair.account or "", pair.region, batch)
+        account = pair.account or self.sessions.known_account()
+        if account is None:  # own credentials, GetCallerIdentity failed: no pair to file it in
+            self.log.warning("failed pair not recorded: its account is unknown", target=pair.key)
+            return
+        scoped = self.store.scoped(pair.target, account, pair.region, batch)
         at = self.clock()
         run_id = scoped.begin_run(mode, os.getpid(), at)
         scoped.finish_run(run_id, "failed", 0, 0, {}, error, at)
 
     def runtime_for(
-        self, pair: Pair, account: str, batch: str | None = None
+        self, pair: Pair, account: str, batch: str | None = None, with_legacy: bool = False
     ) -> Runtime[ScopedStore]:
         stats = self.stats.pair(pair.key)
         client = self.sessions.client(pair, "redshift", stats)
@@ -192,7 +196,9 @@ class FleetTargets:
         return Runtime(
             config=self.config,
             gateway=gateway,
-            store=self.store.scoped(pair.target, account, pair.region, batch),
+            store=self.store.scoped(
+                pair.target, account, pair.region, batch, with_legacy=with_legacy
+            ),
             clock=self.clock,
             log=log,
         )

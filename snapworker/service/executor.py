@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, cast
@@ -50,6 +51,7 @@ from snapworker.core.ownership import ownership_tags, parse_utc
 from snapworker.errors import SnapworkerError
 from snapworker.service.database import record_figures_before_snapshot
 from snapworker.service.iam import declare, needs
+from snapworker.service.leases import LeaseLost
 from snapworker.service.ports import (
     Gateway,
     JournalRepository,
@@ -122,14 +124,37 @@ class Executor:
         except SnapworkerError as e:  # the lease is lost: not started, nothing journalled
             return Outcome(action, False, "not started", str(e))
         entry = self.store.journal_start(self.run_id, action, self.clock(), fence=fence)
+        if self.fence is not None:
+            try:  # again: a freeze between the check and the entry leaves a stale entry
+                self.fence(action.policy)
+            except SnapworkerError as e:  # ours alone (nobody reuses a fresh entry): closed
+                message = str(e)
+                self.store.journal_finish(entry, "failed", None, message, self.clock())
+                return Outcome(action, False, "not started", message)
         try:
-            outcome = do(self, action)
+            with self._guarded(action):
+                outcome = do(self, action)
+        except LeaseLost as e:
+            # Lost since the check (a freeze): the request was not sent. The entry is left
+            # as it is: the replica that took the pair over may have reused it (same key) and
+            # finished it, and a holder that lost its lease writes nothing more there; an
+            # entry nobody reused is settled by the next tick, as after a crash.
+            return Outcome(action, False, "lease lost", str(e))
         except (AwsError, Refused) as e:
             message = str(e)
             self.store.journal_finish(entry, "failed", None, message, self.clock())
             return Outcome(action, False, "failed", message)
         self.store.journal_finish(entry, "completed", outcome, None, self.clock())
         return Outcome(action, True, outcome)
+
+    def _guarded(self, action: Action) -> AbstractContextManager[object]:
+        """The lease checked again right before each mutating request of the action goes out
+        (the gateway's ``guarded``; a gateway without it, a test's fake: not checked)."""
+        fence = self.fence
+        guarded = getattr(self.gateway, "guarded", None)
+        if fence is None or guarded is None:
+            return nullcontext()
+        return cast("AbstractContextManager[object]", guarded(lambda: fence(action.policy)))
 
     def check_deletable(self, action: Action) -> Snapshot | None:
         """Re-read the snapshot and check every delete guard; None: already gone."""

@@ -61,13 +61,14 @@ class Targets(Protocol):
         ...
 
     def runtime_for(
-        self, pair: Pair, account: str, batch: str | None = None
+        self, pair: Pair, account: str, batch: str | None = None, with_legacy: bool = False
     ) -> Runtime[StateRepository]:
         """The pair's runtime: its gateway (client made now, role assumed now) and its
-        slice of the state DB (whose runs carry ``batch``, one fleet tick's id)."""
+        slice of the state DB (whose runs carry ``batch``, one fleet tick's id;
+        ``with_legacy``: which also reads the unclaimed rows from before the fleet)."""
         ...
 
-    def claim_unscoped(self, account: str, region: str) -> int:
+    def claim_unscoped(self, pair: Pair, account: str) -> int:
         """Give the rows of a state DB from before the fleet (no account, no region) to this
         account and region; returns how many."""
         ...
@@ -97,11 +98,11 @@ class SinglePair:
         return pair.account or self.rt.gateway.account_id() or ""
 
     def runtime_for(
-        self, pair: Pair, account: str, batch: str | None = None
+        self, pair: Pair, account: str, batch: str | None = None, with_legacy: bool = False
     ) -> Runtime[StateRepository]:
         return self.rt
 
-    def claim_unscoped(self, account: str, region: str) -> int:
+    def claim_unscoped(self, pair: Pair, account: str) -> int:
         return 0  # the runtime's store is the pair's as it is
 
     def record_failure(self, pair: Pair, error: str, mode: str, batch: str) -> None:
@@ -223,13 +224,17 @@ def fleet_tick(
             return PairResult(pair, TickResult(Plan(generated_at=_now(clock))))
         if should_stop():
             return PairResult(pair, TickResult(Plan(generated_at=_now(clock)), interrupted=True))
+        in_tick = False
         try:
             account = targets.account_of(pair)
             if not dry_run and pair == legacy:
-                claimed = targets.claim_unscoped(account, pair.region)
+                claimed = targets.claim_unscoped(pair, account)
                 if claimed and log is not None:
                     log.info("rows from before the fleet claimed", target=pair.key, rows=claimed)
-            rt = targets.runtime_for(pair, account, batch)
+            # A dry run cannot claim the rows from before the fleet: it reads them instead.
+            rt = targets.runtime_for(pair, account, batch, dry_run and pair == legacy)
+            # From here a failure is the tick's: its run row records it (finished "failed").
+            in_tick = True
             pr = tick(
                 rt,
                 names,
@@ -246,12 +251,12 @@ def fleet_tick(
         except UsageError:
             raise
         except Exception as e:
-            if _global(e):
-                raise
+            if _global(e) or not config.is_fleet:
+                raise  # one pair without targets: today's behaviour, the error is the command's
             error = one_line(e)
             if log is not None:
                 log.error("target failed", target=pair.target, region=pair.region, error=error)
-            if not dry_run:
+            if not dry_run and not in_tick:
                 targets.record_failure(pair, error, mode, batch)
             return PairResult(pair, error=error)
 

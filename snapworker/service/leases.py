@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -98,6 +99,7 @@ class PolicyLeases:
         clock: Callable[[], datetime] = wall_clock,
         log: Any = None,
         pair_key: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.holder = holder or new_holder()
@@ -105,6 +107,12 @@ class PolicyLeases:
         self.pair_key = pair_key
         self.clock = clock
         self.log = log
+        self.monotonic = monotonic
+        self._deadlines: dict[str, float] = {}
+        """Per policy: until when (``monotonic``) the lease is surely ours with the margin
+        left, counted from *before* the acquisition or renewal that the state DB confirmed.
+        :meth:`check` needs no query to see it pass: a process frozen (SIGSTOP, a paused VM)
+        wakes past it, whatever it was doing when it froze."""
         self.held: list[str] = []
         self.lost: set[str] = set()
         self.kept: list[str] = []
@@ -118,7 +126,9 @@ class PolicyLeases:
         skipped: list[str] = []
         try:
             for name in policies:
+                started = self.monotonic()
                 if self._acquire(self.name(name)):
+                    self._confirmed(name, started)
                     acquired.append(name)
                 else:
                     skipped.append(name)
@@ -157,15 +167,25 @@ class PolicyLeases:
         TTL (the heartbeat renews at a third)."""
         return self.ttl / 4
 
+    def _confirmed(self, policy: str, started: float) -> None:
+        """The state DB confirmed the lease of ``policy``, asked at ``started``."""
+        until = started + (self.ttl - self.margin).total_seconds()
+        self._deadlines[policy] = max(self._deadlines.get(policy, until), until)
+
     def check(self, policy: str) -> int:
         """Right before an AWS mutation on ``policy``: the lease's fencing counter, if this
         process holds it with at least :attr:`margin` left; else the policy is marked lost
-        and :class:`LeaseLost` raised (naming the policy and the pair)."""
+        and :class:`LeaseLost` raised (naming the policy and the pair).
+
+        Two checks: the state DB's (``lease_fence``: the lease is still this holder's and
+        its expiry is at least the margin away), then, last, the local deadline (no query:
+        a process frozen during the first check, or after it, fails this one when it
+        wakes). What is left is the instant between this check and the request leaving."""
         if policy in self.held and policy not in self.lost:
             fence = self.store.lease_fence(
                 self.name(policy), self.holder, self.clock(), self.margin
             )
-            if fence is not None:
+            if fence is not None and self.monotonic() < self._deadlines.get(policy, 0.0):
                 return fence
         self.lost.add(policy)
         raise LeaseLost(policy, self.pair_key)
@@ -190,13 +210,16 @@ class PolicyLeases:
         for name in self.held:
             if name in self.lost:
                 continue
+            started = self.monotonic()
             try:
                 ok = self.store.renew_lease(self.name(name), self.holder, self.ttl, self.clock())
             except Exception as e:  # a busy DB: try again at the next beat
                 if self.log is not None:
                     self.log.warning("lease renewal failed", policy=name, error=str(e))
                 continue
-            if not ok:
+            if ok:
+                self._confirmed(name, started)
+            else:
                 self.lost.add(name)
                 if self.log is not None:
                     self.log.error("lease lost: stopping work on the policy", policy=name)

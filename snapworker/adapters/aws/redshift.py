@@ -23,6 +23,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -105,6 +106,24 @@ def _megabytes(value: Any) -> float | None:
     return mb if math.isfinite(mb) and mb >= 0 else None
 
 
+_SEND_GUARD = threading.local()
+"""Per thread: ``check`` (set by :meth:`RedshiftGateway.guarded`) and ``operation`` (the call
+being made, from ``before-call``)."""
+
+
+def _note_operation(model: Any = None, **_: Any) -> None:
+    _SEND_GUARD.operation = getattr(model, "name", None)
+
+
+def _guard_send(**_: Any) -> None:
+    """``before-send``: right before an attempt of a mutating call goes on the wire (each of
+    botocore's own retries too), the check :meth:`RedshiftGateway.guarded` set on this
+    thread; it raises to stop the request (a lease no longer held)."""
+    check = getattr(_SEND_GUARD, "check", None)
+    if check is not None and getattr(_SEND_GUARD, "operation", None) in MUTATIONS:
+        check()
+
+
 class RedshiftGateway(ClusterCalls):
     """Every Redshift call snapworker makes, with its error handling and retry policy."""
 
@@ -135,11 +154,31 @@ class RedshiftGateway(ClusterCalls):
         # a throttle that botocore retried itself.
         self._heard = threading.local()
         events = getattr(client.meta, "events", None)
+        if events is not None:
+            # Module-level handlers, once per client (a pair's client outlives its gateways).
+            events.register(
+                "before-call.redshift", _note_operation, unique_id="snapworker-guard-op"
+            )
+            events.register("before-send.redshift", _guard_send, unique_id="snapworker-guard")
         if limiter is not None and events is not None:
             # Throttles that botocore absorbs itself never reach tenacity: hear them here.
             events.register(
                 "needs-retry.redshift", self._on_botocore_retry, unique_id="snapworker-limiter"
             )
+
+    @contextmanager
+    def guarded(self, check: Callable[[], object]) -> Iterator[None]:
+        """While inside, on this thread: ``check()`` right before each attempt of a mutating
+        call is sent; whatever it raises stops the request unsent and propagates. The
+        executor checks the action's lease this way, as late as it can be checked: a worker
+        frozen after its lease check (SIGSTOP, a paused VM, a long wait in the rate limiter)
+        sends nothing under a lease another replica has taken over meanwhile."""
+        previous = getattr(_SEND_GUARD, "check", None)
+        _SEND_GUARD.check = check
+        try:
+            yield
+        finally:
+            _SEND_GUARD.check = previous
 
     # -- errors and retries -------------------------------------------------------------
 

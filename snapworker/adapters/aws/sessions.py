@@ -276,6 +276,11 @@ class Sessions:
                 self._own_account = str(ident["Account"])
             return self._own_account
 
+    def known_account(self) -> str | None:
+        """The worker's own account if GetCallerIdentity already answered, else None (never
+        a call)."""
+        return self._own_account
+
     def _key_lock(self, key: tuple[str, ...]) -> threading.Lock:
         with self._lock:
             return self._key_locks.setdefault(key, threading.Lock())

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from snapworker.adapters.store.engine import Database, aware
-from snapworker.adapters.store.runs import PairRun, last_finished_run, last_finished_runs
+from snapworker.adapters.store.runs import PairRun, latest_report, latest_reports
 from snapworker.adapters.store.scope import LEGACY, Scope
 from snapworker.adapters.store.tables import DriftRow
 from snapworker.core.model import Plan
@@ -106,35 +106,19 @@ class DriftRepository:
         without an exception (one that raised may not have recorded it, so an older one's
         view is shown instead; one still running is not looked at). None when no such tick
         exists yet. With ``global_reads``: every pair's newest such tick's, in one report."""
-        if not self._global:
-            with self._db.session("read drift", write=False) as s:
-                run = last_finished_run(s, self._scope)
-                if run is None:
-                    return None
-                return self._report(
-                    s,
-                    PairRun(
-                        run[0], run[1], self._scope.target, self._scope.account, self._scope.region
-                    ),
-                )
-        reports = self.latest_drift_by_pair()
-        if not reports:
-            return None
-        return DriftReport(
-            run_id=max(r.run_id for r in reports),
-            seen_at=max((r.seen_at for r in reports if r.seen_at is not None), default=None),
-            items=tuple(i for r in reports for i in r.items),
+        return latest_report(
+            self._db,
+            self._scope,
+            self._global,
+            "read drift",
+            self._report,
+            lambda run_id, seen_at, items: DriftReport(run_id, seen_at, items),
         )
 
     def latest_drift_by_pair(self) -> list[DriftReport]:
         """The drift of the newest finished tick of each pair (of the scope's one without
         ``global_reads``), by account then region."""
-        with self._db.session("read drift", write=False) as s:
-            runs = last_finished_runs(s)
-            if not self._global:
-                mine = (self._scope.account, self._scope.region)
-                runs = [r for r in runs if (r.owner_account, r.region) == mine]
-            return [self._report(s, run) for run in runs]
+        return latest_reports(self._db, self._scope, self._global, "read drift", self._report)
 
     def _report(self, s: Session, run: PairRun) -> DriftReport:
         rows = s.exec(

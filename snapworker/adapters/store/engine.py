@@ -67,6 +67,12 @@ class Database:
         self._writer = engine.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
         # One shared in-memory connection: one transaction on it at a time.
         self._turns = threading.RLock() if in_memory else None
+        # SQLite has one writer at a time. The threads of one process (the fleet's pairs, each
+        # with its clusters' threads) queue for it here, in order, rather than in SQLite's busy
+        # handler, which polls with growing sleeps and can starve one of many writers past the
+        # busy timeout ("database is locked"). Other processes still meet the busy timeout.
+        sqlite_file_db = engine.dialect.name == "sqlite" and not in_memory
+        self._writers = threading.RLock() if sqlite_file_db else None
 
     def turn(self) -> threading.RLock | nullcontext[None]:
         """Held while using a connection: the in-memory database's single one, in turns."""
@@ -78,8 +84,9 @@ class Database:
         front), else rolled back. A database failure raises :class:`StateStoreError` saying
         ``what`` failed."""
         bind = self._writer if write else self.engine
+        queue = self._writers if write and self._writers is not None else nullcontext()
         try:
-            with self.turn(), Session(bind, expire_on_commit=False) as session:
+            with queue, self.turn(), Session(bind, expire_on_commit=False) as session:
                 yield session
                 if write:
                     session.commit()

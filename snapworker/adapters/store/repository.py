@@ -132,15 +132,23 @@ class StateStore:
         self.drills = VerificationRepository(db, self.scope, global_reads=everything)
 
     def scoped(
-        self, target: str, account: str, region: str, batch: str | None = None
+        self,
+        target: str,
+        account: str,
+        region: str,
+        batch: str | None = None,
+        *,
+        with_legacy: bool = False,
     ) -> ScopedStore:
         """The store of the pair (``target``, ``region``) whose account is ``account``: every
         read and write limited to (``account``, ``region``); the runs it begins name
         ``target``, the account, the region and ``batch`` (one fleet invocation's id, shared by
-        its pair runs). Shares this store's database (closing it closes nothing)."""
+        its pair runs). Shares this store's database (closing it closes nothing).
+        ``with_legacy``: read the unclaimed rows from before the fleet too (a dry run of the
+        first pair, which cannot claim them: ``Scope.with_legacy``)."""
         if not account or not region:
             raise ValueError("a scoped store needs an account and a region")
-        return ScopedStore(self._db, Scope(account, region, target, batch))
+        return ScopedStore(self._db, Scope(account, region, target, batch, with_legacy))
 
     def claim_unscoped(self, account: str, region: str, target: str | None = None) -> int:
         """Give every row of the legacy scope (``owner_account`` ``''``: from before migration

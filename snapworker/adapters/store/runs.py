@@ -18,10 +18,10 @@ records it so. (Rows of a version without run leases count as gone: none of them
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from sqlmodel import Session, col, delete, func, select, update
 
@@ -106,6 +106,63 @@ def last_finished_runs(session: Session) -> list[PairRun]:
         if r.finished_at is not None
     ]
     return sorted(runs, key=lambda r: (r.owner_account, r.region))
+
+
+class _Report(Protocol):
+    """What a per-run report (drift, sizes) shows: its run, when, its items."""
+
+    @property
+    def run_id(self) -> int: ...
+    @property
+    def seen_at(self) -> datetime | None: ...
+    @property
+    def items(self) -> tuple[Any, ...]: ...
+
+
+R = TypeVar("R", bound=_Report)
+
+
+def latest_reports(
+    db: Database,
+    scope: Scope,
+    global_reads: bool,
+    what: str,
+    report: Callable[[Session, PairRun], R],
+) -> list[R]:
+    """``report`` of the newest finished run of each pair (only the scope's pair without
+    ``global_reads``), by account then region: what ``status`` shows of drift and sizes."""
+    with db.session(what, write=False) as s:
+        runs = last_finished_runs(s)
+        if not global_reads:
+            mine = (scope.account, scope.region)
+            runs = [r for r in runs if (r.owner_account, r.region) == mine]
+        return [report(s, run) for run in runs]
+
+
+def latest_report(
+    db: Database,
+    scope: Scope,
+    global_reads: bool,
+    what: str,
+    report: Callable[[Session, PairRun], R],
+    merged: Callable[[int, datetime | None, tuple[Any, ...]], R],
+) -> R | None:
+    """The scope's newest finished run's ``report`` (None: none yet); with ``global_reads``,
+    every pair's in one (``merged``: the newest run id and time, every item)."""
+    if not global_reads:
+        with db.session(what, write=False) as s:
+            run = last_finished_run(s, scope)
+            if run is None:
+                return None
+            return report(s, PairRun(run[0], run[1], scope.target, scope.account, scope.region))
+    reports = latest_reports(db, scope, True, what, report)
+    if not reports:
+        return None
+    return merged(
+        max(r.run_id for r in reports),
+        max((r.seen_at for r in reports if r.seen_at is not None), default=None),
+        tuple(i for r in reports for i in r.items),
+    )
 
 
 def pending_entries(session: Session, scope: Scope = LEGACY) -> list[PendingEntry]:

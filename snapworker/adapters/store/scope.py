@@ -42,16 +42,30 @@ class Scope:
     region: str = ""
     target: str | None = None
     batch: str | None = None
+    with_legacy: bool = False
+    """Read the rows of :data:`LEGACY` too, as if claimed: a dry run of the first pair
+    before the first run that claims them (a dry run writes nothing, so it cannot claim)."""
+
+    def _accounts(self) -> list[str]:
+        return [self.account, ""] if self.with_legacy else [self.account]
+
+    def _regions(self) -> list[str]:
+        return [self.region, ""] if self.with_legacy else [self.region]
 
     def where(self, row: Any) -> tuple[Any, ...]:
         """The conditions limiting ``row``'s table (a SQLModel class) to this pair."""
-        return (col(row.owner_account) == self.account, col(row.region) == self.region)
+        if not self.with_legacy:
+            return (col(row.owner_account) == self.account, col(row.region) == self.region)
+        return (
+            col(row.owner_account).in_(self._accounts()),
+            col(row.region).in_(self._regions()),
+        )
 
     def where_run(self, row: Any) -> tuple[Any, ...]:
         """The same for ``run``, whose legacy rows (from before 0006) have NULL columns."""
         return (
-            func.coalesce(col(row.owner_account), "") == self.account,
-            func.coalesce(col(row.region), "") == self.region,
+            func.coalesce(col(row.owner_account), "").in_(self._accounts()),
+            func.coalesce(col(row.region), "").in_(self._regions()),
         )
 
     def stamp(self) -> dict[str, str]:

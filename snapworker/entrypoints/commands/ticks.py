@@ -309,6 +309,8 @@ def _explain(
     except UnknownSnapshot as exc:
         fail(str(exc))
     typer.echo(
-        explanation_page(e) if fmt == "html" else render_explanation(e, fmt, pr.pair),
+        explanation_page(e)
+        if fmt == "html"
+        else render_explanation(e, fmt, pr.pair if cfg.is_fleet else None),
         nl=fmt != "html",
     )
