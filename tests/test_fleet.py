@@ -210,3 +210,20 @@ def test_replicas_start_on_different_pairs() -> None:
     assert len(firsts) > 3
     for holder in ("a", "b"):
         assert sorted(pair_order(pairs, holder)) == sorted(pairs)
+
+
+def test_a_pair_throttled_past_its_retries_is_skipped_and_named() -> None:
+    throttled = AwsError("DescribeClusterSnapshots", "Throttling", "Rate exceeded")
+    targets = _targets(_config(), [HOME, DR_EAST])
+
+    def listing(progress: Any = None) -> dict[str, Snapshot]:
+        raise throttled
+
+    targets.estates[DR_EAST].list_snapshots = listing  # type: ignore[method-assign]
+    result = fleet_tick(targets.config, targets, clock=lambda: NOW)
+    assert [e.line() for e in result.errors] == [
+        "error: dr-a/us-east-1: DescribeClusterSnapshots: Throttling: Rate exceeded"
+    ]
+    assert result.exit_code == 1
+    assert targets.estates[HOME].ops().count("CopyClusterSnapshot") == 1
+    assert "CopyClusterSnapshot" not in targets.estates[DR_EAST].ops()
