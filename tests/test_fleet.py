@@ -219,7 +219,7 @@ def test_a_pair_throttled_past_its_retries_is_skipped_and_named() -> None:
     def listing(progress: Any = None) -> dict[str, Snapshot]:
         raise throttled
 
-    targets.estates[DR_EAST].list_snapshots = listing  # type: ignore[method-assign]
+    targets.estates[DR_EAST].list_snapshots = listing
     result = fleet_tick(targets.config, targets, clock=lambda: NOW)
     assert [e.line() for e in result.errors] == [
         "error: dr-a/us-east-1: DescribeClusterSnapshots: Throttling: Rate exceeded"
