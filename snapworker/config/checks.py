@@ -440,3 +440,52 @@ def _host(value: str) -> str:
     if not value or any(c.isspace() for c in value) or "/" in value:
         raise ValueError(f"must be a host name or IP address (got {_show(value)})")
     return value
+
+
+# -- the fleet: target names, roles, external ids, globs
+
+_TARGET_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?")
+_ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}")
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
+_ROLE_NAME = re.compile(r"[\w+=,.@/-]{1,512}")
+
+
+def _target_name(value: str) -> str:
+    if _TARGET_NAME.fullmatch(value) is None:
+        raise ValueError(
+            "a target name is letters, digits and hyphens, starting and ending with a letter "
+            f"or digit, at most 64 characters (got {value!r})"
+        )
+    return value
+
+
+def _role_arn(value: str) -> str:
+    if _ROLE_ARN.fullmatch(value) is None:
+        raise ValueError(
+            "must be an IAM role ARN like 'arn:aws:iam::210987654321:role/snapworker' "
+            f"(got {value!r})"
+        )
+    return value
+
+
+def _external_id(value: str) -> str:
+    if _EXTERNAL_ID.fullmatch(value) is None:
+        raise ValueError(
+            "an external id is 2 to 1224 characters of letters, digits and +=,.@:/-_ "
+            f"(got {value!r})"
+        )
+    return value
+
+
+def _role_name(value: str) -> str:
+    if _ROLE_NAME.fullmatch(value) is None or value.startswith("arn:"):
+        raise ValueError(
+            f"must be an IAM role name (or path/name) like 'snapworker', not an ARN (got {value!r})"
+        )
+    return value
+
+
+def _glob(value: str) -> str:
+    if not value or value != value.strip():
+        raise ValueError(f"must be a non-empty glob without surrounding spaces (got {value!r})")
+    return value

@@ -5,7 +5,6 @@ file into these models is :func:`snapworker.config.load_config`.
 
 from __future__ import annotations
 
-import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -27,6 +26,8 @@ from pydantic import (
 )
 
 from snapworker.config.checks import (
+    _ACCOUNT_RE,
+    _ROLE_ARN,
     _account,
     _account_input,
     _check_name,
@@ -35,7 +36,9 @@ from snapworker.config.checks import (
     _db_check,
     _duplicates,
     _duration,
+    _external_id,
     _former_name_conflicts,
+    _glob,
     _hold_tag,
     _host,
     _http_url,
@@ -46,9 +49,12 @@ from snapworker.config.checks import (
     _policy_name_duplicates,
     _raise_duplicates,
     _region,
+    _role_arn,
+    _role_name,
     _select_tag_key,
     _select_tag_value,
     _state_url,
+    _target_name,
     _timezone,
 )
 from snapworker.core.targets import DEFAULT_TARGET, Pair, matches
@@ -306,53 +312,6 @@ class VerifySpec(_Model):
         return self
 
 
-_TARGET_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?")
-_ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}")
-_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
-_ROLE_NAME = re.compile(r"[\w+=,.@/-]{1,512}")
-
-
-def _target_name(value: str) -> str:
-    if _TARGET_NAME.fullmatch(value) is None:
-        raise ValueError(
-            "a target name is letters, digits and hyphens, starting and ending with a letter "
-            f"or digit, at most 64 characters (got {value!r})"
-        )
-    return value
-
-
-def _role_arn(value: str) -> str:
-    if _ROLE_ARN.fullmatch(value) is None:
-        raise ValueError(
-            "must be an IAM role ARN like 'arn:aws:iam::210987654321:role/snapworker' "
-            f"(got {value!r})"
-        )
-    return value
-
-
-def _external_id(value: str) -> str:
-    if _EXTERNAL_ID.fullmatch(value) is None:
-        raise ValueError(
-            "an external id is 2 to 1224 characters of letters, digits and +=,.@:/-_ "
-            f"(got {value!r})"
-        )
-    return value
-
-
-def _role_name(value: str) -> str:
-    if _ROLE_NAME.fullmatch(value) is None or value.startswith("arn:"):
-        raise ValueError(
-            f"must be an IAM role name (or path/name) like 'snapworker', not an ARN (got {value!r})"
-        )
-    return value
-
-
-def _glob(value: str) -> str:
-    if not value or value != value.strip():
-        raise ValueError(f"must be a non-empty glob without surrounding spaces (got {value!r})")
-    return value
-
-
 def _regions_unique(regions: list[str]) -> list[str]:
     found = _duplicates(enumerate(regions), "region", "regions")
     if found:
@@ -404,9 +363,6 @@ class Target(_Model):
         return [
             Pair(self.name, r, self.account, self.role_arn, self.external_id) for r in self.regions
         ]
-
-
-_ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
 def _target_name_duplicates(names: Iterable[tuple[int, str]]) -> list[Any]:
@@ -633,7 +589,7 @@ class Config(_Model):
                 "a discovered account's target; name this target otherwise",
             ]
             for i, t in enumerate(self.targets)
-            if _ACCOUNT_ID.fullmatch(t.name)
+            if _ACCOUNT_RE.fullmatch(t.name)
         ]
         if found:
             _raise_duplicates(found)
